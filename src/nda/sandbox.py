@@ -1,0 +1,281 @@
+"""The sandbox: run a program on a chosen tier under limits and return a structured result.
+
+In: a program (top-level sequence of nodes, an `ir.Module`, or a `link.LinkedModule`), the
+conditioning vector (floats), an optional call resolver/store, `Limits`, a tier name.
+Out: `SandboxResult` (runtime.md §5). `run` never raises for anything the program does: NDA
+errors become `error`/`error_code`, any other exception becomes `panicked=True`, code INTERNAL.
+Invalid *arguments* (an unknown tier name) raise `ValueError` at once.
+
+Tiers register here by name: tier 0 (`interp`) always; tier 1 (`closure`) and tier 2
+(`native`) when their modules exist. `auto` picks the best available tier.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import errors as E
+from . import ir
+from .errors import NdaError
+from .state import Limits, RunState
+
+TIER_NAMES = {"interp": 0, "closure": 1, "native": 2}
+TIER_ALIASES = {"0": "interp", "1": "closure", "2": "native", "tier0": "interp",
+                "tier1": "closure", "tier2": "native"}
+
+
+@dataclass(slots=True)
+class SandboxResult:
+    """Every field of runtime.md §5 (the original's, then ours)."""
+
+    executed_nodes: int = 0
+    matrix_count: int = 0
+    norm_count: int = 0
+    output_vec: list = field(default_factory=list)
+    output_dim: int = 0
+    panicked: bool = False
+    error: str | None = None
+    elapsed_us: int = 0
+    kind_counts: dict = field(default_factory=dict)
+    output_log: list = field(default_factory=list)
+    loop_iterations: int = 0
+    error_code: str | None = None
+    tier: int = 0
+    compile_us: int = 0
+    run_us: int = 0
+    program_hash: str = ""
+    fuel_used: int = 0
+
+    def is_success(self) -> bool:
+        return not self.panicked and self.error is None
+
+    def to_dict(self, tier_as_name: bool = False) -> dict:
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["output_vec"] = [_json_float(x) for x in self.output_vec]
+        if tier_as_name:
+            d["tier"] = {0: "interp", 1: "closure", 2: "native"}[self.tier]
+        return d
+
+    def observable(self) -> tuple:
+        """The fields every tier must agree on (timing and tier excluded)."""
+        bits = tuple(np.asarray(self.output_vec, dtype=np.float32).view(np.uint32).tolist())
+        return (bits, self.output_dim, tuple(self.output_log), self.error_code, self.error,
+                self.executed_nodes, self.matrix_count, self.norm_count, self.loop_iterations,
+                tuple(sorted(self.kind_counts.items())), self.panicked)
+
+
+def _json_float(x: float):
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Tier registry
+
+Runner = Callable[[Sequence[ir.Node], RunState, dict], int]  # returns the tier that ran
+
+
+def _run_interp(seq, state, opts) -> int:
+    from .interp import run_tier0
+
+    run_tier0(seq, state)
+    return 0
+
+
+def _tier_runner(name: str) -> Runner | None:
+    if name == "interp":
+        return _run_interp
+    if name == "closure":
+        try:
+            from .closure import run_tier1
+        except ImportError:
+            return None
+        return run_tier1
+    if name == "native":
+        try:
+            from .native import run_tier2
+        except ImportError:
+            return None
+        return run_tier2
+    return None
+
+
+def available_tiers() -> list[str]:
+    return [n for n in ("interp", "closure", "native") if _tier_runner(n) is not None]
+
+
+def resolve_tier(tier) -> str:
+    """Normalize a tier argument to 'interp' / 'closure' / 'native' (auto → best available)."""
+    t = str(tier).lower()
+    t = TIER_ALIASES.get(t, t)
+    if t == "auto":
+        for cand in ("native", "closure", "interp"):
+            if _tier_runner(cand) is not None:
+                return cand
+    if t not in TIER_NAMES:
+        raise ValueError(f"unknown tier {tier!r} (expected auto, interp, closure or native)")
+    if _tier_runner(t) is None:
+        raise ValueError(f"tier {t!r} is not available in this build (available: {', '.join(available_tiers())})")
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# Program preparation
+
+
+def _prepare(program, store):
+    """→ (top-level sequence, resolver). Modules are linked and layered over the store."""
+    from . import link
+
+    if isinstance(program, ir.Node):
+        return (program,), store
+    if isinstance(program, ir.Module):
+        program = link.link_module(program)
+    if isinstance(program, link.LinkedModule):
+        resolver = link.MemoryResolver(fallback=store)
+        resolver.add_linked(program)
+        return tuple(program.main_sequence()), resolver
+    seq = getattr(program, "sequence", None)  # sexpr.SexprUnit
+    if seq is not None or getattr(program, "module", None) is not None:
+        if program.module is not None:
+            return _prepare(program.module, store)
+        return tuple(seq), store
+    return tuple(program), store
+
+
+def _convert_input(conditioning, limits: Limits) -> np.ndarray:
+    if conditioning is None:
+        conditioning = [1.0] * 896
+    try:
+        arr = np.asarray(conditioning, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise NdaError(f"conditioning vector must be a list of numbers: {e}", E.INPUT_INVALID) from e
+    if arr.ndim != 1:
+        raise NdaError("conditioning vector must be one-dimensional", E.INPUT_INVALID)
+    if arr.shape[0] > limits.max_input_len:
+        raise NdaError(f"conditioning vector too long: {arr.shape[0]} > {limits.max_input_len}",
+                       E.INPUT_INVALID)
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float32)
+
+
+def _needs_deep_stack(seq, limits: Limits) -> int:
+    """Python frames the run may need (3 per nesting level), or 0 if the caller's stack will do."""
+    depth = 0
+    has_call = False
+    for n in seq:
+        depth = max(depth, ir.node_depth(n))
+        if not has_call:
+            has_call = any(isinstance(m, ir.Call) for m in ir.walk(n))
+    nesting = depth + (limits.max_node_depth * limits.max_call_depth + limits.max_node_depth if has_call else 0)
+    frames = 4 * nesting + 200
+    f, used = sys._getframe(), 0
+    while f is not None:
+        used += 1
+        f = f.f_back
+    return 0 if used + frames < sys.getrecursionlimit() - 50 else used + frames
+
+
+_DEEP_STACK_BYTES = 512 * 1024 * 1024
+
+
+def _in_big_thread(fn: Callable[[], Any], frames: int) -> Any:
+    """Run `fn` in a worker thread with a large C stack and a sufficient recursion limit."""
+    if sys.getrecursionlimit() < frames + 1000:
+        sys.setrecursionlimit(frames + 1000)  # process-wide; never lowered (other threads)
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # re-raised in the caller
+            box["error"] = e
+
+    old = threading.stack_size()
+    try:
+        threading.stack_size(_DEEP_STACK_BYTES)
+        t = threading.Thread(target=target, name="nda-sandbox", daemon=True)
+        t.start()
+    finally:
+        threading.stack_size(old)
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(program, conditioning=None, store=None, limits: Limits | None = None, tier="auto",
+        optimize: bool = True, collect_kind_counts: bool = False, engine=None) -> SandboxResult:
+    """Run `program` in the sandbox on `tier`. Never raises for program failures."""
+    limits = limits or Limits()
+    tier_name = resolve_tier(tier)
+    runner = _tier_runner(tier_name)
+    res = SandboxResult(tier=TIER_NAMES[tier_name])
+    t0 = time.perf_counter_ns()
+    state = None
+    try:
+        seq, resolver = _prepare(program, store)
+        from .hashing import program_hash
+
+        phash = program_hash(seq)
+        res.program_hash = phash.hex()
+        inp = _convert_input(conditioning, limits)
+        for n in seq:
+            if ir.node_depth(n) > limits.max_node_depth:
+                raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
+        from .values import quantize
+
+        state = RunState(limits, resolver, int(inp.shape[0]), collect_kind_counts)
+        state.stack.append(quantize(inp))
+        from .values import value_size
+
+        state.mem_extra = value_size(state.stack[0]) - 8
+        state.recompute_max_entries()
+        opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine}
+        frames = _needs_deep_stack(seq, limits)
+        if frames:
+            ran = _in_big_thread(lambda: runner(seq, state, opts), frames)
+        else:
+            ran = runner(seq, state, opts)
+        res.tier = ran
+        res.compile_us = int(opts["timing"].get("compile_us", 0))
+        stack = state.stack
+        if stack:
+            from .values import to_f32
+
+            res.output_vec = [float(x) for x in to_f32(stack[-1])]
+        res.output_dim = len(res.output_vec)
+    except NdaError as e:
+        res.error, res.error_code = e.message, e.code
+        res.output_vec, res.output_dim = [], 0
+    except BaseException as e:  # panic safety: nothing escapes to the host
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        desc = f"{type(e).__name__}: {e}" if str(e) or type(e) is not Exception else ""
+        res.error = f"panic: {desc}" if desc else "panic: unknown panic during JIT execution"
+        res.error_code, res.panicked = E.INTERNAL, True
+        res.output_vec, res.output_dim = [], 0
+    if state is not None:
+        res.executed_nodes = res.fuel_used = state.executed
+        res.matrix_count, res.norm_count = state.matrix_count, state.norm_count
+        res.loop_iterations = state.loop_iterations
+        res.output_log = list(state.log)
+        res.kind_counts = dict(state.kind_counts) if state.kind_counts is not None else {}
+    elapsed = (time.perf_counter_ns() - t0) // 1000
+    res.elapsed_us = int(elapsed)
+    res.run_us = max(0, res.elapsed_us - res.compile_us)
+    return res
