@@ -799,7 +799,7 @@ class Compiler:
 
     def e_Let(self, n):
         slot = self.reg.slot(n.name)
-        e = self.expr_child(n.init)
+        e = self.expr_child(n.init if type(n) is ir.Let else n.value)
         kind = type(n).__name__
 
         def assign(st, fr):

@@ -126,7 +126,10 @@ class ParseError(NdaError):
 
     def __init__(self, message: str, span: Span | None = None, diagnostics: Iterable[Diagnostic] = ()):
         super().__init__(message, PARSE_ERROR, span)
-        self.diagnostics = tuple(diagnostics) or (Diagnostic(PARSE_ERROR, message, span),)
+        bare = message
+        if span is not None and span.line and message.startswith(f"{span.line}:{span.col}: "):
+            bare = message[len(f"{span.line}:{span.col}: "):]
+        self.diagnostics = tuple(diagnostics) or (Diagnostic(PARSE_ERROR, bare, span),)
 
 
 class DecodeError(NdaError):

@@ -133,6 +133,20 @@ def resolve_tier(tier) -> str:
 # Program preparation
 
 
+class ChainResolver:
+    """Resolves a call through each resolver in turn (a module's own defs, then the store)."""
+
+    def __init__(self, *resolvers):
+        self.resolvers = tuple(r for r in resolvers if r is not None)
+
+    def resolve_call(self, target, group):
+        for r in self.resolvers:
+            c = r.resolve_call(target, group)
+            if c is not None:
+                return c
+        return None
+
+
 def _prepare(program, store):
     """→ (top-level sequence, resolver). Modules are linked and layered over the store."""
     from . import link
@@ -142,9 +156,9 @@ def _prepare(program, store):
     if isinstance(program, ir.Module):
         program = link.link_module(program)
     if isinstance(program, link.LinkedModule):
-        resolver = link.MemoryResolver(fallback=store)
+        resolver = link.MemoryResolver()
         resolver.add_linked(program)
-        return tuple(program.main_sequence()), resolver
+        return tuple(program.main_sequence()), ChainResolver(resolver, store)
     seq = getattr(program, "sequence", None)  # sexpr.SexprUnit
     if seq is not None or getattr(program, "module", None) is not None:
         if program.module is not None:

@@ -1,0 +1,427 @@
+"""The `nda` command line (runtime.md §9).
+
+In: argv. Out: text for people (rich) or exactly one JSON object with `--json`; exit status
+0 success, 1 the program or check failed, 2 usage or input error.
+
+Verbs live in this module and in `cli_store.py` (store verbs); each verb is a thin shell over
+the library (`pipeline`, `sandbox`, `sexpr`, `hashing`, …).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import errors as E
+from .errors import NdaError
+from .state import Limits
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, bytes):
+        return o.hex()
+    return str(o)
+
+
+def usage_fail(message: str, as_json: bool) -> None:
+    """Report a usage/input error and exit 2."""
+    if as_json:
+        emit_json({"ok": False, "error_code": "USAGE", "error": message})
+    else:
+        click.echo(f"error: {message}", err=True)
+    raise Exit(EXIT_USAGE)
+
+
+def diag_fail(err: NdaError, as_json: bool, source: str | None = None, code: int = EXIT_USAGE) -> None:
+    diags = getattr(err, "diagnostics", None) or (err.diagnostic(),)
+    if as_json:
+        emit_json({"ok": False, "error_code": err.code, "error": err.message,
+                   "diagnostics": [d.to_dict() for d in diags]})
+    else:
+        click.echo(E.render_text(diags, source), err=True)
+    raise Exit(code)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")(f)
+
+
+def store_option(f):
+    return click.option("--store", "store_path", default=None, envvar="NDA_STORE",
+                        help="SiteMap database (default ./.nda/sitemap.db, or $NDA_STORE).")(f)
+
+
+def open_store(path: str | None, create: bool = False):
+    """The SiteMap at `path` (default ./.nda/sitemap.db) or None when it does not exist."""
+    try:
+        from .store import SiteMap
+    except ImportError:
+        return None
+    p = Path(path or ".nda/sitemap.db")
+    if not p.exists() and not create:
+        return None
+    return SiteMap.open(str(p))
+
+
+def load_program(ref: str, as_json: bool, store=None):
+    from .pipeline import UsageError, load_any
+
+    try:
+        return load_any(ref, store)
+    except UsageError as e:
+        usage_fail(e.message, as_json)
+    except NdaError as e:
+        src = None
+        try:
+            src = Path(ref).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pass
+        diag_fail(e, as_json, src)
+
+
+def parse_input(spec: str | None, dim: int | None, as_json: bool):
+    """--input 1,2,-1 | @file.json | @file.npy ; --dim N ; default 896 ones."""
+    import numpy as np
+
+    if spec is not None and dim is not None:
+        usage_fail("give either --input or --dim, not both", as_json)
+    if dim is not None:
+        if dim < 0:
+            usage_fail("--dim must be >= 0", as_json)
+        return [1.0] * dim
+    if spec is None:
+        return [1.0] * 896
+    if spec.startswith("@"):
+        path = spec[1:]
+        try:
+            if path.endswith(".npy"):
+                arr = np.load(path, allow_pickle=False)
+                if arr.ndim != 1 or arr.dtype.kind not in "fiu":
+                    usage_fail(f"{path}: expected a one-dimensional numeric array", as_json)
+                return [float(x) for x in arr.astype(np.float64)]
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            usage_fail(f"cannot read input {path}: {e}", as_json)
+        if not isinstance(data, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in data):
+            usage_fail(f"{path}: expected a JSON list of numbers", as_json)
+        return [float(x) for x in data]
+    if spec.strip() == "":
+        return []
+    try:
+        return [float(x) for x in spec.split(",")]
+    except ValueError:
+        usage_fail(f"malformed input vector {spec!r} (expected comma-separated numbers)", as_json)
+
+
+def limit_options(f):
+    d = Limits()
+    for name in reversed(Limits.field_names()):
+        flag = "--" + name.replace("_", "-")
+        f = click.option(flag, name, type=click.IntRange(min=0), default=None,
+                         help=f"Limit {name} (default {getattr(d, name):,}).")(f)
+    return f
+
+
+def limits_from(kwargs) -> Limits:
+    return Limits(**{k: v for k, v in kwargs.items() if k in Limits.field_names() and v is not None})
+
+
+class NdaGroup(click.Group):
+    def main(self, *args, standalone_mode=True, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except Exit as e:
+            sys.exit(e.code)
+        except _NO_ARGS_HELP as e:
+            click.echo(e.ctx.get_help() if e.ctx else str(e))
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as e:
+            as_json = "--json" in (args[0] if args else sys.argv)
+            if as_json:
+                emit_json({"ok": False, "error_code": "USAGE", "error": e.format_message()})
+            else:
+                e.show()
+            sys.exit(EXIT_USAGE)
+        except click.Abort:
+            sys.exit(EXIT_FAIL)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except NdaError as e:  # a library error that no verb turned into a report
+            as_json = "--json" in (args[0] if args else sys.argv)
+            if as_json:
+                emit_json({"ok": False, "error_code": e.code, "error": e.message})
+            else:
+                click.echo(f"error: {e.code}: {e.message}", err=True)
+            sys.exit(EXIT_FAIL)
+        except Exception as e:  # never a traceback for users; say what broke
+            as_json = "--json" in (args[0] if args else sys.argv)
+            msg = f"internal error: {type(e).__name__}: {e}"
+            if as_json:
+                emit_json({"ok": False, "error_code": "INTERNAL", "error": msg})
+            else:
+                click.echo(msg, err=True)
+            sys.exit(EXIT_FAIL)
+
+
+_NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None) or getattr(
+    click.exceptions, "NoArgsIsHelp", click.exceptions.UsageError)
+
+
+@click.group(cls=NdaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nda-toolchain")
+def main():
+    """nda — run, check, convert, hash and store NDA programs."""
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def _summary(res, console) -> None:
+    vec = res.output_vec
+    shown = ", ".join(f"{x:g}" for x in vec[:8]) + (", …" if len(vec) > 8 else "")
+    tiers = {0: "interp", 1: "closure", 2: "native"}
+    if res.is_success():
+        console.print(f"[green]ok[/green] output[{res.output_dim}] = [{shown}]")
+    else:
+        console.print(f"[red]{res.error_code}[/red]: {res.error}")
+    console.print(f"[dim]{res.executed_nodes} nodes · {res.matrix_count} matrix · {res.norm_count} norm · "
+                  f"{res.loop_iterations} loops · tier {tiers[res.tier]} · {res.elapsed_us} µs "
+                  f"(compile {res.compile_us} µs) · {res.program_hash[:16]}[/dim]")
+
+
+@main.command()
+@click.argument("file")
+@click.option("--input", "input_spec", default=None, help="Conditioning vector: 1,2,-1 | @file.json | @file.npy")
+@click.option("--dim", type=int, default=None, help="Use N ones as the conditioning vector.")
+@click.option("--tier", default="auto", show_default=True, help="auto | interp | closure | native (or 0 / 1 / 2)")
+@click.option("--no-opt", is_flag=True, help="Disable the optimizer.")
+@click.option("--kinds", is_flag=True, help="Collect per-kind evaluation counts.")
+@store_option
+@limit_options
+@json_option
+def run(file, input_spec, dim, tier, no_opt, kinds, store_path, as_json, **lim):
+    """Run a program (a module runs `main`) in the sandbox."""
+    from rich.console import Console
+
+    from .sandbox import resolve_tier, run as sandbox_run
+
+    try:
+        tier_name = resolve_tier(tier)
+    except ValueError as e:
+        usage_fail(str(e), as_json)
+    store = open_store(store_path)
+    loaded = load_program(file, as_json, store)
+    inp = parse_input(input_spec, dim, as_json)
+    res = sandbox_run(loaded.sequence, inp, store=loaded.resolver, limits=limits_from(lim),
+                      tier=tier_name, optimize=not no_opt, collect_kind_counts=kinds)
+    if as_json:
+        emit_json(res.to_dict(tier_as_name=True))
+    else:
+        for line in res.output_log:
+            click.echo(line)
+        _summary(res, Console(stderr=False, highlight=False))
+    raise Exit(EXIT_OK if res.is_success() else EXIT_FAIL)
+
+
+# ---------------------------------------------------------------------------------------------
+# fmt
+
+
+@main.command()
+@click.argument("file")
+@click.option("--to", "to", type=click.Choice(["sexpr", "text", "binary"]), default="sexpr", show_default=True)
+@click.option("-o", "--output", default=None, help="Write to this file instead of stdout.")
+@json_option
+def fmt(file, to, output, as_json):
+    """Convert a program between representations."""
+    loaded = load_program(file, as_json)
+    try:
+        if to == "sexpr":
+            from .sexpr import print_module, print_sexpr
+
+            data = (print_module(loaded.raw_module, loaded.names) if loaded.raw_module is not None
+                    else print_sexpr(loaded.sequence, loaded.names)) + "\n"
+        elif to == "text":
+            from .text import print_text
+
+            if loaded.raw_module is None:
+                from . import ir
+
+                module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
+            else:
+                module = loaded.raw_module
+            data = print_text(module, names=loaded.names)
+        else:
+            from .binary_v2 import encode_module, encode_program
+
+            data = encode_module(loaded.module) if loaded.module is not None else encode_program(loaded.sequence)
+    except NdaError as e:
+        diag_fail(e, as_json, code=EXIT_FAIL)
+    if isinstance(data, bytes):
+        if output is None and sys.stdout.isatty():
+            usage_fail("binary output goes to a file (-o) or a pipe", as_json)
+        if output:
+            Path(output).write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        if as_json and output:
+            emit_json({"ok": True, "output": output, "bytes": len(data)})
+        return
+    if output:
+        Path(output).write_text(data, encoding="utf-8")
+        if as_json:
+            emit_json({"ok": True, "output": output, "chars": len(data)})
+    elif as_json:
+        emit_json({"ok": True, "format": to, "text": data})
+    else:
+        click.echo(data, nl=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# hash
+
+
+@main.command("hash")
+@click.argument("file")
+@json_option
+def hash_(file, as_json):
+    """H2 (and H1) of the program and of each function."""
+    from .hashing import h1, program_hash
+    from . import ir
+
+    loaded = load_program(file, as_json)
+    prog = program_hash(loaded.sequence)
+    try:
+        prog_h1 = h1(ir.Scope(tuple(loaded.sequence)), **_h1_kwargs(loaded))
+    except NdaError:
+        prog_h1 = None
+    out = {"program": {"h2": prog.hex(), "h1": None if prog_h1 is None else f"{prog_h1:016x}"},
+           "functions": []}
+    if loaded.module is not None:
+        for d in loaded.module.defs:
+            try:
+                fh1 = h1(d.node, **_h1_kwargs(loaded, d))
+            except NdaError:
+                fh1 = None
+            out["functions"].append({
+                "name": d.name, "address": d.address.hex(),
+                "h1": None if fh1 is None else f"{fh1:016x}",
+                "group": None if d.group is None else d.group.hash.hex(), "index": d.index,
+            })
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"program  h2 {out['program']['h2']}  h1 {out['program']['h1']}")
+    for f in out["functions"]:
+        grp = f"  group {f['group'][:16]}…[{f['index']}]" if f["group"] else ""
+        click.echo(f"fn {f['name']:<12} {f['address']}  h1 {f['h1']}{grp}")
+
+
+def _h1_kwargs(loaded, d=None) -> dict:
+    """Callbacks that let H1 see through Hash32 calls inside a linked module."""
+    import inspect
+
+    from .hashing import alias_of, h1
+
+    sig = inspect.signature(h1).parameters
+    if loaded.module is None:
+        return {}
+    by_addr = {x.address: x for x in loaded.module.defs}
+    memo: dict = {}
+
+    def callee_h1(digest):
+        if digest in memo:
+            return memo[digest]
+        x = by_addr.get(digest)
+        if x is None:
+            return None
+        if x.group is not None:
+            v = alias_of(x.address)
+        else:
+            v = h1(x.node, **kw)
+        memo[digest] = v
+        return v
+
+    kw = {}
+    if "callee_h1" in sig:
+        kw["callee_h1"] = callee_h1
+    if d is not None and d.group is not None and "group" in sig:
+        kw["group"] = d.group
+    return kw
+
+
+# ---------------------------------------------------------------------------------------------
+# conformance
+
+
+@main.command()
+@click.option("--tier", "tiers", multiple=True, help="Tier(s) to check (default: all available).")
+@click.argument("files", nargs=-1)
+@json_option
+def conformance(tiers, files, as_json):
+    """Run conformance vectors (default: the spec's) on every tier."""
+    from .conformance import check_vector, load_vectors, spec_dir
+    from .sandbox import available_tiers
+
+    paths = list(files) or [str(spec_dir() / "conformance" / "vectors.jsonl")]
+    vecs = []
+    for p in paths:
+        try:
+            vecs += load_vectors(p)
+        except (OSError, ValueError, KeyError) as e:
+            usage_fail(f"{p}: {e}", as_json)
+    tiers = list(tiers) or available_tiers()
+    report = {t: {"passed": 0, "failed": []} for t in tiers}
+    for t in tiers:
+        for v in vecs:
+            _, problems = check_vector(v, t)
+            if problems:
+                report[t]["failed"].append({"id": v.id, "problems": problems})
+            else:
+                report[t]["passed"] += 1
+    failed = any(r["failed"] for r in report.values())
+    if as_json:
+        emit_json({"ok": not failed, "vectors": len(vecs), "tiers": report})
+    else:
+        for t, r in report.items():
+            click.echo(f"{t:8} {r['passed']}/{len(vecs)} passed")
+            for f in r["failed"]:
+                click.echo(f"  FAIL {f['id']}: {'; '.join(f['problems'])}")
+    raise Exit(EXIT_FAIL if failed else EXIT_OK)
+
+
+def _register_optional_verbs() -> None:
+    """Verbs from other modules (store, gate, bench) register themselves when present."""
+    import importlib
+
+    for mod in ("nda.cli_store", "nda.cli_check", "nda.bench_cli"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError as e:
+            if e.name != mod:
+                raise
+            continue
+        m.register(main)
+
+
+_register_optional_verbs()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

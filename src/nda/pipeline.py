@@ -1,0 +1,120 @@
+"""The thin pipeline: source → front end → link → (gate) → sandbox.
+
+In: a path (`.nda` text, `.sexpr` S-expression, `.ndab` binary v2 container), source text, or
+a stored hash/name (when a store is given).
+Out: `Loaded` — the top-level sequence to run, a resolver for its calls, the linked module
+(if any), the names spelt in the source, and the source text for diagnostics.
+
+Each stage lives in its own module; this one only chains them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ir
+from .errors import NdaError, ParseError
+
+EXTENSIONS = {".nda": "text", ".sexpr": "sexpr", ".ndab": "binary"}
+
+
+@dataclass
+class Loaded:
+    sequence: tuple
+    resolver: object
+    module: object = None          # link.LinkedModule for module programs
+    raw_module: ir.Module | None = None
+    names: dict = field(default_factory=dict)
+    source: str | None = None
+    path: str | None = None
+    kind: str = "sexpr"
+
+
+class UsageError(NdaError):
+    """Bad invocation or unreadable input (CLI exit status 2)."""
+
+    code = "INPUT_INVALID"
+
+
+def detect_kind(path: str) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in EXTENSIONS:
+        raise UsageError(f"{path}: unknown program file extension '{ext}' (expected .nda, .sexpr or .ndab)")
+    return EXTENSIONS[ext]
+
+
+def parse_source(text: str, kind: str, file: str | None = None):
+    """→ (sequence or None, ir.Module or None, names)."""
+    if kind == "sexpr":
+        from .sexpr import parse_sexpr
+
+        unit = parse_sexpr(text, file=file)
+        return unit.sequence, unit.module, dict(unit.names)
+    if kind == "text":
+        from .text import parse_text
+
+        module = parse_text(text, file=file)
+        return None, module, {}
+    raise UsageError(f"cannot parse {kind} as text")
+
+
+def from_parts(sequence, module, names, store=None, source=None, path=None, kind="sexpr") -> Loaded:
+    from .link import MemoryResolver, link_module
+
+    if module is not None:
+        from .sandbox import ChainResolver
+
+        linked = link_module(module)
+        resolver = MemoryResolver()
+        resolver.add_linked(linked)
+        return Loaded(tuple(linked.main_sequence()), ChainResolver(resolver, store), linked, module,
+                      names, source, path, kind)
+    return Loaded(tuple(sequence), store, None, None, names, source, path, kind)
+
+
+def load_text(text: str, kind: str = "sexpr", store=None, file: str | None = None) -> Loaded:
+    seq, module, names = parse_source(text, kind, file)
+    return from_parts(seq, module, names, store, text, file, kind)
+
+
+def load_bytes(data: bytes, store=None, file: str | None = None) -> Loaded:
+    from .binary_v2 import decode_file
+
+    decoded = decode_file(data)
+    from .link import LinkedModule, MemoryResolver
+    from .sandbox import ChainResolver
+
+    if isinstance(decoded, LinkedModule):
+        resolver = MemoryResolver()
+        resolver.add_linked(decoded)
+        return Loaded(tuple(decoded.main_sequence()), ChainResolver(resolver, store), decoded, None,
+                      {}, None, file, "binary")
+    if isinstance(decoded, ir.Node):
+        return Loaded((decoded,), store, None, None, {}, None, file, "binary")
+    return Loaded(tuple(decoded), store, None, None, {}, None, file, "binary")
+
+
+def load_path(path: str, store=None) -> Loaded:
+    kind = detect_kind(path)
+    p = Path(path)
+    try:
+        if kind == "binary":
+            return load_bytes(p.read_bytes(), store, str(path))
+        text = p.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read file: {e.strerror or e}") from e
+    return load_text(text, kind, store, str(path))
+
+
+def load_any(ref: str, store=None) -> Loaded:
+    """A file path, or (with a store) a stored hash, unique hash prefix, or bound name."""
+    if Path(ref).suffix.lower() in EXTENSIONS or Path(ref).exists():
+        return load_path(ref, store)
+    if store is not None and hasattr(store, "load_program_ref"):
+        return store.load_program_ref(ref)
+    raise UsageError(f"{ref}: no such file" + ("" if store is None else " and no stored program of that hash or name"))
+
+
+__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any",
+           "detect_kind", "ParseError"]

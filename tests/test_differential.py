@@ -1,0 +1,46 @@
+"""Differential testing: random well-formed programs must behave identically on every tier
+(output vector bits, prints, error code and message, every counter, kind counts)."""
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+
+from nda.link import MemoryResolver, link_module
+from nda.sandbox import available_tiers, run
+
+from progen import programs
+
+EXAMPLES = int(os.environ.get("NDA_DIFF_EXAMPLES", "2000"))
+
+
+def _observe(linked, inp, limits, tier, optimize, kinds):
+    store = MemoryResolver()
+    store.add_linked(linked)
+    res = run(linked.main_sequence(), inp, store=store, limits=limits, tier=tier,
+              optimize=optimize, collect_kind_counts=kinds)
+    assert not res.panicked, res.error
+    return res.observable()
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs())
+def test_tiers_agree(case):
+    module, inp, limits = case
+    linked = link_module(module)
+    oracle = _observe(linked, inp, limits, "interp", False, False)
+    for tier in available_tiers():
+        for optimize in (False, True):
+            if tier == "interp" and not optimize:
+                continue
+            got = _observe(linked, inp, limits, tier, optimize, False)
+            assert got == oracle, f"{tier} optimize={optimize} differs"
+
+
+@settings(max_examples=max(50, EXAMPLES // 10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(max_depth=2))
+def test_kind_counts_agree(case):
+    module, inp, limits = case
+    linked = link_module(module)
+    oracle = _observe(linked, inp, limits, "interp", False, True)
+    for tier in available_tiers():
+        assert _observe(linked, inp, limits, tier, True, True) == oracle
