@@ -12,6 +12,7 @@ Tiers register here by name: tier 0 (`interp`) always; tier 1 (`closure`) and ti
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -31,41 +32,77 @@ TIER_ALIASES = {"0": "interp", "1": "closure", "2": "native", "tier0": "interp",
                 "tier1": "closure", "tier2": "native"}
 
 
-@dataclass(slots=True)
-class SandboxResult:
-    """Every field of runtime.md §5 (the original's, then ours)."""
+_RESULT_FIELDS = (
+    "executed_nodes", "matrix_count", "norm_count", "output_vec", "output_dim", "panicked",
+    "error", "elapsed_us", "kind_counts", "output_log", "loop_iterations", "error_code", "tier",
+    "compile_us", "run_us", "program_hash", "fuel_used",
+)
 
-    executed_nodes: int = 0
-    matrix_count: int = 0
-    norm_count: int = 0
-    output_vec: list = field(default_factory=list)
-    output_dim: int = 0
-    panicked: bool = False
-    error: str | None = None
-    elapsed_us: int = 0
-    kind_counts: dict = field(default_factory=dict)
-    output_log: list = field(default_factory=list)
-    loop_iterations: int = 0
-    error_code: str | None = None
-    tier: int = 0
-    compile_us: int = 0
-    run_us: int = 0
-    program_hash: str = ""
-    fuel_used: int = 0
+
+class SandboxResult:
+    """Every field of runtime.md §5 (the original's, then ours).
+
+    `output_vec` is a list of floats; it is materialized from the f32 output array on first
+    access, so that callers who never look at it (benchmarks, gates) do not pay for it.
+    """
+
+    __slots__ = tuple(f for f in _RESULT_FIELDS if f != "output_vec") + ("_out_arr", "_out_list")
+
+    def __init__(self, tier: int = 0):
+        self.executed_nodes = self.matrix_count = self.norm_count = 0
+        self._out_arr = None
+        self._out_list: list | None = []
+        self.output_dim = 0
+        self.panicked = False
+        self.error: str | None = None
+        self.elapsed_us = 0
+        self.kind_counts: dict = {}
+        self.output_log: list = []
+        self.loop_iterations = 0
+        self.error_code: str | None = None
+        self.tier = tier
+        self.compile_us = self.run_us = 0
+        self.program_hash = ""
+        self.fuel_used = 0
+
+    @property
+    def output_vec(self) -> list:
+        if self._out_list is None:
+            self._out_list = self._out_arr.tolist()
+        return self._out_list
+
+    @output_vec.setter
+    def output_vec(self, value) -> None:
+        if isinstance(value, np.ndarray):
+            self._out_arr, self._out_list = value.astype(np.float32, copy=False), None
+        else:
+            self._out_arr, self._out_list = None, list(value)
+
+    @property
+    def output_array(self) -> np.ndarray:
+        """The output as a float32 array (no conversion cost)."""
+        if self._out_arr is None:
+            self._out_arr = np.asarray(self._out_list, dtype=np.float32)
+        return self._out_arr
 
     def is_success(self) -> bool:
         return not self.panicked and self.error is None
 
     def to_dict(self, tier_as_name: bool = False) -> dict:
-        d = {k: getattr(self, k) for k in self.__slots__}
+        d = {k: getattr(self, k) for k in _RESULT_FIELDS}
         d["output_vec"] = [_json_float(x) for x in self.output_vec]
+        d["output_log"] = list(self.output_log)
+        d["kind_counts"] = dict(self.kind_counts)
         if tier_as_name:
             d["tier"] = {0: "interp", 1: "closure", 2: "native"}[self.tier]
         return d
 
+    def __repr__(self) -> str:
+        return "SandboxResult(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in _RESULT_FIELDS) + ")"
+
     def observable(self) -> tuple:
         """The fields every tier must agree on (timing and tier excluded)."""
-        bits = tuple(np.asarray(self.output_vec, dtype=np.float32).view(np.uint32).tolist())
+        bits = tuple(self.output_array.view(np.uint32).tolist())
         return (bits, self.output_dim, tuple(self.output_log), self.error_code, self.error,
                 self.executed_nodes, self.matrix_count, self.norm_count, self.loop_iterations,
                 tuple(sorted(self.kind_counts.items())), self.panicked)
@@ -170,6 +207,11 @@ def _prepare(program, store):
 def _convert_input(conditioning, limits: Limits) -> np.ndarray:
     if conditioning is None:
         conditioning = [1.0] * 896
+    if isinstance(conditioning, np.ndarray) and conditioning.dtype == np.float32 and conditioning.ndim == 1:
+        if conditioning.shape[0] > limits.max_input_len:
+            raise NdaError(f"conditioning vector too long: {conditioning.shape[0]} > {limits.max_input_len}",
+                           E.INPUT_INVALID)
+        return conditioning
     try:
         arr = np.asarray(conditioning, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -183,14 +225,22 @@ def _convert_input(conditioning, limits: Limits) -> np.ndarray:
         return arr.astype(np.float32)
 
 
-def _needs_deep_stack(seq, limits: Limits) -> int:
-    """Python frames the run may need (3 per nesting level), or 0 if the caller's stack will do."""
-    depth = 0
-    has_call = False
-    for n in seq:
-        depth = max(depth, ir.node_depth(n))
-        if not has_call:
-            has_call = any(isinstance(m, ir.Call) for m in ir.walk(n))
+@functools.lru_cache(maxsize=512)
+def program_info(seq: tuple) -> tuple[bytes, int, bool]:
+    """(H2 of the program, deepest node nesting, whether it contains a Call) — cached.
+
+    Keyed by the sequence itself (nodes are immutable and hashable), so repeated runs of the
+    same program object cost one dictionary lookup.
+    """
+    from .hashing import program_hash
+
+    depth = max((ir.node_depth(n) for n in seq), default=0)
+    has_call = any(isinstance(m, ir.Call) for n in seq for m in ir.walk(n))
+    return program_hash(seq), depth, has_call
+
+
+def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
+    """Python frames the run may need (4 per nesting level), or 0 if the caller's stack will do."""
     nesting = depth + (limits.max_node_depth * limits.max_call_depth + limits.max_node_depth if has_call else 0)
     frames = 4 * nesting + 200
     f, used = sys._getframe(), 0
@@ -243,14 +293,11 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
     state = None
     try:
         seq, resolver = _prepare(program, store)
-        from .hashing import program_hash
-
-        phash = program_hash(seq)
+        phash, depth, has_call = program_info(seq)
         res.program_hash = phash.hex()
         inp = _convert_input(conditioning, limits)
-        for n in seq:
-            if ir.node_depth(n) > limits.max_node_depth:
-                raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
+        if depth > limits.max_node_depth:
+            raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
         from .values import quantize
 
         state = RunState(limits, resolver, int(inp.shape[0]), collect_kind_counts)
@@ -260,7 +307,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
         state.mem_extra = value_size(state.stack[0]) - 8
         state.recompute_max_entries()
         opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine}
-        frames = _needs_deep_stack(seq, limits)
+        frames = _needs_deep_stack(depth, has_call, limits)
         if frames:
             ran = _in_big_thread(lambda: runner(seq, state, opts), frames)
         else:
@@ -271,8 +318,9 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
         if stack:
             from .values import to_f32
 
-            res.output_vec = [float(x) for x in to_f32(stack[-1])]
-        res.output_dim = len(res.output_vec)
+            out = to_f32(stack[-1])
+            res.output_vec = out
+            res.output_dim = int(out.shape[0])
     except NdaError as e:
         res.error, res.error_code = e.message, e.code
         res.output_vec, res.output_dim = [], 0
