@@ -143,6 +143,8 @@ def limits_from(kwargs) -> Limits:
 
 class NdaGroup(click.Group):
     def main(self, *args, standalone_mode=True, **kwargs):
+        argv = kwargs.get("args") if kwargs.get("args") is not None else (args[0] if args else sys.argv[1:])
+        wants_json = "--json" in list(argv or [])
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except Exit as e:
@@ -151,8 +153,7 @@ class NdaGroup(click.Group):
             click.echo(e.ctx.get_help() if e.ctx else str(e))
             sys.exit(EXIT_USAGE)
         except click.UsageError as e:
-            as_json = "--json" in (args[0] if args else sys.argv)
-            if as_json:
+            if wants_json:
                 emit_json({"ok": False, "error_code": "USAGE", "error": e.format_message()})
             else:
                 e.show()
@@ -162,16 +163,14 @@ class NdaGroup(click.Group):
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except NdaError as e:  # a library error that no verb turned into a report
-            as_json = "--json" in (args[0] if args else sys.argv)
-            if as_json:
+            if wants_json:
                 emit_json({"ok": False, "error_code": e.code, "error": e.message})
             else:
                 click.echo(f"error: {e.code}: {e.message}", err=True)
             sys.exit(EXIT_FAIL)
         except Exception as e:  # never a traceback for users; say what broke
-            as_json = "--json" in (args[0] if args else sys.argv)
             msg = f"internal error: {type(e).__name__}: {e}"
-            if as_json:
+            if wants_json:
                 emit_json({"ok": False, "error_code": "INTERNAL", "error": msg})
             else:
                 click.echo(msg, err=True)
@@ -303,26 +302,28 @@ def fmt(file, to, output, as_json):
 @json_option
 def hash_(file, as_json):
     """H2 (and H1) of the program and of each function."""
-    from .hashing import h1, program_hash
     from . import ir
+    from .hashing import h1, program_hash
+    from .link import MemoryResolver
 
     loaded = load_program(file, as_json)
-    prog = program_hash(loaded.sequence)
-    try:
-        prog_h1 = h1(ir.Scope(tuple(loaded.sequence)), **_h1_kwargs(loaded))
-    except NdaError:
-        prog_h1 = None
-    out = {"program": {"h2": prog.hex(), "h1": None if prog_h1 is None else f"{prog_h1:016x}"},
+    mem = MemoryResolver()
+    if loaded.module is not None:
+        mem.add_linked(loaded.module)
+
+    def h1_or_none(node, group=None):
+        try:
+            return f"{h1(node, aliases=group.aliases if group else None, callee_h1=mem.callee_h1):016x}"
+        except NdaError:
+            return None  # e.g. a Hash32 call to a callee outside this file
+
+    out = {"program": {"h2": program_hash(loaded.sequence).hex(),
+                       "h1": h1_or_none(ir.Scope(tuple(loaded.sequence)))},
            "functions": []}
     if loaded.module is not None:
         for d in loaded.module.defs:
-            try:
-                fh1 = h1(d.node, **_h1_kwargs(loaded, d))
-            except NdaError:
-                fh1 = None
             out["functions"].append({
-                "name": d.name, "address": d.address.hex(),
-                "h1": None if fh1 is None else f"{fh1:016x}",
+                "name": d.name, "address": d.address.hex(), "h1": h1_or_none(d.node, d.group),
                 "group": None if d.group is None else d.group.hash.hex(), "index": d.index,
             })
     if as_json:
@@ -332,39 +333,6 @@ def hash_(file, as_json):
     for f in out["functions"]:
         grp = f"  group {f['group'][:16]}…[{f['index']}]" if f["group"] else ""
         click.echo(f"fn {f['name']:<12} {f['address']}  h1 {f['h1']}{grp}")
-
-
-def _h1_kwargs(loaded, d=None) -> dict:
-    """Callbacks that let H1 see through Hash32 calls inside a linked module."""
-    import inspect
-
-    from .hashing import alias_of, h1
-
-    sig = inspect.signature(h1).parameters
-    if loaded.module is None:
-        return {}
-    by_addr = {x.address: x for x in loaded.module.defs}
-    memo: dict = {}
-
-    def callee_h1(digest):
-        if digest in memo:
-            return memo[digest]
-        x = by_addr.get(digest)
-        if x is None:
-            return None
-        if x.group is not None:
-            v = alias_of(x.address)
-        else:
-            v = h1(x.node, **kw)
-        memo[digest] = v
-        return v
-
-    kw = {}
-    if "callee_h1" in sig:
-        kw["callee_h1"] = callee_h1
-    if d is not None and d.group is not None and "group" in sig:
-        kw["group"] = d.group
-    return kw
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""The `nda` command: verbs, --json (exactly one JSON object), exit codes 0 / 1 / 2."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nda.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EX = ROOT / "examples"
+
+
+def nda(*args, input=None):
+    r = CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def one_json(out):
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert len(lines) == 1, out
+    return json.loads(lines[0])
+
+
+def test_run_demo_block():
+    code, out = nda("run", EX / "block4.sexpr", "--json")
+    assert code == 0
+    d = one_json(out)
+    assert d["output_dim"] == 896 and set(d["output_vec"]) == {1.0}
+    assert d["matrix_count"] == 4 and d["norm_count"] == 4 and d["executed_nodes"] == 8
+    assert d["tier"] == "closure"
+
+
+def test_run_text_output_has_prints_then_summary():
+    code, out = nda("run", EX / "counter.sexpr")
+    assert code == 0
+    assert out.splitlines()[0] == "[print] [5.0]"
+    assert "25 nodes" in out
+
+
+@pytest.mark.parametrize("tier", ["interp", "closure", "0", "1", "auto"])
+def test_run_tiers_agree(tier):
+    code, out = nda("run", EX / "recursion.sexpr", "--tier", tier, "--dim", "0", "--json")
+    d = one_json(out)
+    assert code == 0 and d["output_log"] == ["[print] [10.0]"]
+
+
+def test_run_limit_flags_and_failure_exit():
+    code, out = nda("run", EX / "counter.sexpr", "--fuel", "10", "--json")
+    d = one_json(out)
+    assert code == 1 and d["error_code"] == "FUEL_EXHAUSTED" and d["executed_nodes"] == 10
+
+
+def test_every_limit_has_a_flag():
+    from nda.state import Limits
+
+    code, out = nda("run", "--help")
+    for f in Limits.field_names():
+        assert "--" + f.replace("_", "-") in out
+
+
+def test_run_inputs(tmp_path):
+    prog = tmp_path / "id.sexpr"
+    prog.write_text("(scope)")
+    assert one_json(nda("run", prog, "--input", "1,2,-1", "--json")[1])["output_vec"] == [1.0, 2.0, -1.0]
+    js = tmp_path / "v.json"
+    js.write_text("[1.0, 2.0, 3.0]")
+    assert one_json(nda("run", prog, "--input", f"@{js}", "--json")[1])["output_vec"] == [2.0, 2.0, 4.0]
+    empty = tmp_path / "e.json"
+    empty.write_text("[]")
+    assert one_json(nda("run", prog, "--input", f"@{empty}", "--json")[1])["output_vec"] == []
+    npy = tmp_path / "v.npy"
+    np.save(npy, np.array([0.5, -1.0], dtype=np.float32))
+    assert one_json(nda("run", prog, "--input", f"@{npy}", "--json")[1])["output_vec"] == [0.5, -1.0]
+    assert one_json(nda("run", prog, "--dim", "3", "--json")[1])["output_dim"] == 3
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "missing.sexpr"],
+    ["run", "prog.txt"],
+    ["run", "{ex}/counter.sexpr", "--input", "1,x"],
+    ["run", "{ex}/counter.sexpr", "--input", "@nope.json"],
+    ["run", "{ex}/counter.sexpr", "--tier", "warp"],
+    ["run", "{ex}/counter.sexpr", "--tier", "native"],
+    ["run", "{ex}/counter.sexpr", "--fuel", "-1"],
+    ["run", "{ex}/counter.sexpr", "--input", "1", "--dim", "2"],
+    ["frobnicate"],
+])
+def test_usage_errors_exit_2_with_one_json_object(args):
+    args = [a.format(ex=EX) for a in args]
+    code, out = nda(*args, "--json")
+    assert code == 2, out
+    d = one_json(out)
+    assert d["ok"] is False and d["error"]
+
+
+def test_parse_error_is_reported_with_position(tmp_path):
+    bad = tmp_path / "bad.sexpr"
+    bad.write_text("(int 1)\n(add (int 1)\n")
+    code, out = nda("run", bad)
+    assert code == 2 and f"{bad}:2:1: PARSE_ERROR" in out and "^" in out
+    code, out = nda("run", bad, "--json")
+    d = one_json(out)
+    assert d["error_code"] == "PARSE_ERROR" and d["diagnostics"][0]["span"]["line"] == 2
+
+
+def test_fmt_round_trips(tmp_path):
+    code, out = nda("fmt", EX / "recursion.sexpr", "--to", "sexpr")
+    assert code == 0
+    again = tmp_path / "again.sexpr"
+    again.write_text(out)
+    assert nda("fmt", again, "--to", "sexpr")[1] == out
+    code, out = nda("fmt", EX / "counter.sexpr", "--json")
+    assert one_json(out)["text"].startswith("(let s (int 0))")
+
+
+def test_fmt_binary_to_file_and_back(tmp_path):
+    out = tmp_path / "counter.ndab"
+    code, _ = nda("fmt", EX / "counter.sexpr", "--to", "binary", "-o", out)
+    assert code == 0 and out.read_bytes()[:4] == b"NDA2"
+    d = one_json(nda("run", out, "--json")[1])
+    assert d["output_log"] == ["[print] [5.0]"] and d["executed_nodes"] == 25
+
+
+def test_hash_vectors_and_functions():
+    d = one_json(nda("hash", EX / "recursion.sexpr", "--json")[1])
+    assert len(d["program"]["h2"]) == 64
+    names = {f["name"]: f for f in d["functions"]}
+    assert names["sum"]["group"] is not None and names["sum"]["index"] == 0
+    assert names["main"]["address"] == d["program"]["h2"]
+
+
+def test_conformance_verb():
+    code, out = nda("conformance", "--json")
+    d = one_json(out)
+    assert code == 0 and d["ok"] and d["vectors"] >= 50
+
+
+def test_bench_verb_json():
+    code, out = nda("bench", "block4", "--runs", "2", "--tier", "interp", "--tier", "closure", "--json")
+    d = one_json(out)
+    assert code == 0 and {r["bench"] for r in d["rows"]} == {"block4-cold", "block4-warm"}
+    assert all(r["median_us"] > 0 for r in d["rows"])
+
+
+def test_help_on_every_verb():
+    for verb in main.commands:
+        code, out = nda(verb, "--help")
+        assert code == 0 and "Usage" in out and "--json" in out, verb
