@@ -192,7 +192,10 @@ def _is_pure(node: ir.Node, memo: dict) -> bool:
     if r is not None:
         return r
     t = type(node)
-    if t in (ir.Int, ir.Float, ir.Load):
+    ext = getattr(node, "closure_pure", None)  # optimizer nodes declare their purity
+    if ext is not None:
+        r = ext(memo)
+    elif t in (ir.Int, ir.Float, ir.Load):
         r = True
     elif t in (ir.Add, ir.Compare, ir.Math, ir.Dot, ir.Gemv):
         r = _is_pure(node.lhs if t not in (ir.Gemv,) else node.matrix, memo) and \
@@ -221,9 +224,12 @@ def _is_pure(node: ir.Node, memo: dict) -> bool:
 class Compiler:
     """Compiles one unit (program or callee). `group` is the unit's recursive group, if any."""
 
-    def __init__(self, engine: Engine, group=None):
+    def __init__(self, engine: Engine, group=None, native=None, tier: int = 1, optimize: bool = False):
         self.engine = engine
         self.group = group
+        self.native = native      # tier 2 region compiler (nda.native), or None
+        self.tier = tier
+        self.optimize = optimize  # callees are optimized like the program
         self.reg = SlotRegistry()
         self.pure_memo: dict = {}
         self.count = 0
@@ -276,6 +282,13 @@ class Compiler:
     # -- statements ---------------------------------------------------------------------------
     def stmt(self, n: ir.Node):
         self.count += 1
+        ext = getattr(n, "compile_stmt", None)  # optimizer nodes compile themselves
+        if ext is not None:
+            return ext(self)
+        if self.native is not None:
+            f = self.native.region(n, self)  # a native closure for an eligible region, or None
+            if f is not None:
+                return f
         t = type(n)
         if t is ir.Let or t is ir.Store:
             return self.stmt_assign(n)
@@ -374,6 +387,7 @@ class Compiler:
         target = n.target
         group = self.group
         engine = self.engine
+        native, tier, optimize = self.native, self.tier, self.optimize
         key = (target, group.hash if group is not None else None)
 
         def call(st, fr, stk):
@@ -389,7 +403,8 @@ class Compiler:
                 callee = st.resolver.resolve_call(target, group) if st.resolver is not None else None
                 if callee is None:
                     raise target_not_found(target)
-                unit = engine.callee(callee.address, lambda: compile_callee(callee, engine, st.limits))
+                unit = engine.callee((callee.address, tier, optimize),
+                                     lambda: compile_callee(callee, engine, st.limits, native, tier, optimize))
                 memo[key] = unit
             if unit.too_deep:
                 raise nesting_error(st.limits.max_node_depth)
@@ -758,7 +773,18 @@ class Compiler:
     def expr(self, n, counted=False):
         if not counted:
             self.count += 1
+        ext = getattr(n, "compile_expr", None)  # optimizer nodes compile themselves
+        if ext is not None:
+            return ext(self)
         return getattr(self, "e_" + type(n).__name__)(n)
+
+    def stmt_plain(self, n: ir.Node):
+        """Compile `n` as tier 1 would, without asking the native region compiler (fallbacks)."""
+        native, self.native = self.native, None
+        try:
+            return self.stmt(n)
+        finally:
+            self.native = native
 
     def e_Int(self, n):
         v = n.value
@@ -816,6 +842,8 @@ class Compiler:
 
     def _operand(self, n):
         """('c', value, kind) for Int/Float leaves, ('l', slot, name) for Load, ('e', closure)."""
+        if getattr(n, "compile_expr", None) is not None:
+            return ("e", self.expr_child(n))
         if type(n) is ir.Int:
             self.count += 1
             return ("c", n.value, "Int")
@@ -1030,28 +1058,52 @@ def _make_binary(kind, a, b, fast, slow):
 # Units
 
 
-def compile_program(sequence, engine: Engine) -> Unit:
-    comp = Compiler(engine)
+def _optimizer():
+    """The optimizer module, if present (nda.optimize.optimize_sequence / optimize_node)."""
+    try:
+        from . import optimize
+    except ImportError:
+        return None
+    return optimize
+
+
+def compile_program(sequence, engine: Engine, native=None, tier: int = 1, optimize: bool = False,
+                    timings: dict | None = None) -> Unit:
+    opt = _optimizer() if optimize else None
+    if opt is not None:
+        sequence = opt.optimize_sequence(tuple(sequence), timings=timings)
+    comp = Compiler(engine, None, native, tier, optimize)
     body = comp.seq(sequence)
     return Unit(body, len(comp.reg), comp.count, None, False, None)
 
 
-def compile_callee(callee, engine: Engine, limits) -> Unit:
-    comp = Compiler(engine, callee.group)
+def compile_callee(callee, engine: Engine, limits, native=None, tier: int = 1, optimize: bool = False) -> Unit:
+    comp = Compiler(engine, callee.group, native, tier, optimize)
     too_deep = ir.node_depth(callee.node) > limits.max_node_depth
-    body = None if too_deep else comp.stmt(callee.node)
+    node = callee.node
+    opt = _optimizer() if optimize and not too_deep else None
+    if opt is not None:
+        node = opt.optimize_node(node)
+    body = None if too_deep else comp.stmt(node)
     return Unit(body, len(comp.reg), comp.count, callee.group, too_deep, callee.address)
 
 
-def run_tier1(sequence, state: RunState, opts: dict) -> int:
-    """Compile (or fetch) the program and run it on `state`. Returns the tier that ran (1)."""
+def run_compiled(sequence, state: RunState, opts: dict, tier: int = 1, native=None) -> int:
+    """Compile (or fetch) the program for `tier` and run it on `state`."""
     import time
 
     engine = opts.get("engine") or default_engine()
+    optimize = bool(opts.get("optimize", True))
     t0 = time.perf_counter_ns()
-    key = (opts["program_hash"], 1, bool(opts.get("optimize", True)))
-    unit = engine.program(key, lambda: compile_program(sequence, engine))
+    key = (opts["program_hash"], tier, optimize)
+    timings = opts["timing"].setdefault("passes", {})
+    unit = engine.program(key, lambda: compile_program(sequence, engine, native, tier, optimize, timings))
     opts["timing"]["compile_us"] = (time.perf_counter_ns() - t0) // 1000
     state.group = {}  # per-run call resolution memo
     unit.run(state, [None] * unit.nslots, state.stack)
-    return 1
+    return tier
+
+
+def run_tier1(sequence, state: RunState, opts: dict) -> int:
+    """Tier 1 entry point for the sandbox. Returns the tier that ran (1)."""
+    return run_compiled(sequence, state, opts, tier=1)
