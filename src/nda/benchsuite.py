@@ -10,8 +10,22 @@ Benchmarks:
 - `block4-cold` / `block4-warm`: the original's 4-layer block — Matrix 128×896, 128×128,
   128×128, 896×128 (planes 0xAA/0x55, scale 0) on 896 ones; cold = empty compile cache
   (compile + run), warm = cached.
-- `loop100k`: `s += i; i += 1` for 100,000 iterations.
+- `loop100k`: `s += i; i += 1` for 100,000 iterations, against CPython and (when installed)
+  numba baselines measured in the same run: `numba` (the CPython loop, jitted),
+  `numba-pushes` (the same loop also storing the 200,000 values the NDA loop leaves on the
+  stack into an int32 array: the work of tier 2's native code) and `numba-pushes+list` (plus
+  appending them to a Python list as ints: the work of a whole tier 2 run). numba's compile
+  time is excluded (warmed first). `loop100k/noopt` runs the tiers without the optimizer (its
+  SCEV-lite rewrite would otherwise replace the loop by a closed form in tiers 1 and 2) and adds
+  `native-kernel`: the region's native code alone, without entering or leaving it.
+- `nested`: nested Loop/While with If branches, Compare, Negate and a Break (pure scalar).
 - `calls10k`: 10,000 calls of a small stored function.
+- `compile`: tier 2 compile latency per region (LLVM O0 and O2 code) for the regions of
+  `loop100k`, `nested` and a 50-variable loop.
+
+Every benchmark also measures tier `auto` (the tier 2 tiering policy) and reports it against
+the best fixed tier of the same benchmark (target ≤ 1.2×). The tiers of one benchmark are
+measured round-robin (one run of each in turn), so that they all see the same machine load.
 """
 
 from __future__ import annotations
@@ -33,6 +47,18 @@ BLOCK4 = ("(matrix 128 896 :sign aa :extra 55) (matrix 128 128 :sign aa :extra 5
           "(matrix 128 128 :sign aa :extra 55) (matrix 896 128 :sign aa :extra 55)")
 LOOP = ("(let s (int 0)) (let i (int 0)) (loop 100000 (store s (add (load s) (load i))) "
         "(store i (add (load i) (int 1)))) (load s)")
+NESTED = ("(let s (int 0)) (let i (int 0)) (let j (int 0))"
+          " (loop 150 (store i (add (load i) (int 1))) (store j (int 0))"
+          "   (while (cmp lt (load j) (int 150))"
+          "     (if (cmp lt (load j) (load i))"
+          "       (then (store s (add (load s) (load j))))"
+          "       (else (store s (add (load s) (vecop negate (load j))))))"
+          "     (if (cmp gt (load s) (int 100000000)) (then (break)))"
+          "     (store j (add (load j) (int 1)))))"
+          " (load s)")
+VARS50 = (" ".join(f"(let v{i} (int {i}))" for i in range(50))
+          + " (loop 1000 " + " ".join(f"(store v{i} (add (load v{i}) (load v{(i + 1) % 50})))" for i in range(50))
+          + ")")
 CALLS = ("(module (def inc (scope (let n (scope)) (if (scope) (then)) (add (load n) (int 1)))) "
          "(def main (scope (int 0) (loop 10000 (call @inc)))))")
 
@@ -62,6 +88,20 @@ def _time(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
+def _time_all(fns: dict, runs: int) -> dict:
+    """Samples per key, measured round-robin (one run of each in turn) so that every
+    candidate sees the same machine load; each is warmed up first."""
+    for fn in fns.values():
+        fn()
+    out: dict = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t0 = time.perf_counter_ns()
+            fn()
+            out[k].append((time.perf_counter_ns() - t0) / 1000)
+    return out
+
+
 def _row(bench, tier, samples, **kw) -> Row:
     return Row(bench, tier, len(samples), statistics.median(samples), min(samples), max(samples), **kw)
 
@@ -74,6 +114,37 @@ def _python_loop() -> int:
     return s
 
 
+def _numba_loops():
+    """(plain, pushes) jitted with numba and warmed, or None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=False)
+    def plain(n):
+        s = i = 0
+        for _ in range(n):
+            s = ((s + i + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            i = ((i + 1 + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        return s
+
+    @numba.njit(cache=False)
+    def pushes(n, out):
+        s = i = k = 0
+        for _ in range(n):
+            s = ((s + i + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            out[k] = s
+            i = ((i + 1 + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            out[k + 1] = i
+            k += 2
+        return s
+
+    plain(10)
+    pushes(10, np.empty(20, dtype=np.int32))
+    return plain, pushes
+
+
 def bench_block4(runs: int, tiers: list[str]) -> list[Row]:
     seq = parse_sexpr(BLOCK4).sequence
     inp = np.ones(896, dtype=np.float32)
@@ -82,6 +153,7 @@ def bench_block4(runs: int, tiers: list[str]) -> list[Row]:
     assert res.is_success() and res.output_dim == 896, res.error
     for mode in ("cold", "warm"):
         base = None
+        fns = {}
         for tier in tiers:
             if mode == "cold":
                 def fn(tier=tier):
@@ -91,7 +163,10 @@ def bench_block4(runs: int, tiers: list[str]) -> list[Row]:
 
                 def fn(tier=tier, eng=eng):
                     run(seq, inp, tier=tier, engine=eng)
-            samples = _time(fn, runs)
+            fns[tier] = fn
+        all_samples = _time_all(fns, runs)
+        for tier in tiers:
+            samples = all_samples[tier]
             med = statistics.median(samples)
             if base is None:
                 base = med
@@ -111,11 +186,32 @@ def bench_loop(runs: int, tiers: list[str]) -> list[Row]:
     limits = Limits(fuel=10**9)
     py = _time(_python_loop, runs)
     rows = [_row("loop100k", "cpython", py, baseline="cpython", ratio=1.0)]
+    nb = _numba_loops()
+    nb_pushes = nb_list = None
+    if nb is not None:
+        plain, pushes = nb
+        out = np.empty(200_000, dtype=np.int32)
+        assert plain(100000) == pushes(100000, out) == 704982704
+
+        def with_list():
+            stk = [None]
+            pushes(100000, out)
+            stk += memoryview(out)  # Python ints, as tier 2 appends them
+            return stk
+
+        for name, fn in (("numba", lambda: plain(100000)), ("numba-pushes", lambda: pushes(100000, out)),
+                         ("numba-pushes+list", with_list)):
+            samples = _time(fn, runs)
+            rows.append(_row("loop100k", name, samples, baseline="cpython",
+                             ratio=statistics.median(py) / statistics.median(samples)))
+        nb_pushes, nb_list = rows[-2].median_us, rows[-1].median_us
     base_t0 = None
     for tier in tiers:
         res = run(seq, [], limits=limits, tier=tier)
         assert res.output_vec == [704982720.0], res.error
-        samples = _time(lambda tier=tier: run(seq, [], limits=limits, tier=tier), runs)
+    all_samples = _time_all({t: (lambda t=t: run(seq, [], limits=limits, tier=t)) for t in tiers}, runs)
+    for tier in tiers:
+        samples = all_samples[tier]
         med = statistics.median(samples)
         if tier == "interp":
             base_t0 = med
@@ -124,6 +220,79 @@ def bench_loop(runs: int, tiers: list[str]) -> list[Row]:
         if tier == "closure":
             r.target, r.met = "≥ 3× interp", bool(base_t0 and base_t0 / med >= 3)
         rows.append(r)
+    # Without the optimizer: tier 2 runs the loop as native code.
+    base_t1 = None
+    noopt = [t for t in tiers if t != "interp"]
+    for tier in noopt:
+        res = run(seq, [], limits=limits, tier=tier, optimize=False)
+        assert res.output_vec == [704982720.0], res.error
+    all_samples = _time_all({t: (lambda t=t: run(seq, [], limits=limits, tier=t, optimize=False))
+                             for t in noopt}, runs)
+    for tier in noopt:
+        samples = all_samples[tier]
+        med = statistics.median(samples)
+        if tier == "closure":
+            base_t1 = med
+        r = _row("loop100k/noopt", tier, samples, baseline="closure", ratio=(base_t1 / med) if base_t1 else None)
+        r.extra["vs_cpython"] = statistics.median(py) / med
+        if nb_list is not None:
+            r.extra["vs_numba_pushes_list"] = med / nb_list
+        if tier == "native":
+            r.target, r.met = "≥ 50× closure", bool(base_t1 and base_t1 / med >= 50)
+        rows.append(r)
+    if "native" in tiers:
+        from . import native
+
+        if native.get_jit() is not None:
+            kernel = native.kernel(seq[2])
+            assert kernel() == 200_000
+            samples = _time(kernel, runs)
+            r = _row("loop100k/noopt", "native-kernel", samples, baseline="closure",
+                     ratio=(base_t1 / statistics.median(samples)) if base_t1 else None)
+            if nb_pushes is not None:
+                r.extra["vs_numba_pushes"] = statistics.median(samples) / nb_pushes
+                r.target, r.met = "≤ 2× numba-pushes", statistics.median(samples) <= 2 * nb_pushes
+            rows.append(r)
+    return rows
+
+
+def bench_nested(runs: int, tiers: list[str]) -> list[Row]:
+    seq = parse_sexpr(NESTED).sequence
+    limits = Limits(fuel=10**9)
+    expect = run(seq, [], limits=limits, tier="interp")
+    assert expect.is_success(), expect.error
+    rows, base = [], {}
+    for tier in tiers:
+        res = run(seq, [], limits=limits, tier=tier)
+        assert res.observable() == expect.observable(), tier
+    all_samples = _time_all({t: (lambda t=t: run(seq, [], limits=limits, tier=t)) for t in tiers}, runs)
+    for tier in tiers:
+        samples = all_samples[tier]
+        med = statistics.median(samples)
+        base.setdefault("first", med)
+        if tier == "closure":
+            base["closure"] = med
+        r = _row("nested", tier, samples, baseline="interp", ratio=base["first"] / med)
+        if "closure" in base:
+            r.extra["vs_closure"] = base["closure"] / med
+        rows.append(r)
+    return rows
+
+
+def bench_compile(runs: int, tiers: list[str]) -> list[Row]:
+    """Tier 2 compile latency of one region (IR, passes, codegen, linking), code cache bypassed."""
+    if "native" not in tiers and "auto" not in tiers:
+        return []
+    from . import native
+
+    if native.get_jit() is None:
+        return []
+    rows = []
+    for name, src, idx in (("loop100k", LOOP, 2), ("nested", NESTED, 3), ("vars50", VARS50, 50)):
+        node = parse_sexpr(src).sequence[idx]
+        for opt in (False, True):
+            samples = [native.compile_latency_ns(node, opt) / 1000 for _ in range(max(3, runs // 2))]
+            rows.append(_row(f"compile/{name}", "native-O2" if opt else "native-O0", samples))
     return rows
 
 
@@ -138,7 +307,9 @@ def bench_calls(runs: int, tiers: list[str]) -> list[Row]:
     for tier in tiers:
         res = run(seq, [], store=store, tier=tier)
         assert res.output_vec == [10000.0], res.error
-        samples = _time(lambda tier=tier: run(seq, [], store=store, tier=tier), runs)
+    all_samples = _time_all({t: (lambda t=t: run(seq, [], store=store, tier=t)) for t in tiers}, runs)
+    for tier in tiers:
+        samples = all_samples[tier]
         med = statistics.median(samples)
         if base is None:
             base = med
@@ -149,7 +320,9 @@ def bench_calls(runs: int, tiers: list[str]) -> list[Row]:
     return rows
 
 
-BENCHMARKS = {"block4": bench_block4, "loop100k": bench_loop, "calls10k": bench_calls}
+BENCHMARKS = {"block4": bench_block4, "loop100k": bench_loop, "nested": bench_nested,
+              "calls10k": bench_calls, "compile": bench_compile}
+FIXED_TIERS = ("interp", "closure", "native")
 
 
 def run_suite(names=None, runs: int = 20, tiers=None, progress=None) -> list[Row]:
@@ -157,13 +330,26 @@ def run_suite(names=None, runs: int = 20, tiers=None, progress=None) -> list[Row
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
-    tiers = list(tiers or available_tiers())
+    tiers = list(tiers or available_tiers() + ["auto"])
     rows = []
     for n in names:
         if progress:
             progress(n)
         rows += BENCHMARKS[n](runs, tiers)
+    _rate_auto(rows)
     return rows
+
+
+def _rate_auto(rows: list[Row]) -> None:
+    """Compare each `auto` row with the best fixed tier of the same benchmark (≤ 1.2×)."""
+    for r in rows:
+        if r.tier != "auto":
+            continue
+        fixed = [x.median_us for x in rows if x.bench == r.bench and x.tier in FIXED_TIERS]
+        if fixed:
+            best = min(fixed)
+            r.extra["vs_best_fixed"] = r.median_us / best
+            r.target, r.met = "≤ 1.2× best fixed tier", r.median_us <= 1.2 * best
 
 
 def rows_to_json(rows: list[Row]) -> list[dict]:

@@ -306,7 +306,8 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
 
         state.mem_extra = value_size(state.stack[0]) - 8
         state.recompute_max_entries()
-        opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine}
+        opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine,
+                "auto": str(tier).lower() == "auto"}
         frames = _needs_deep_stack(depth, has_call, limits)
         if frames:
             ran = _in_big_thread(lambda: runner(seq, state, opts), frames)

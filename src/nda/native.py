@@ -1,0 +1,610 @@
+"""Tier 2: tier 1 plus native code (llvmlite) for pure scalar regions (runtime.md §2.3).
+
+In: a top-level sequence, a prepared `RunState`, the sandbox options (`opts["auto"]` is True
+when the user asked for tier `auto`).
+Out: the state after the run, exactly as tier 0 would leave it; `run_tier2` returns the tier
+that ran (2, or 1 when llvmlite is not installed).
+
+How it works. `run_tier2` runs the tier 1 closure compiler with a `RegionCompiler` hooked into
+`Compiler.stmt`. For each statement-position node the hook asks `analyze`: is this a *pure scalar
+region* (every node an Int, Break, Load, Let, Store, Add, Compare, VecOp{Negate, Abs,
+ReduceSum}, Loop, While, If or Scope; operands and conditions push exactly one value, Let/Store
+children at least one, so the region never pops what it did not push) that contains a Loop or
+While? The subtree tier 1 reaches first is the maximal one. Such a region becomes a closure that
+
+1. guards the entry state: every variable the region names must hold a Python `int`
+   (= `Scalar(_, 0)`) or be unbound, and a variable that may be read before the region writes
+   it (definite-assignment analysis) must be bound; anything else, or collected kind counts,
+   runs the region's tier 1 closure instead;
+2. copies the variables into a scratch block and calls the native function, which counts
+   `executed_nodes` and `loop_iterations` exactly, keeps every value the region pushes in an
+   i32 buffer, and checks the memory limit at each statement boundary, the fuel and the
+   deadline on every loop back edge (the deadline every 2^20 nodes through a clock callback);
+3. commits (counters, variables written, pushes appended to the stack as Python ints, the
+   region's Continue/Break signal), or — on BAILOUT (fuel, While limit or memory limit would be
+   exceeded) — discards everything and re-runs the region in tier 1 from the same entry state,
+   which then fails (or not) exactly as tier 0 does. A deadline raises the deadline error.
+
+Native code is built by `native_codegen` (which imports llvmlite, so `import nda.native` does
+not). One LLVM JIT engine exists per process, created on first use; together with its cache of
+compiled regions (keyed by region node, bounded LRU) it is a cache: it never changes a result.
+
+Tiering policy (`opts["auto"]`, documented in docs/decisions.md):
+- tier `native` compiles every region when its unit is compiled;
+- tier `auto` runs a region in tier 1 until it is worth compiling, then natively for good:
+  immediately when its statically known work per execution (constant Loop counts times body
+  size, no While) is at least `IMMEDIATE_WORK` nodes; otherwise once its tier 1 executions
+  have counted `HOT_NODES` nodes in total at an average of at least `MIN_AVG_NODES` nodes per
+  execution (below that the fixed cost of entering native code exceeds its gain). The counters
+  live in the compiled unit, so a program that was hot in one run starts native in the next;
+- `auto` also interprets (tier 0) the first run of a program that has no Loop, While or Call
+  and is not compiled yet: every node runs at most once, so compiling cannot pay off then;
+- in both, machine code is LLVM O0 (cheap to compile) unless the static work per execution is
+  at least `OPTIMIZE_WORK` nodes (then O2 at once); O0 code that has counted `OPTIMIZE_NODES`
+  nodes is recompiled at O2.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import mmap
+import operator
+import struct
+import threading
+import time
+import weakref
+
+from . import closure
+from . import ir
+from .state import deadline_error
+
+CONTINUE, BREAK, BAILOUT, CHECK, DEADLINE = 0, 1, 3, 4, 5  # = native_codegen's return codes
+VARS_OFFSET = 64
+IMMEDIATE_WORK = 20_000
+HOT_NODES = 20_000
+MIN_AVG_NODES = 40
+OPTIMIZE_WORK = 200_000    # static work per execution from which a region gets O2 code at once
+OPTIMIZE_NODES = 2_000_000  # nodes run in O0 code after which a region is recompiled at O2
+INITIAL_PUSHES = 4096      # push buffer entries when the count is not known statically
+MAX_INITIAL_PUSHES = 1 << 20
+POOL_MAX_BYTES = 8 << 20   # larger scratch blocks are not kept for the next execution
+_I64_MAX = (1 << 63) - 1
+_AUTO_KEY = "2-auto"       # tier key of auto-policy units in the program/callee caches
+
+_ELIGIBLE = frozenset((ir.Int, ir.Break, ir.Load, ir.Let, ir.Store, ir.Add, ir.Compare, ir.VecOp,
+                       ir.Loop, ir.While, ir.If, ir.Scope))
+_VECOPS = frozenset((ir.VecOpKind.Negate, ir.VecOpKind.Abs, ir.VecOpKind.ReduceSum))
+
+
+def buffer_offset(k: int) -> int:
+    """Byte offset of the push buffer in a region's scratch block (native_codegen layout)."""
+    return (VARS_OFFSET + 5 * k + 7) & ~7
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis
+
+
+class Info:
+    """Static facts about one subtree (context-free, memoized by node identity).
+
+    valid: every node eligible and the stack discipline holds; static: exact number of values
+    left on the stack, or None; lo: a lower bound of it; brk: may signal Break to its sequence;
+    stop: always signals Break (what follows it in a sequence never runs); loop: contains a
+    Loop/While; nodes: node count; work: nodes evaluated by one execution when statically
+    bounded (no While), else None; push: upper bound of values left, or None.
+    """
+
+    __slots__ = ("valid", "static", "lo", "brk", "stop", "loop", "nodes", "work", "push")
+
+    def __init__(self, valid, static, lo, brk, loop, nodes, work, push, stop=False):
+        self.valid, self.static, self.lo, self.brk, self.stop = valid, static, lo, brk, stop
+        self.loop, self.nodes, self.work, self.push = loop, nodes, work, push
+
+
+_INVALID = Info(False, None, 0, False, False, 1, None, None)
+_LEAF = Info(True, 1, 1, False, False, 1, 1, 1)
+_BREAK = Info(True, 0, 0, True, False, 1, 1, 0, stop=True)
+
+
+def _add(a, b):
+    return None if a is None or b is None else a + b
+
+
+def _seq(nodes, memo) -> Info:
+    """Facts about a sequence (the node itself not counted)."""
+    valid, static, lo, brk, stop, loop, n, work, push = True, 0, 0, False, False, False, 0, 0, 0
+    lo_open = True
+    for c in nodes:
+        i = info(c, memo)
+        valid = valid and i.valid
+        loop = loop or i.loop
+        n += i.nodes
+        if stop:
+            continue  # dead code after an unconditional Break
+        if static is not None:
+            if i.static is None or (brk and i.static != 0):
+                static = None
+            else:
+                static += i.static
+        if lo_open:
+            lo += i.lo
+            lo_open = not i.brk
+        brk = brk or i.brk
+        stop = i.stop
+        work = _add(work, i.work)
+        push = _add(push, i.push)
+    return Info(valid, static, lo, brk, loop, n, work, push, stop)
+
+
+def info(n, memo: dict) -> Info:
+    """`Info` of `n`; `memo` maps id(node) → (node, Info) (holding the node keeps ids unique)."""
+    hit = memo.get(id(n))
+    if hit is not None:
+        return hit[1]
+    t = type(n)
+    if t is ir.Int or t is ir.Load:
+        r = _LEAF
+    elif t is ir.Break:
+        r = _BREAK
+    elif t is ir.Add or t is ir.Compare:
+        a, b = info(n.lhs, memo), info(n.rhs, memo)
+        ok = a.valid and b.valid and a.static == 1 and b.static == 1
+        r = Info(ok, 1, 1, False, a.loop or b.loop, 1 + a.nodes + b.nodes,
+                 _add(1, _add(a.work, b.work)), 1) if ok else _INVALID
+    elif t is ir.VecOp:
+        a = info(n.operand, memo)
+        ok = n.op in _VECOPS and a.valid and a.static == 1
+        r = Info(True, 1, 1, False, a.loop, 1 + a.nodes, _add(1, a.work), 1) if ok else _INVALID
+    elif t is ir.Let or t is ir.Store:
+        a = info(n.init if t is ir.Let else n.value, memo)
+        ok = a.valid and a.lo >= 1
+        r = Info(True, a.static, a.lo, False, a.loop, 1 + a.nodes, _add(1, a.work), a.push) if ok else _INVALID
+    elif t is ir.Scope:
+        s = _seq(n.children, memo)
+        r = Info(s.valid, s.static, s.lo, s.brk, s.loop, 1 + s.nodes, _add(1, s.work), s.push, s.stop)
+    elif t is ir.Loop:
+        s = _seq(n.body, memo)
+        c = n.count
+        if c == 0 or s.static == 0:
+            static = 0
+        elif s.static is None or s.brk:
+            static = None
+        else:
+            static = c * s.static
+        r = Info(s.valid, static, 0, False, True, 1 + s.nodes,
+                 None if s.work is None else 1 + c * s.work, None if s.push is None else c * s.push)
+    elif t is ir.While:
+        a = info(n.cond, memo)
+        s = _seq(n.body, memo)
+        ok = a.valid and a.static == 1 and s.valid
+        r = Info(True, 0 if s.static == 0 else None, 0, False, True, 1 + a.nodes + s.nodes, None,
+                 0 if s.push == 0 else None) if ok else _INVALID
+    elif t is ir.If:
+        a = info(n.cond, memo)
+        s1 = _seq(n.then_body, memo)
+        s2 = _seq(n.else_body or (), memo)
+        ok = a.valid and a.static == 1 and s1.valid and s2.valid
+        static = s1.static if s1.static is not None and s1.static == s2.static else None
+        w = None if s1.work is None or s2.work is None else 1 + max(s1.work, s2.work)
+        p = None if s1.push is None or s2.push is None else max(s1.push, s2.push)
+        r = Info(True, static, min(s1.lo, s2.lo), s1.brk or s2.brk, a.loop or s1.loop or s2.loop,
+                 1 + a.nodes + s1.nodes + s2.nodes, _add(w, a.work), p,
+                 s1.stop and n.else_body is not None and s2.stop) if ok else _INVALID
+    else:
+        r = _INVALID
+    memo[id(n)] = (n, r)
+    return r
+
+
+class RegionPlan:
+    """What the native code and the entry guard need to know about a region.
+
+    names: every variable the region names (first-seen pre-order), `index` their positions;
+    entry_read: names that may be read before the region writes them (must be bound at entry);
+    written: names the region may write; nodes/work/push: from `Info`.
+    """
+
+    __slots__ = ("names", "index", "entry_read", "written", "nodes", "work", "push", "_memo")
+
+    def __init__(self, node, inf: Info, memo: dict):
+        names: list = []
+        seen: set = set()
+        entry: set = set()
+        written: set = set()
+
+        def name(x):
+            if x not in seen:
+                seen.add(x)
+                names.append(x)
+
+        def child(c, assigned):
+            """Visit an expression child; if it may break, its later writes are not definite."""
+            if info(c, memo).brk:
+                da(c, assigned)
+                return assigned
+            return da(c, assigned)
+
+        def seq(nodes, assigned):
+            for c in nodes:
+                assigned = da(c, assigned)
+            return assigned
+
+        def da(n, assigned: set) -> set:
+            """Definite assignment in evaluation order; returns the set after `n`."""
+            t = type(n)
+            if t is ir.Load:
+                name(n.name)
+                if n.name not in assigned:
+                    entry.add(n.name)
+            elif t is ir.Let or t is ir.Store:
+                name(n.name)
+                written.add(n.name)
+                assigned = child(n.init if t is ir.Let else n.value, assigned)
+                assigned = assigned | {n.name}
+            elif t is ir.Add or t is ir.Compare:
+                assigned = child(n.rhs, child(n.lhs, assigned))
+            elif t is ir.VecOp:
+                assigned = child(n.operand, assigned)
+            elif t is ir.Scope:
+                assigned = seq(n.children, assigned)
+            elif t is ir.Loop:
+                seq(n.body, assigned)  # the body may run zero times or break anywhere
+            elif t is ir.While:
+                assigned = child(n.cond, assigned)
+                seq(n.body, assigned)
+            elif t is ir.If:
+                assigned = child(n.cond, assigned)
+                a1 = seq(n.then_body, assigned)
+                a2 = seq(n.else_body or (), assigned)
+                assigned = a1 & a2
+            return assigned
+
+        da(node, frozenset())
+        self.names = tuple(names)
+        self.index = {x: i for i, x in enumerate(names)}
+        self.entry_read = frozenset(entry)
+        self.written = frozenset(written)
+        self.nodes = inf.nodes
+        self.work = inf.work
+        self.push = inf.push
+        self._memo = memo
+
+    def has_loop(self, n) -> bool:
+        """Whether descendant `n` of the region contains a Loop or While."""
+        return info(n, self._memo).loop
+
+
+def analyze(node, memo: dict | None = None) -> RegionPlan | None:
+    """The plan of `node` if it is a pure scalar region worth native code (it has a loop)."""
+    if type(node) not in _ELIGIBLE:
+        return None
+    memo = {} if memo is None else memo
+    inf = info(node, memo)
+    if not (inf.valid and inf.loop):
+        return None
+    return RegionPlan(node, inf, memo)
+
+
+# ---------------------------------------------------------------------------------------------
+# The process's JIT (a cache: created on first use, never changes a result)
+
+_JIT = None          # native_codegen.Jit, or False when llvmlite cannot be imported
+_FOUND = None        # whether importlib finds llvmlite (memo of `llvmlite_installed`)
+_JIT_LOCK = threading.Lock()
+
+
+def get_jit():
+    """The process's JIT engine, created on first use; None when llvmlite is unavailable."""
+    global _JIT
+    if _JIT is None:
+        with _JIT_LOCK:
+            if _JIT is None:
+                try:
+                    from . import native_codegen
+                except ImportError:
+                    _JIT = False
+                else:
+                    _JIT = native_codegen.Jit()
+    return _JIT or None
+
+
+def llvmlite_installed() -> bool:
+    """True when llvmlite can be found (without importing it; memoized)."""
+    global _FOUND
+    if _JIT is not None:
+        return _JIT is not False
+    if _FOUND is None:
+        try:
+            _FOUND = importlib.util.find_spec("llvmlite") is not None
+        except (ImportError, ValueError):
+            _FOUND = False
+    return _FOUND
+
+
+# ---------------------------------------------------------------------------------------------
+# Regions at run time
+
+
+class _Scratch:
+    """One scratch block: control words, variables, bound flags, push buffer (`entries` i32).
+
+    Blocks of 1 MiB or more are anonymous memory maps: their pages are zero-filled lazily, as
+    native code first writes them, so a big push buffer costs nothing until it is used (and
+    never delays a deadline by a long memset).
+    """
+
+    __slots__ = ("buf", "addr", "pushes", "room", "_c")
+
+    def __init__(self, k: int, entries: int, nodes: int):
+        off = buffer_offset(k)
+        size = off + 4 * entries
+        self.buf = mmap.mmap(-1, size) if size >= (1 << 20) else bytearray(size)
+        self._c = (ctypes.c_char * size).from_buffer(self.buf)  # pins the buffer
+        self.addr = ctypes.addressof(self._c)
+        self.pushes = memoryview(self.buf)[off:].cast("i")
+        self.room = entries - nodes  # boundary limit that keeps every push inside the buffer
+
+
+class Region:
+    """A region's native code (compiled now or when hot), its tier 1 fallback and its closure."""
+
+    def __init__(self, node, plan: RegionPlan, slots: tuple, fallback, auto: bool):
+        self.node, self.plan, self.slots, self.fallback, self.auto = node, plan, slots, fallback, auto
+        self.code = None
+        self.disabled = False      # llvmlite turned out to be unusable: always tier 1
+        self.t1_nodes = 0
+        self.t1_runs = 0
+        self.native_runs = 0
+        self.native_nodes = 0      # nodes counted by committed native executions
+        self.bailouts = 0
+        self.pool: list = []
+        self.closure = _make_closure(self)
+
+    def compile(self, optimize: bool | None = None) -> bool:
+        """Compile (or recompile) the native code; O2 when `optimize`, by default when the
+        region's static work per execution is at least `OPTIMIZE_WORK`."""
+        jit = get_jit()
+        if jit is None:
+            self.disabled = True
+            return False
+        if optimize is None:
+            optimize = self.plan.work is not None and self.plan.work >= OPTIMIZE_WORK
+        self.code = jit.compile(self.node, self.plan, optimize)
+        return True
+
+    def initial_entries(self, cap: int) -> int:
+        """Push buffer size for a first execution: the static bound if known, within limits."""
+        p = self.plan.push
+        want = INITIAL_PUSHES if p is None else min(p, MAX_INITIAL_PUSHES)
+        return max(0, min(want, cap)) + self.plan.nodes
+
+    def cold(self, st, fr, stk):
+        """Execution while not compiled (auto policy): tier 1, measuring the work done."""
+        if not self.disabled:
+            w = self.plan.work
+            if (w is not None and w >= IMMEDIATE_WORK) or (
+                    self.t1_nodes >= HOT_NODES and self.t1_nodes >= MIN_AVG_NODES * self.t1_runs):
+                if self.compile():
+                    return self.closure(st, fr, stk)
+        e0 = st.executed
+        sig = self.fallback(st, fr, stk)
+        self.t1_nodes += st.executed - e0
+        self.t1_runs += 1
+        return sig
+
+
+def _make_closure(rg: Region):
+    plan = rg.plan
+    k = len(plan.names)
+    slots = rg.slots
+    if k == 0:
+        def getter(fr):
+            return ()
+    elif k == 1:
+        s0 = slots[0]
+
+        def getter(fr):
+            return (fr[s0],)
+    else:
+        getter = operator.itemgetter(*slots)
+    must = tuple(x in plan.entry_read for x in plan.names)
+    writes = tuple((i, slots[i]) for i, x in enumerate(plan.names) if x in plan.written)
+    s_in = struct.Struct(f"<4q32x{k}i{k}b")   # ctl words 0-3, variables, bound flags
+    s_out = struct.Struct(f"<3q{k}i{k}b")     # ctl words 5-7, variables, bound flags
+    ones = (1,) * k
+    nn = plan.nodes
+    pool = rg.pool
+    fallback = rg.fallback
+    kind = type(rg.node).__name__
+
+    def entry_payload(vals):
+        """Variables then bound flags when some variable is not a bound int; None → tier 1."""
+        out, bnd = [], []
+        for v, m in zip(vals, must):
+            if v.__class__ is int:
+                out.append(v)
+                bnd.append(1)
+            elif v is None and not m:
+                out.append(0)
+                bnd.append(0)
+            else:
+                return None
+        return out + bnd
+
+    def native_region(st, fr, stk):
+        code = rg.code
+        if code is None:
+            return rg.cold(st, fr, stk)
+        if st.kind_counts is not None:
+            return fallback(st, fr, stk)
+        vals = getter(fr)
+        lim = st.limits
+        remaining = lim.fuel - st.executed
+        wl = lim.max_while_iterations
+        cap = st.max_entries - len(stk)
+        sc = pool.pop() if pool else _Scratch(k, rg.initial_entries(cap), nn)
+        blim = sc.room if sc.room < cap else cap
+        try:
+            s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *vals, *ones)
+            payload = None
+        except struct.error:  # a variable is unbound or not an int (or a limit exceeds i64)
+            payload = entry_payload(vals)
+            if payload is None:
+                pool.append(sc)
+                return fallback(st, fr, stk)
+            remaining, wl = min(remaining, _I64_MAX), min(wl, _I64_MAX)
+            s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *payload)
+        while True:
+            rc = code.call(sc.addr)
+            out = s_out.unpack_from(sc.buf, 40)
+            sp = out[2]
+            if rc <= BREAK:
+                for i, s in writes:
+                    if out[3 + k + i]:
+                        fr[s] = out[3 + i]
+                st.executed += out[0]
+                st.loop_iterations += out[1]
+                if sp:
+                    stk += sc.pushes[:sp]  # Python ints (i32 memoryview items)
+                if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
+                    pool.append(sc)
+                rg.native_runs += 1
+                rg.native_nodes += out[0]
+                if rg.native_nodes >= OPTIMIZE_NODES and not code.optimized:
+                    rg.compile(True)  # hot: the next executions run O2 code
+                if st.executed > st.next_check:
+                    st.slow_check(kind)  # deadline check at the region boundary
+                return rc
+            if rc == CHECK and sp <= cap:  # the push buffer is too small: grow it and re-run
+                if time.monotonic_ns() > st.deadline_ns:
+                    st.executed += out[0]
+                    raise deadline_error(lim.deadline_ms)
+                sc = _Scratch(k, min(4 * (sc.room + nn), cap + nn), nn)
+                blim = sc.room if sc.room < cap else cap
+                if payload is None:
+                    payload = vals + ones
+                s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *payload)
+                continue
+            if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
+                pool.append(sc)
+            if rc == DEADLINE:
+                st.executed += out[0]
+                raise deadline_error(lim.deadline_ms)
+            rg.bailouts += 1
+            return fallback(st, fr, stk)
+
+    native_region.region = rg  # for tests and diagnostics
+    return native_region
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook and the entry point
+
+
+class RegionCompiler:
+    """The `native` hook of `closure.Compiler`: a native closure for each region, or None."""
+
+    def __init__(self, auto: bool = False):
+        self.auto = auto
+        self._owner = None
+        self._memo: dict = {}
+
+    def region(self, node, compiler):
+        if type(node) not in _ELIGIBLE:
+            return None
+        owner = self._owner() if self._owner is not None else None
+        if owner is not compiler:  # a new compilation: forget the previous unit's analysis
+            self._owner = weakref.ref(compiler)
+            self._memo = {}
+        plan = analyze(node, self._memo)
+        if plan is None:
+            return None
+        fallback = compiler.stmt_plain(node)
+        slots = tuple(compiler.reg.slot(x) for x in plan.names)
+        rg = Region(node, plan, slots, fallback, self.auto)
+        if not self.auto:
+            rg.compile()
+        return rg.closure
+
+
+_SEEN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine → programs auto interpreted
+_SEEN_CAPACITY = 4096
+
+
+def _interpret_first(sequence, opts: dict) -> bool:
+    """Auto policy for whole programs: the first run of an uncompiled program without Loop,
+    While or Call (every node runs at most once, so compiling cannot pay off within the run)
+    is interpreted; later runs compile it. Remembered per engine (a cache, bounded)."""
+    engine = opts.get("engine") or closure.default_engine()
+    key = (opts["program_hash"], _AUTO_KEY, bool(opts.get("optimize", True)))
+    if key in engine.programs:
+        return False
+    seen = _SEEN.get(engine)
+    if seen is None:
+        seen = _SEEN.setdefault(engine, {})
+    if key in seen:
+        return False
+    for top in sequence:
+        for n in ir.walk(top):
+            if type(n) in (ir.Loop, ir.While, ir.Call):
+                return False
+    if len(seen) >= _SEEN_CAPACITY:
+        seen.clear()
+    seen[key] = None
+    return True
+
+
+def run_tier2(sequence, state, opts: dict) -> int:
+    """Tier 2 entry point for the sandbox. Returns the tier that ran: 2; 1 without llvmlite;
+    0 when `auto` interprets the first run of a loop-free program (`_interpret_first`)."""
+    auto = bool(opts.get("auto"))
+    if auto and _interpret_first(sequence, opts):
+        from .interp import run_tier0
+
+        run_tier0(sequence, state)
+        return 0
+    if not (llvmlite_installed() if auto else get_jit() is not None):
+        return closure.run_tier1(sequence, state, opts)
+    closure.run_compiled(sequence, state, opts, tier=_AUTO_KEY if auto else 2,
+                         native=RegionCompiler(auto))
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark helpers
+
+
+def compile_latency_ns(node, optimize: bool = False) -> int:
+    """Wall time of compiling `node`'s region to native code (O2 if `optimize`, else O0),
+    bypassing the code cache."""
+    plan = analyze(node)
+    if plan is None:
+        raise ValueError("not a pure scalar region with a loop")
+    return get_jit().compile(node, plan, optimize, use_cache=False).compile_ns
+
+
+def kernel(node, values: dict | None = None):
+    """A zero-argument callable that runs `node`'s native code once with variables from
+    `values` (name hash → int, default 0) under unbounded limits, without committing anything:
+    the native part of a region execution alone. Returns the number of values pushed."""
+    import time
+
+    plan = analyze(node)
+    if plan is None:
+        raise ValueError("not a pure scalar region with a loop")
+    code = get_jit().compile(node, plan, optimize=True)
+    k = len(plan.names)
+    bound = plan.push if plan.push is not None else INITIAL_PUSHES
+    sc = _Scratch(k, bound + plan.nodes, plan.nodes)
+    vals = [int((values or {}).get(x, 0)) for x in plan.names]
+    s_in = struct.Struct(f"<4q32x{k}i{k}b")
+    far = time.monotonic_ns() + 3600 * 10**9
+
+    def call() -> int:
+        s_in.pack_into(sc.buf, 0, _I64_MAX, sc.room, _I64_MAX, far, *vals, *((1,) * k))
+        if code.call(sc.addr) > BREAK:
+            raise RuntimeError("native kernel did not complete")
+        return struct.unpack_from("<q", sc.buf, 56)[0]
+    return call
