@@ -211,10 +211,16 @@ def _summary(res, console) -> None:
 @click.option("--tier", default="auto", show_default=True, help="auto | interp | closure | native (or 0 / 1 / 2)")
 @click.option("--no-opt", is_flag=True, help="Disable the optimizer.")
 @click.option("--kinds", is_flag=True, help="Collect per-kind evaluation counts.")
+@click.option("--dump-after", "dump_after", type=click.Choice(["fold", "unroll", "dce", "scev"]),
+              default=None, help="Print the top-level sequence as optimized after this pass "
+              "(to stderr; under \"dump\" with --json). Optimizer nodes print as "
+              "(opt RULE +N [:loops L] FORM).")
+@click.option("--passes", "show_passes", is_flag=True,
+              help="Print the optimizer's per-pass timings (µs) to stderr.")
 @store_option
 @limit_options
 @json_option
-def run(file, input_spec, dim, tier, no_opt, kinds, store_path, as_json, **lim):
+def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, store_path, as_json, **lim):
     """Run a program (a module runs `main`) in the sandbox."""
     from rich.console import Console
 
@@ -228,14 +234,44 @@ def run(file, input_spec, dim, tier, no_opt, kinds, store_path, as_json, **lim):
     loaded = load_program(file, as_json, store)
     inp = parse_input(input_spec, dim, as_json)
     res = sandbox_run(loaded.sequence, inp, store=loaded.resolver, limits=limits_from(lim),
-                      tier=tier_name, optimize=not no_opt, collect_kind_counts=kinds)
+                      tier=tier, optimize=not no_opt, collect_kind_counts=kinds)
+    # The optimizer's own view (the sandbox does not expose its pass timings): optimize the
+    # top-level sequence once more, timing each pass and capturing the requested dump.
+    optimizing = not no_opt and tier_name != "interp"
+    timings, dump = _optimizer_report(loaded, dump_after,
+                                      dump_after is not None or show_passes or (as_json and optimizing))
     if as_json:
-        emit_json(res.to_dict(tier_as_name=True))
+        d = res.to_dict(tier_as_name=True)
+        d["pass_timings_us"] = timings if (optimizing or dump_after) else {}
+        if dump_after is not None:
+            d["dump"] = dump
+        emit_json(d)
     else:
+        if dump_after is not None:
+            click.echo(f";; after pass {dump_after}\n{dump}", err=True)
+        if show_passes:
+            click.echo("passes: " + " · ".join(f"{k} {v} µs" for k, v in timings.items()), err=True)
         for line in res.output_log:
             click.echo(line)
         _summary(res, Console(stderr=False, highlight=False))
     raise Exit(EXIT_OK if res.is_success() else EXIT_FAIL)
+
+
+def _optimizer_report(loaded, dump_after, wanted: bool) -> tuple[dict, str | None]:
+    """(per-pass timings in µs, S-expression dump after `dump_after`) for `nda run`."""
+    if not wanted:
+        return {}, None
+    from .opt_nodes import format_sequence
+    from .optimize import optimize_sequence
+
+    timings: dict = {}
+    box: dict = {}
+    try:
+        optimize_sequence(loaded.sequence, timings=timings, dump_after=dump_after,
+                          dump=lambda p, tree: box.setdefault("dump", format_sequence(tree, loaded.names)))
+    except RecursionError:
+        return timings, "; optimizer dump unavailable: program nested too deeply"
+    return timings, box.get("dump")
 
 
 # ---------------------------------------------------------------------------------------------
