@@ -28,7 +28,7 @@ def test_tiers_agree(case):
     module, inp, limits = case
     linked = link_module(module)
     oracle = _observe(linked, inp, limits, "interp", False, False)
-    for tier in available_tiers():
+    for tier in available_tiers() + ["auto"]:
         for optimize in (False, True):
             if tier == "interp" and not optimize:
                 continue
@@ -42,5 +42,5 @@ def test_kind_counts_agree(case):
     module, inp, limits = case
     linked = link_module(module)
     oracle = _observe(linked, inp, limits, "interp", False, True)
-    for tier in available_tiers():
+    for tier in available_tiers() + ["auto"]:
         assert _observe(linked, inp, limits, tier, True, True) == oracle

@@ -280,53 +280,77 @@ def _optimizer_report(loaded, dump_after, wanted: bool) -> tuple[dict, str | Non
 
 @main.command()
 @click.argument("file")
-@click.option("--to", "to", type=click.Choice(["sexpr", "text", "binary"]), default="sexpr", show_default=True)
-@click.option("-o", "--output", default=None, help="Write to this file instead of stdout.")
+@click.option("--to", "to", type=click.Choice(["sexpr", "text", "binary"]), default="sexpr", show_default=True,
+              help="Target representation.")
+@click.option("-o", "--output", default=None,
+              help="Write to this file instead of stdout (binary output needs -o or a pipe).")
+@store_option
 @json_option
-def fmt(file, to, output, as_json):
-    """Convert a program between representations."""
+def fmt(file, to, output, store_path, as_json):
+    """Convert a program between representations (.nda, .sexpr, .ndab → text, sexpr, binary).
+
+    Names spelt in the source are kept (text and sexpr print them); a binary program carries
+    only name hashes, so its names come from the store's string dictionary when one exists.
+    Binary v2 goes to -o FILE, or to stdout when stdout is not a terminal; with --json and no
+    -o, the JSON object carries the bytes as hex. Text cannot express raw name hashes, calls
+    to stored code or non-synthetic weights: such programs fail with exit 1.
+    """
     loaded = load_program(file, as_json)
+    names = dict(loaded.names)
+    if loaded.kind == "binary":
+        store = open_store(store_path)
+        if store is not None:
+            try:
+                roots = [d.node for d in loaded.module.defs] if loaded.module is not None else loaded.sequence
+                names = {**store.names_for(roots), **names}
+            finally:
+                store.close()
     try:
-        if to == "sexpr":
-            from .sexpr import print_module, print_sexpr
-
-            data = (print_module(loaded.raw_module, loaded.names) if loaded.raw_module is not None
-                    else print_sexpr(loaded.sequence, loaded.names)) + "\n"
-        elif to == "text":
-            from .text import print_text
-
-            if loaded.raw_module is None:
-                from . import ir
-
-                module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
-            else:
-                module = loaded.raw_module
-            data = print_text(module, names=loaded.names)
-        else:
-            from .binary_v2 import encode_module, encode_program
-
-            data = encode_module(loaded.module) if loaded.module is not None else encode_program(loaded.sequence)
+        data = _format_loaded(loaded, to, names)
     except NdaError as e:
         diag_fail(e, as_json, code=EXIT_FAIL)
     if isinstance(data, bytes):
-        if output is None and sys.stdout.isatty():
-            usage_fail("binary output goes to a file (-o) or a pipe", as_json)
         if output:
             Path(output).write_bytes(data)
+            if as_json:
+                emit_json({"ok": True, "format": to, "output": output, "bytes": len(data)})
+        elif as_json:
+            emit_json({"ok": True, "format": to, "bytes": len(data), "hex": data.hex()})
+        elif sys.stdout.isatty():
+            usage_fail("binary output goes to a file (-o FILE) or a pipe", as_json)
         else:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-        if as_json and output:
-            emit_json({"ok": True, "output": output, "bytes": len(data)})
+            out = click.get_binary_stream("stdout")
+            out.write(data)
+            out.flush()
         return
     if output:
         Path(output).write_text(data, encoding="utf-8")
         if as_json:
-            emit_json({"ok": True, "output": output, "chars": len(data)})
+            emit_json({"ok": True, "format": to, "output": output, "chars": len(data)})
     elif as_json:
         emit_json({"ok": True, "format": to, "text": data})
     else:
         click.echo(data, nl=False)
+
+
+def _format_loaded(loaded, to: str, names: dict) -> str | bytes:
+    """`loaded` in representation `to` (text/sexpr as str ending in a newline, binary as bytes)."""
+    if to == "binary":
+        from .binary_v2 import encode_module, encode_program
+
+        return encode_module(loaded.module) if loaded.module is not None else encode_program(loaded.sequence)
+    if to == "sexpr":
+        from .sexpr import print_module, print_sexpr
+
+        return (print_module(loaded.raw_module, names) if loaded.raw_module is not None
+                else print_sexpr(loaded.sequence, names)) + "\n"
+    from . import ir
+    from .text import print_text
+
+    module = loaded.raw_module
+    if module is None:
+        module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
+    return print_text(module, names=names)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 In: a path (`.nda` text, `.sexpr` S-expression, `.ndab` binary v2 container), source text, or
 a stored hash/name (when a store is given).
 Out: `Loaded` — the top-level sequence to run, a resolver for its calls, the linked module
-(if any), the names spelt in the source, and the source text for diagnostics.
+(if any) and its source form (`raw_module`: as parsed, or for a binary module the defs with
+calls by name again), the names spelt in the source (name_hash → identifier, for printers and
+diagnostics), and the source text for diagnostics.
 
 Each stage lives in its own module; this one only chains them.
 """
@@ -52,10 +54,10 @@ def parse_source(text: str, kind: str, file: str | None = None):
         unit = parse_sexpr(text, file=file)
         return unit.sequence, unit.module, dict(unit.names)
     if kind == "text":
-        from .text import parse_text
+        from .text import parse_text_with_names
 
-        module = parse_text(text, file=file)
-        return None, module, {}
+        module, names = parse_text_with_names(text, file=file)
+        return None, module, names
     raise UsageError(f"cannot parse {kind} as text")
 
 
@@ -88,11 +90,34 @@ def load_bytes(data: bytes, store=None, file: str | None = None) -> Loaded:
     if isinstance(decoded, LinkedModule):
         resolver = MemoryResolver()
         resolver.add_linked(decoded)
-        return Loaded(tuple(decoded.main_sequence()), ChainResolver(resolver, store), decoded, None,
-                      {}, None, file, "binary")
+        return Loaded(tuple(decoded.main_sequence()), ChainResolver(resolver, store), decoded,
+                      unlink_module(decoded), {}, None, file, "binary")
     if isinstance(decoded, ir.Node):
         return Loaded((decoded,), store, None, None, {}, None, file, "binary")
     return Loaded(tuple(decoded), store, None, None, {}, None, file, "binary")
+
+
+def unlink_module(linked) -> ir.Module:
+    """The source form of a linked module: the same defs (in the container's order), with each
+    call to a def of the module (a Hash32 of its address, or a GroupRef inside its group) turned
+    back into a call by name. Linking the result gives the same addresses; calls to code
+    outside the module keep their targets."""
+    from .link import rewrite_calls
+
+    by_address = {d.address: d.name for d in linked.defs}
+    defs = []
+    for d in linked.defs:
+        members = d.group.members if d.group is not None else ()
+
+        def named(t, members=members):
+            if type(t) is ir.Hash32 and t.digest in by_address:
+                return ir.NamedRef(by_address[t.digest])
+            if type(t) is ir.GroupRef and 0 <= t.index < len(members) and members[t.index] in by_address:
+                return ir.NamedRef(by_address[members[t.index]])
+            return None
+
+        defs.append(ir.Def(d.name, rewrite_calls(d.node, named)))
+    return ir.Module(tuple(defs))
 
 
 def load_path(path: str, store=None) -> Loaded:
@@ -116,5 +141,5 @@ def load_any(ref: str, store=None) -> Loaded:
     raise UsageError(f"{ref}: no such file" + ("" if store is None else " and no stored program of that hash or name"))
 
 
-__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any",
+__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any", "unlink_module",
            "detect_kind", "ParseError"]
