@@ -93,39 +93,63 @@ def load_program(ref: str, as_json: bool, store=None):
         diag_fail(e, as_json, src)
 
 
-def parse_input(spec: str | None, dim: int | None, as_json: bool):
-    """--input 1,2,-1 | @file.json | @file.npy ; --dim N ; default 896 ones."""
+def parse_input(spec: str | None, dim: int | None, as_json: bool, max_len: int | None = None):
+    """--input 1,2,-1 | @file.json | @file.npy ; --dim N ; default 896 ones.
+
+    Returns a float32 array. A length above `max_len` (the run's max_input_len) is refused
+    before anything of that size is allocated."""
     import numpy as np
+
+    max_len = Limits().max_input_len if max_len is None else max_len
+
+    def check_len(n: int, what: str) -> None:
+        if n > max_len:
+            usage_fail(f"{what} has {n} values, more than max_input_len {max_len}", as_json)
 
     if spec is not None and dim is not None:
         usage_fail("give either --input or --dim, not both", as_json)
     if dim is not None:
         if dim < 0:
             usage_fail("--dim must be >= 0", as_json)
-        return [1.0] * dim
+        check_len(dim, "--dim")
+        return np.ones(dim, dtype=np.float32)
     if spec is None:
-        return [1.0] * 896
+        return np.ones(896, dtype=np.float32)
     if spec.startswith("@"):
         path = spec[1:]
         try:
             if path.endswith(".npy"):
-                arr = np.load(path, allow_pickle=False)
+                arr = np.load(path, allow_pickle=False, mmap_mode="r")
                 if arr.ndim != 1 or arr.dtype.kind not in "fiu":
                     usage_fail(f"{path}: expected a one-dimensional numeric array", as_json)
-                return [float(x) for x in arr.astype(np.float64)]
+                check_len(arr.shape[0], path)
+                return _f32(np.asarray(arr, dtype=np.float64))
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             usage_fail(f"cannot read input {path}: {e}", as_json)
         if not isinstance(data, list) or not all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) for x in data):
             usage_fail(f"{path}: expected a JSON list of numbers", as_json)
-        return [float(x) for x in data]
+        check_len(len(data), path)
+        try:
+            return _f32(np.array(data, dtype=np.float64))
+        except OverflowError as e:
+            usage_fail(f"{path}: number out of range: {e}", as_json)
     if spec.strip() == "":
-        return []
+        return np.zeros(0, dtype=np.float32)
+    parts = spec.split(",")
+    check_len(len(parts), "--input")
     try:
-        return [float(x) for x in spec.split(",")]
-    except ValueError:
+        return _f32(np.array([float(x) for x in parts], dtype=np.float64))
+    except (ValueError, OverflowError):
         usage_fail(f"malformed input vector {spec!r} (expected comma-separated numbers)", as_json)
+
+
+def _f32(arr):
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float32)
 
 
 def limit_options(f):
@@ -232,7 +256,7 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, sto
         usage_fail(str(e), as_json)
     store = open_store(store_path)
     loaded = load_program(file, as_json, store)
-    inp = parse_input(input_spec, dim, as_json)
+    inp = parse_input(input_spec, dim, as_json, limits_from(lim).max_input_len)
     res = sandbox_run(loaded.sequence, inp, store=loaded.resolver, limits=limits_from(lim),
                       tier=tier, optimize=not no_opt, collect_kind_counts=kinds)
     # The optimizer's own view (the sandbox does not expose its pass timings): optimize the
@@ -305,8 +329,10 @@ def fmt(file, to, output, store_path, as_json):
                 names = {**store.names_for(roots), **names}
             finally:
                 store.close()
+    from .pipeline import format_loaded
+
     try:
-        data = _format_loaded(loaded, to, names)
+        data = format_loaded(loaded, to, names)
     except NdaError as e:
         diag_fail(e, as_json, code=EXIT_FAIL)
     if isinstance(data, bytes):
@@ -331,26 +357,6 @@ def fmt(file, to, output, store_path, as_json):
         emit_json({"ok": True, "format": to, "text": data})
     else:
         click.echo(data, nl=False)
-
-
-def _format_loaded(loaded, to: str, names: dict) -> str | bytes:
-    """`loaded` in representation `to` (text/sexpr as str ending in a newline, binary as bytes)."""
-    if to == "binary":
-        from .binary_v2 import encode_module, encode_program
-
-        return encode_module(loaded.module) if loaded.module is not None else encode_program(loaded.sequence)
-    if to == "sexpr":
-        from .sexpr import print_module, print_sexpr
-
-        return (print_module(loaded.raw_module, names) if loaded.raw_module is not None
-                else print_sexpr(loaded.sequence, names)) + "\n"
-    from . import ir
-    from .text import print_text
-
-    module = loaded.raw_module
-    if module is None:
-        module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
-    return print_text(module, names=names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,7 +445,7 @@ def _register_optional_verbs() -> None:
     """Verbs from other modules (store, gate, bench) register themselves when present."""
     import importlib
 
-    for mod in ("nda.cli_store", "nda.cli_check", "nda.bench_cli"):
+    for mod in ("nda.cli_store", "nda.cli_check", "nda.bench_cli", "nda.mcp_server"):
         try:
             m = importlib.import_module(mod)
         except ImportError as e:

@@ -7,7 +7,9 @@ Out: readable rich tables, or exactly one JSON object with `--json`; exit status
 input error (bad flag, unreadable file, unknown hash/name, no store).
 
 The store is `./.nda/sitemap.db` unless `--store PATH` or `$NDA_STORE` says otherwise; `commit`
-and `import-sitemap` create it (and its directory), the other verbs require it to exist.
+and `import-sitemap` create it (and its directory), the other verbs require it to exist. A
+commit that is rejected (parse, gate, sandbox or scope) or fails leaves the store unchanged —
+and when that commit would have created the store, no store file is left behind.
 `show --depth N` also prints the stored callees reachable through N levels of calls.
 """
 
@@ -144,14 +146,20 @@ def commit_cmd(file, message, input_spec, dim, name, scope_threshold, tier, stor
     """Gate (validate, run, optional scope check) and store a program in one transaction."""
     from .commit import commit
 
+    path = Path(store_path or DEFAULT_STORE)
+    fresh, fresh_dir = not path.exists(), not path.parent.exists()
     store = _open(store_path, as_json, create=True)
+    committed = False
     try:
         loaded = load_program(file, as_json, store)
-        cond = parse_input(input_spec, dim, as_json)
+        cond = parse_input(input_spec, dim, as_json, limits_from(lim).max_input_len)
         res = commit(store, loaded, cond, message=message, limits=limits_from(lim),
                      scope_threshold=scope_threshold, name=name, tier=tier)
+        committed = res.ok
     finally:
         store.close()
+        if fresh and not committed:  # a rejected first commit leaves no store behind
+            _remove_store_files(path, fresh_dir)
     if as_json:
         emit_json(res.to_dict())
     elif res.ok:
@@ -172,6 +180,18 @@ def commit_cmd(file, message, input_spec, dim, name, scope_threshold, tier, stor
         if res.stage == "gate" and res.diagnostics:
             click.echo(render_text(res.diagnostics, loaded.source), err=True)
     raise Exit(EXIT_OK if res.ok else EXIT_FAIL)
+
+
+def _remove_store_files(path: Path, remove_dir: bool) -> None:
+    """Delete a store this command created (and its SQLite side files, and its directory when
+    this command created that too and it is empty)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    if remove_dir:
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
 
 
 def _show_one(store, rec, fmt: str) -> dict:

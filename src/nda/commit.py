@@ -6,7 +6,8 @@ In: a `store.SiteMap`, a program (top-level sequence, single node, `ir.Module`,
 and the source path whose live triples the commit replaces).
 Out: `CommitResult` — ok, program root (H2), v1 program entry hash, state_root, commit_id, seq,
 reason / error_code / diagnostics on rejection, the `SandboxResult`, the scope report.
-`scope_validate(output, conditioning, threshold)` is the ScopeValidator of §7.
+`scope_validate(output, conditioning, threshold)` is the ScopeValidator of §7;
+`static_check(program, input_len=, limits=, store=)` is step (2) alone (what `nda check` runs).
 
 Order: (1) parse/decode happened before (the caller holds nodes); (2) static validation with
 `nda.gate.validate` (skipped, and reported as `gate_checked=False`, when the gate module is not
@@ -22,7 +23,7 @@ leaves the store file untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -167,31 +168,15 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
 
     # (2) static validation
     gate_checked = False
-    own: set = set()
-    own_v1: set = set()
-    if linked is not None:
-        for d in linked.defs:
-            own.add(d.address)
-            if d.group is not None:
-                own_v1.add(d.group.aliases[d.index])
-
-    def has_target(t) -> bool:
-        if type(t) is ir.Hash32:
-            return t.digest in own or store.has_target(t)
-        if type(t) is ir.Legacy64:
-            return t.value in own_v1 or store.has_target(t)
-        return False
-
     try:
-        from .gate import validate
+        import nda.gate  # noqa: F401
     except ImportError:
-        validate = None
-    if validate is not None:
+        pass
+    else:
         gate_checked = True
-        functions = [] if linked is None else [(d.name, d.node, d.group) for d in linked.defs if d.name != "main"]
         try:
-            diags = validate(seq, input_len=input_len, limits=limits, has_target=has_target,
-                             functions=functions)
+            diags = [f.diagnostic for f in static_findings(seq, linked, input_len=input_len,
+                                                           limits=limits, store=store)]
         except NdaError as e:
             diags = [Diagnostic(VALIDATION_ERROR, e.message)]
         if diags:
@@ -243,6 +228,50 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
                         sandbox=res, scope=scope, gate_checked=gate_checked, names=addrs)
 
 
+# ---------------------------------------------------------------------------------------------
+# The gate step on its own
+
+
+def has_target_in(store, linked) -> "Callable":
+    """`has_target(t)` for the gate: t is a def of `linked` (by address, or by v1 alias for a
+    group member) or is in `store` (None = no store: nothing outside the commit exists)."""
+    own: set = set()
+    own_v1: set = set()
+    if linked is not None:
+        for d in linked.defs:
+            own.add(d.address)
+            if d.group is not None:
+                own_v1.add(d.group.aliases[d.index])
+
+    def has_target(t) -> bool:
+        if type(t) is ir.Hash32:
+            return t.digest in own or (store is not None and store.has_target(t))
+        if type(t) is ir.Legacy64:
+            return t.value in own_v1 or (store is not None and store.has_target(t))
+        return False
+
+    return has_target
+
+
+def static_findings(seq, linked, *, input_len: int | None, limits: Limits = Limits(), store=None) -> list:
+    """The gate's findings (`nda.gate.Finding`) for a top-level sequence and its linked module:
+    the program, then each def other than `main`, calls checked against the module and store."""
+    from .gate import analyze
+
+    functions = [] if linked is None else [(d.name, d.node, d.group) for d in linked.defs if d.name != "main"]
+    return analyze(seq, input_len=input_len, limits=limits, has_target=has_target_in(store, linked),
+                   functions=functions)
+
+
+def static_check(program, *, input_len: int | None = None, limits: Limits = Limits(),
+                 store=None) -> list:
+    """Step (2) of `commit` alone: every gate finding for `program` (any form `commit` takes)
+    as VALIDATION_ERROR diagnostics; [] = the gate passes. `input_len` None = width unknown."""
+    seq, linked, _names, _path, _source = _normalize(program)
+    return [f.diagnostic for f in static_findings(seq, linked, input_len=input_len, limits=limits,
+                                                  store=store)]
+
+
 def _replace_live_triples(store, path: str, seq, linked, program_v1: int) -> None:
     from .hashing import alias_of
     from .triples import derived_triples, node_triples
@@ -260,4 +289,5 @@ def _replace_live_triples(store, path: str, seq, linked, program_v1: int) -> Non
     store.put_file_snapshot(path, list(seen), tnames)
 
 
-__all__ = ["commit", "CommitResult", "scope_validate", "F32_MAX"]
+__all__ = ["commit", "CommitResult", "scope_validate", "static_check", "static_findings",
+           "has_target_in", "F32_MAX"]

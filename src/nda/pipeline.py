@@ -120,6 +120,33 @@ def unlink_module(linked) -> ir.Module:
     return ir.Module(tuple(defs))
 
 
+def format_loaded(loaded: Loaded, to: str, names: dict | None = None) -> str | bytes:
+    """`loaded` as `to`: "text" or "sexpr" (str, ending in a newline) or "binary" (v2 bytes).
+
+    `names` (name_hash → identifier) defaults to the names spelt in the source. Text cannot
+    express every program (raw name hashes, non-synthetic planes, calls to stored code, the
+    machine nodes other than peek/poke): `text.InexpressibleError` (an NdaError) says why.
+    """
+    names = loaded.names if names is None else names
+    if to == "binary":
+        from .binary_v2 import encode_module, encode_program
+
+        return encode_module(loaded.module) if loaded.module is not None else encode_program(loaded.sequence)
+    if to == "sexpr":
+        from .sexpr import print_module, print_sexpr
+
+        return (print_module(loaded.raw_module, names) if loaded.raw_module is not None
+                else print_sexpr(loaded.sequence, names)) + "\n"
+    if to == "text":
+        from .text import print_text
+
+        module = loaded.raw_module
+        if module is None:
+            module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
+        return print_text(module, names=names)
+    raise UsageError(f"unknown format '{to}' (expected text, sexpr or binary)")
+
+
 def load_path(path: str, store=None) -> Loaded:
     kind = detect_kind(path)
     p = Path(path)
@@ -142,4 +169,4 @@ def load_any(ref: str, store=None) -> Loaded:
 
 
 __all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any", "unlink_module",
-           "detect_kind", "ParseError"]
+           "detect_kind", "format_loaded", "ParseError"]
