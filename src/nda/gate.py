@@ -36,8 +36,6 @@ position; a triple batch stays together in the original's order).
 
 from __future__ import annotations
 
-import sys
-import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -310,40 +308,11 @@ def _run_unit_absint(unit: _Unit, syntax: Syntax, limits: Limits, input_len, is_
                      f"every run of the program executes at least {lo} nodes by here")
 
 
-def _frames_in_use() -> int:
-    f, n = sys._getframe(), 0
-    while f is not None:
-        n += 1
-        f = f.f_back
-    return n
-
-
 def _with_deep_stack(fn: Callable[[], list], depth: int) -> list:
-    """Run `fn` directly, or in a worker thread with a large stack when the tree is deep."""
-    need = 10 * depth + 300
-    if _frames_in_use() + need < sys.getrecursionlimit() - 50:
-        return fn()
-    if sys.getrecursionlimit() < need + 1000:
-        sys.setrecursionlimit(need + 1000)  # process-wide; never lowered (other threads)
-    box: dict = {}
+    """Run `fn` directly, or in a big-stack worker thread when the tree is deep."""
+    from .deepstack import call_with_frames
 
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # re-raised in the caller
-            box["error"] = e
-
-    old = threading.stack_size()
-    try:
-        threading.stack_size(256 * 1024 * 1024)
-        t = threading.Thread(target=target, name="nda-gate", daemon=True)
-        t.start()
-    finally:
-        threading.stack_size(old)
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return call_with_frames(fn, 10 * depth + 300)
 
 
 def analyze(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limits = Limits(),

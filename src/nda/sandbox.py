@@ -12,12 +12,10 @@ Tiers register here by name: tier 0 (`interp`) always; tier 1 (`closure`) and ti
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
 import threading
+from collections import OrderedDict
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -225,57 +223,61 @@ def _convert_input(conditioning, limits: Limits) -> np.ndarray:
         return arr.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=512)
-def program_info(seq: tuple) -> tuple[bytes, int, bool]:
-    """(H2 of the program, deepest node nesting, whether it contains a Call) — cached.
+class _ProgramInfoCache:
+    """(H2, deepest nesting, has a Call) per program, keyed by the *identity* of its top-level
+    nodes (a bounded LRU that holds the nodes, so identities stay valid). Never hashes or
+    compares node trees structurally: that recursion would follow the tree's depth, and a
+    hostile program may be arbitrarily deep."""
 
-    Keyed by the sequence itself (nodes are immutable and hashable), so repeated runs of the
-    same program object cost one dictionary lookup.
-    """
+    def __init__(self, capacity: int = 512):
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._d: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+    def get(self, seq: tuple) -> tuple[bytes, int, bool]:
+        key = tuple(map(id, seq))
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit[0], seq)):
+                self._d.move_to_end(key)
+                return hit[1]
+        info = _compute_program_info(seq)
+        with self._lock:
+            self._d[key] = (seq, info)
+            if len(self._d) > self.capacity:
+                self._d.popitem(last=False)
+        return info
+
+
+def _compute_program_info(seq: tuple) -> tuple[bytes, int, bool]:
     from .hashing import program_hash
 
-    depth = max((ir.node_depth(n) for n in seq), default=0)
+    depth = max((ir.node_depth(n) for n in seq), default=0)  # iterative
     has_call = any(isinstance(m, ir.Call) for n in seq for m in ir.walk(n))
-    return program_hash(seq), depth, has_call
+    return program_hash(seq), depth, has_call  # iterative Merkle hashing
+
+
+_PROGRAM_INFO = _ProgramInfoCache()
+
+
+def program_info(seq: tuple) -> tuple[bytes, int, bool]:
+    """(H2 of the program, deepest node nesting, whether it contains a Call) — cached."""
+    return _PROGRAM_INFO.get(seq)
 
 
 def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
     """Python frames the run may need (4 per nesting level), or 0 if the caller's stack will do."""
+    from .deepstack import fits
+
     nesting = depth + (limits.max_node_depth * limits.max_call_depth + limits.max_node_depth if has_call else 0)
     frames = 4 * nesting + 200
-    f, used = sys._getframe(), 0
-    while f is not None:
-        used += 1
-        f = f.f_back
-    return 0 if used + frames < sys.getrecursionlimit() - 50 else used + frames
-
-
-_DEEP_STACK_BYTES = 512 * 1024 * 1024
+    return 0 if fits(frames) else frames
 
 
 def _in_big_thread(fn: Callable[[], Any], frames: int) -> Any:
-    """Run `fn` in a worker thread with a large C stack and a sufficient recursion limit."""
-    if sys.getrecursionlimit() < frames + 1000:
-        sys.setrecursionlimit(frames + 1000)  # process-wide; never lowered (other threads)
-    box: dict = {}
+    from .deepstack import call_in_big_thread
 
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # re-raised in the caller
-            box["error"] = e
-
-    old = threading.stack_size()
-    try:
-        threading.stack_size(_DEEP_STACK_BYTES)
-        t = threading.Thread(target=target, name="nda-sandbox", daemon=True)
-        t.start()
-    finally:
-        threading.stack_size(old)
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    return call_in_big_thread(fn, frames)
 
 
 # ---------------------------------------------------------------------------------------------

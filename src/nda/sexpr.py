@@ -19,6 +19,7 @@ from . import ir
 from .errors import ParseError, Span
 
 DEFAULT_MAX_DEPTH = 256
+MAX_PLANE_BYTES = 64 * 1024 * 1024  # total expanded plane bytes per parse (a resource guard)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DEC = re.compile(r"[-+]?[0-9]+\Z")
@@ -114,8 +115,10 @@ def _read(src: str, file: str | None, max_lists: int) -> list:
 
 
 class _Builder:
-    def __init__(self, max_depth: int):
+    def __init__(self, max_depth: int, max_plane_bytes: int = 0):
         self.max_depth = max_depth
+        self.plane_budget = max_plane_bytes
+        self.plane_bytes = 0
         self.names: dict[int, str] = {}
 
     # -- errors
@@ -214,6 +217,9 @@ class _Builder:
         if not _HEXPLANE.match(t):
             self.fail(a.span, f"expected a plane (even number of hex digits, or '_'), found '{t}'")
         pat = bytes.fromhex(t)
+        self.plane_bytes += length
+        if self.plane_bytes > self.plane_budget:
+            self.fail(a.span, f"planes exceed {self.plane_budget} bytes in total")
         reps = -(-length // len(pat))
         return (pat * reps)[:length]
 
@@ -447,12 +453,28 @@ _FORMS = {
 }
 
 
-def parse_sexpr(src: str, file: str | None = None, max_depth: int = DEFAULT_MAX_DEPTH) -> SexprUnit:
-    """Parse a program text: a top-level sequence, or one `(module …)` form."""
+def parse_sexpr(src: str, file: str | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
+                max_plane_bytes: int = MAX_PLANE_BYTES) -> SexprUnit:
+    """Parse a program text: a top-level sequence, or one `(module …)` form.
+
+    `max_plane_bytes` bounds the total size of the planes the text expands to (a plane is
+    written as its shortest period, so a few bytes of source could otherwise ask for
+    gigabytes)."""
     if not isinstance(src, str):
         raise ParseError("1:1: S-expression source must be text")
     items = _read(src, file, max_lists=3 * max_depth + 8)
-    b = _Builder(max_depth)
+    b = _Builder(max_depth, max_plane_bytes)
+    try:
+        return _build(b, items)
+    except RecursionError:
+        # a max_depth far above the default: build again on a big-stack worker
+        from .deepstack import call_in_big_thread
+
+        return call_in_big_thread(lambda: _build(_Builder(max_depth, max_plane_bytes), items),
+                                  8 * max_depth + 400)
+
+
+def _build(b: "_Builder", items) -> SexprUnit:
     if (len(items) >= 1 and isinstance(items[0], SList) and items[0].items
             and isinstance(items[0].items[0], Atom) and items[0].items[0].text == "module"):
         if len(items) != 1:
