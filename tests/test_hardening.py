@@ -81,3 +81,34 @@ def test_cli_refuses_a_huge_dim_before_allocating():
     r = CliRunner().invoke(main, ["run", str(ex), "--dim", "1000000000", "--json"])
     assert r.exit_code == 2
     assert "max_input_len" in json.loads(r.output)["error"]
+
+
+def test_text_operator_chains_are_bounded_by_node_nesting(tmp_path):
+    """Review #8: 10^5-long operator / unary / else-if chains parse without syntactic nesting
+    but lower to 10^5-deep trees; they are now a typed parse error at the function."""
+    import json
+
+    import pytest
+    from click.testing import CliRunner
+
+    from nda.cli import main
+    from nda.errors import ParseError
+    from nda.text import parse_text
+
+    chains = {
+        "binary": "fn main() { let x = 1" + " + 1" * 100000 + " }",
+        "unary": "fn main() { let x = " + "-" * 100000 + "1 }",
+        "else-if": "fn main() { let x = 1; if x == 1 { x = 2 }" + " else if x == 1 { x = 2 }" * 3000 + " }",
+    }
+    for what, src in chains.items():
+        with pytest.raises(ParseError) as e:
+            parse_text(src)
+        assert e.value.diagnostics[0].message == "node nesting exceeds 256", what
+        f = tmp_path / f"{what}.nda"
+        f.write_text(src)
+        for verb in (["run"], ["fmt", "--to", "sexpr"], ["check"]):
+            r = CliRunner().invoke(main, [*verb, str(f), "--json"])
+            d = json.loads(r.output.splitlines()[0])
+            assert r.exit_code in (1, 2) and d["ok"] is False, (what, verb, r.output[:300])
+            assert "node nesting exceeds 256" in r.output, (what, verb)
+    assert parse_text("fn main() { let x = 1" + " + 1" * 200 + " }").defs[0].name == "main"

@@ -33,6 +33,7 @@ import difflib
 
 from ..errors import PARSE_ERROR, Diagnostic, ParseError, Span
 from ..ir import Break, Def, Float, Int, Let, Load, Loop, Module, Node, Print, Return, Scope, Store, While, If
+from ..ir import node_depth
 from . import lower as L
 from .lexer import EOF, FLOAT, IDENT, INT, KEYWORDS, STRING, LexError, Token, describe_token, tokenize
 
@@ -207,7 +208,14 @@ class Parser:
             return None
         self.defined[name] = name_tok
         span = self._span_to_prev(start)
-        return Def(name, Scope((*L.prologue(params), *body), span), span)
+        root = Scope((*L.prologue(params), *body), span)
+        depth = node_depth(root)  # iterative; operator chains nest without syntactic nesting
+        if depth > MAX_NESTING:
+            self.diags.append(self._diag(f"node nesting exceeds {MAX_NESTING}", name_tok,
+                                         f"the lowered body of '{name}' is {depth} nodes deep "
+                                         "(each binary operator of a chain nests one level)"))
+            return None
+        return Def(name, root, span)
 
     def _parse_type(self) -> None:
         if self.tok.kind in L.TYPE_KEYWORDS:
