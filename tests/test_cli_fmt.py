@@ -145,9 +145,20 @@ def test_fmt_input_errors():
 # every verb: --help, and --json accepted and answered with exactly one JSON object
 
 
+def _leaves(group, prefix=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _leaves(cmd, prefix + (name,))
+        else:
+            yield prefix + (name,), cmd
+
+
 def test_every_verb_has_help_and_a_json_option():
-    for name, cmd in main.commands.items():
-        r = invoke(name, "--help")
+    for path, cmd in _leaves(main):
+        name = " ".join(path)
+        r = invoke(*path, "--help")
         assert r.exit_code == 0 and "Usage:" in r.stdout, name
         if name == "mcp":  # a stdio protocol server: its stdout is JSON-RPC, there is no --json
             assert not any("--json" in p.opts for p in cmd.params)

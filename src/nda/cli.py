@@ -445,7 +445,7 @@ def _register_optional_verbs() -> None:
     """Verbs from other modules (store, gate, bench) register themselves when present."""
     import importlib
 
-    for mod in ("nda.cli_store", "nda.cli_check", "nda.bench_cli", "nda.mcp_server"):
+    for mod in ("nda.cli_store", "nda.cli_check", "nda.bench_cli", "nda.cli_tokens", "nda.mcp_server"):
         try:
             m = importlib.import_module(mod)
         except ImportError as e:
