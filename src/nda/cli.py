@@ -345,7 +345,8 @@ def fmt(file, to, output, store_path, as_json):
         elif sys.stdout.isatty():
             usage_fail("binary output goes to a file (-o FILE) or a pipe", as_json)
         else:
-            out = click.get_binary_stream("stdout")
+            sys.stdout.flush()
+            out = sys.stdout.buffer
             out.write(data)
             out.flush()
         return
