@@ -220,12 +220,12 @@ def _summary(res, console) -> None:
     shown = ", ".join(f"{x:g}" for x in vec[:8]) + (", …" if len(vec) > 8 else "")
     tiers = {0: "interp", 1: "closure", 2: "native"}
     if res.is_success():
-        console.print(f"[green]ok[/green] output[{res.output_dim}] = [{shown}]")
+        console.print(f"[green]ok[/green] output[{res.output_dim}] = [{shown}]", soft_wrap=True)
     else:
-        console.print(f"[red]{res.error_code}[/red]: {res.error}")
-    console.print(f"[dim]{res.executed_nodes} nodes · {res.matrix_count} matrix · {res.norm_count} norm · "
+        console.print(f"[red]{res.error_code}[/red]: {res.error}", soft_wrap=True)
+    console.print(soft_wrap=True, *[f"[dim]{res.executed_nodes} nodes · {res.matrix_count} matrix · {res.norm_count} norm · "
                   f"{res.loop_iterations} loops · tier {tiers[res.tier]} · {res.elapsed_us} µs "
-                  f"(compile {res.compile_us} µs) · {res.program_hash[:16]}[/dim]")
+                  f"(compile {res.compile_us} µs) · {res.program_hash[:16]}[/dim]"])
 
 
 @main.command()
