@@ -13,8 +13,8 @@ from fractions import Fraction
 
 from nda.kernels import (
     Machine, _cr_slow, _fraction_to_f32, add_vals, bitwise, bitwise_not, cast, compare, cos_f32,
-    dot, exp_f32, gemv, isqrt_inv, math, mathfunc, matrix_apply, matrix_weights, norm_apply,
-    norm_gain, peek, poke, print_line, silu_f32, sin_f32, syscall_print_line, vec_add, vecop,
+    MatrixWeights, NormGain, decode_matrix_f32, dot, exp_f32, gemv, isqrt_inv, math, mathfunc,
+    matrix_apply, matrix_weights, norm_apply, norm_gain, peek, poke, print_line, silu_f32, sin_f32, syscall_print_line, vec_add, vecop,
 )
 from nda.values import (
     I32_MAX, I32_MIN, NdaVec, Scalar, bits_f32, encode, f32_bits, quantize, wrap32,
@@ -58,7 +58,8 @@ def bits(x) -> int:
 
 def test_gemv_2x8_worked_example():
     w = matrix_weights(2, 8, bytes.fromhex("ff0f"), bytes.fromhex("00f0"))
-    assert w.tolist() == [[1] * 8, [1, 1, 1, 1, -1, -1, -1, -1]] and w.dtype == np.int8
+    assert w.codes.tolist() == [[1] * 8, [1, 1, 1, 1, -1, -1, -1, -1]] and w.codes.dtype == np.int8
+    assert np.asarray(w).tolist() == w.codes.tolist() and w.shape == (2, 8)
     x = quantize([2, -2, 1, 1, -1, 2, 0.5, -0.5])
     assert x.codes.tolist() == [2, -2, 1, 1, -1, 2, 1, -1] and x.log2 == 0
     out = matrix_apply(w, 8, 0, x)
@@ -67,7 +68,7 @@ def test_gemv_2x8_worked_example():
 
 def test_reference_chain_matrix_then_norm():
     w = matrix_weights(128, 896, b"\xaa" * (128 * 112), b"\x55" * (128 * 112))
-    assert w[0, :4].tolist() == [-1, 1, -1, 1]
+    assert w.codes[0, :4].tolist() == [-1, 1, -1, 1]
     x = quantize([1.0] * 896)
     y = matrix_apply(w, 896, 0, x)
     assert y.codes.tolist() == [1] * 128 and y.log2 == -1
@@ -190,6 +191,85 @@ def test_norm_against_plain_python(pairs, log2):
     assert g.tolist() == gain
     out = norm_apply(g, len(codes), vec(codes, log2))
     assert out.codes.tolist() == plain_norm(codes, gain) and out.log2 == 0
+
+
+@given(st.integers(1, 300), st.sampled_from([-2, -1, 1, 2]), st.data())
+@settings(max_examples=200)
+def test_norm_fast_path_matches_plain_python(n, g0, data):
+    """`NormGain` (memoized tables; one gather for a constant gain) against the plain formula,
+    for constant and mixed gains, every input mix of ±1/±2 and repeated calls (memo hits)."""
+    const = data.draw(st.booleans())
+    gain = [g0] * n if const else data.draw(st.lists(codes_st, min_size=n, max_size=n))
+    gv = vec(gain)
+    ng = NormGain(n, bytes(gv.sign), bytes(gv.extra))
+    assert (ng.const is not None) == (len(set(gain)) == 1)
+    for _ in range(3):
+        codes = data.draw(st.lists(codes_st, min_size=n, max_size=n))
+        log2 = data.draw(st.integers(-128, 127))
+        out = ng.apply(vec(codes, log2))
+        assert out.codes.tolist() == plain_norm(codes, gain) and out.log2 == 0
+        assert not out.codes.flags.writeable
+        assert norm_apply(ng, n, vec(codes, log2)) == out == norm_apply(ng.gain, n, vec(codes, log2))
+
+
+def test_norm_fast_path_broadcasts_and_errors():
+    ng = NormGain(3, b"\x07", b"\x00")
+    assert ng.apply(1).codes.tolist() == plain_norm([1, 1, 1], [1, 1, 1])
+    assert ng.apply(np.float32(-8.0)).codes.tolist() == plain_norm([-2] * 3, [1] * 3)
+    with raises(DIMENSION_MISMATCH, "Norm dimension mismatch: input len 4 \u2260 norm size 3"):
+        ng.apply(vec([1, 1, 1, 1]))
+    assert NormGain(0, b"", b"").apply(7).n == 0
+    # a constant gain is read off the planes; padding bits beyond size are ignored
+    for size, w, b, const in ((10, b"\xff\xff", b"\x00\xfc", 1), (10, b"\xff\xfe", b"\x00\x00", None),
+                              (3, b"\xf8", b"\xff", -1), (9, b"\x00\x02", b"\xff\x00", None),
+                              (16, b"\x00\x00", b"\x00\x00", -2), (16, b"\xff\xff", b"\xff\xff", 2)):
+        ng = NormGain(size, w, b)
+        assert ng.const == const and ng.gain.tolist() == norm_gain(size, w, b).tolist()
+        x = vec([2, -1, 1, 1, -2, 2, 1, -1, 2, 1, 1, -2, 1, 1, 2, -1][:size])
+        assert ng.apply(x) == norm_apply(norm_gain(size, w, b), size, x)
+
+
+def test_pair_table_decoding_matches_bitwise_decoding():
+    """The 65,536-entry (sign byte, extra byte) table decodes every byte pair bit for bit."""
+    s = bytes(b >> 8 for b in range(65536))
+    e = bytes(b & 255 for b in range(65536))
+    w = decode_matrix_f32(65536, 8, s, e)
+    assert w.dtype == np.float32 and not w.flags.writeable
+    expect = [[plain_code(s, e, 8 * r + c) for c in range(8)] for r in range(0, 65536, 257)]
+    assert w[::257].tolist() == expect
+    codes = np.array([plain_code(s, e, 8 * r + c) for r in range(256) for c in range(8)]).reshape(256, 8)
+    assert np.array_equal(w[:256], codes)
+
+
+@given(st.integers(0, 12), st.integers(0, 70), st.data())
+@settings(max_examples=100)
+def test_matrix_weights_padding_and_int8_view(rows, cols, data):
+    """Rows padded to whole bytes (cols % 8 ≠ 0) decode and multiply like the plain definition."""
+    stride = (cols + 7) // 8
+    sign = data.draw(st.binary(min_size=rows * stride, max_size=rows * stride + 3))
+    extra = data.draw(st.binary(min_size=rows * stride, max_size=rows * stride + 3))
+    w = matrix_weights(rows, cols, sign, extra)
+    assert isinstance(w, MatrixWeights) and w.shape == (rows, cols) == w.codes.shape
+    expect = [[plain_code(sign, extra, r * stride * 8 + c) for c in range(cols)] for r in range(rows)]
+    assert w.codes.tolist() == expect == w.f32.astype(int).tolist()
+    xc = data.draw(st.lists(codes_st, min_size=cols, max_size=cols))
+    out = w.apply(vec(xc, 3), -1)
+    assert out.codes.tolist() == [encode(sum(a * b for a, b in zip(row, xc))) for row in expect]
+    assert out.log2 == 2 and not out.codes.flags.writeable
+
+
+def test_matrix_weights_kept_from_the_second_execution():
+    """The first execution decodes into a transient buffer; the second keeps the float32
+    matrix; every execution gives the same result as the plain int8 path."""
+    sign, extra = bytes(range(7, 7 + 24)), bytes(range(100, 124))
+    w = matrix_weights(8, 20, sign, extra)  # stride 3 bytes: padded rows
+    x = vec([1, -2, 2, -1, 1] * 4, -3)
+    expect = matrix_apply(np.asarray(w).copy(), 20, 5, x)
+    w = matrix_weights(8, 20, sign, extra)
+    assert w.apply(x, 5) == expect and w._f32 is None
+    assert w.apply(x, 5) == expect and w._f32 is not None
+    assert w.apply(x, 5) == expect and matrix_apply(w, 20, 5, x) == expect
+    assert not w.f32.flags.writeable and w.nbytes >= w.f32.size * 4
 
 
 def test_norm_all_inv_regimes():

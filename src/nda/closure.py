@@ -16,9 +16,15 @@ How it works (runtime.md §2.2):
   unobservable.
 - Leaf operands (Int, Float, Load) of hot operators are inlined into the parent's closure,
   counting included, so `s = s + i` is one closure call, not four.
-- Matrix/Norm planes are decoded once at compile time; Calls compile each callee once per
-  address (`Engine.callee_cache`) and resolve targets once per run (existence is checked
+- Matrix/Norm planes are decoded once per content (`Engine.matrix_weights` / `norm_gain`, a
+  bounded cache next to the program and callee caches); Calls compile each callee once per
+  address (`Engine.callees`) and resolve targets once per run (existence is checked
   against the run's own resolver, so a cached callee never hides a missing target).
+- A sequence of Matrix/Norm nodes only skips the optimizer (no pass rewrites such leaves).
+
+Modules: this one holds the caches (`Engine`), purity, the compiler's control flow, variables
+and calls, and the unit entry points; `closure_ops` the operator and kernel closures (a mixin
+of `Compiler`); `closure_rt` the signals and stack helpers both use.
 
 The counting prologue used everywhere (and in tier 0):
     n = st.executed + 1; st.executed = n
@@ -28,63 +34,21 @@ The counting prologue used everywhere (and in tier 0):
 from __future__ import annotations
 
 from collections import OrderedDict
+from time import perf_counter_ns
 
 import numpy as np
 
 from . import ir
 from . import kernels as K
 from . import values as V
+from .closure_ops import OperatorClosures
+from .closure_rt import (  # noqa: F401  (re-exported: opt_nodes and the tier 2 hooks use them)
+    _IR_KINDS, BREAK, CONTINUE, RETURN, NdaVec, _pop, _push, _vec_in, _vec_out, _wrap,
+)
 from .state import (
-    RunState, call_depth_error, nesting_error, target_not_found, type_error, undefined_variable,
+    RunState, call_depth_error, nesting_error, target_not_found, undefined_variable,
     underflow, while_limit_error,
 )
-
-CONTINUE, BREAK, RETURN = 0, 1, 2
-NdaVec = V.NdaVec
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
-
-
-def _wrap(x: int) -> int:
-    return ((x + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-
-
-def _vec_in(st: RunState, v) -> None:
-    """Account for a Vector pushed on the stack."""
-    st.mem_extra += V.value_size(v) - 8
-    st.recompute_max_entries()
-
-
-def _vec_out(st: RunState, v) -> None:
-    st.mem_extra -= V.value_size(v) - 8
-    st.recompute_max_entries()
-
-
-def _pop(st: RunState, stk: list, msg: str):
-    if not stk:
-        raise underflow(msg)
-    v = stk.pop()
-    if v.__class__ is NdaVec:
-        _vec_out(st, v)
-    return v
-
-
-def _push(st: RunState, stk: list, v) -> None:
-    stk.append(v)
-    if v.__class__ is NdaVec:
-        _vec_in(st, v)
-
-
-# Underflow messages, per node kind and operand position
-_UF1 = {
-    ir.VecOp: "Stack underflow in VecOp operand", ir.Print: "Stack underflow in Print source",
-    ir.MathFunc: "Stack underflow in MathFunc", ir.Peek: "Stack underflow in Peek",
-    ir.Cast: "Stack underflow in Cast operand",
-}
-_UF2 = {  # (rhs message, lhs message) — popped rhs first
-    ir.Add: ("Stack underflow in Add rhs", "Stack underflow in Add lhs"),
-    ir.Compare: ("Stack underflow in Compare rhs", "Stack underflow in Compare lhs"),
-    ir.Math: ("Stack underflow in Math rhs", "Stack underflow in Math lhs"),
-}
 
 
 class SlotRegistry:
@@ -122,11 +86,16 @@ class Engine:
     entries never go stale. Caching has no observable effect on results.
     """
 
-    def __init__(self, program_capacity: int = 256, callee_capacity: int = 1024):
+    def __init__(self, program_capacity: int = 256, callee_capacity: int = 1024,
+                 kernel_capacity: int = 256, kernel_byte_budget: int = 64 << 20):
         self.program_capacity = program_capacity
         self.callee_capacity = callee_capacity
+        self.kernel_capacity = kernel_capacity
+        self.kernel_byte_budget = kernel_byte_budget
         self.programs: OrderedDict = OrderedDict()
         self.callees: OrderedDict = OrderedDict()
+        self.kernels: OrderedDict = OrderedDict()  # decoded Matrix/Norm planes, by content
+        self.kernel_bytes = 0
 
     def _lru_get(self, cache: OrderedDict, key):
         u = cache.get(key)
@@ -154,17 +123,44 @@ class Engine:
             self._lru_put(self.callees, key, u, self.callee_capacity)
         return u
 
+    def _kernel(self, key, build):
+        """Decoded planes by content: a bounded LRU (entries and bytes held)."""
+        cache = self.kernels
+        k = cache.get(key)
+        if k is not None:
+            cache.move_to_end(key)
+            return k
+        k = cache[key] = build()
+        self.kernel_bytes += k.nbytes
+        while len(cache) > 1 and (len(cache) > self.kernel_capacity
+                                  or self.kernel_bytes > self.kernel_byte_budget):
+            self.kernel_bytes -= cache.popitem(last=False)[1].nbytes
+        return k
+
+    def matrix_weights(self, n: ir.Matrix) -> K.MatrixWeights:
+        """The decoded planes of a Matrix node, shared by every node with the same content."""
+        return self._kernel(("matrix", n.rows, n.cols, n.sign, n.extra),
+                            lambda: K.MatrixWeights(n.rows, n.cols, n.sign, n.extra))
+
+    def norm_gain(self, n: ir.Norm) -> K.NormGain:
+        """The decoded planes of a Norm node, shared by every node with the same content."""
+        return self._kernel(("norm", n.size, n.weight, n.bias), lambda: K.NormGain(n.size, n.weight, n.bias))
+
     def cache_info(self) -> dict:
         return {
             "cached_programs": len(self.programs),
             "cached_callees": len(self.callees),
             "total_compiled_nodes": sum(u.nodes for u in self.programs.values()),
             "unique_hashes": [k[0].hex() for k in self.programs],
+            "cached_kernels": len(self.kernels),
+            "kernel_bytes": self.kernel_bytes,
         }
 
     def cache_clear(self) -> None:
         self.programs.clear()
         self.callees.clear()
+        self.kernels.clear()
+        self.kernel_bytes = 0
 
     def cache_memory_estimate(self) -> dict:
         b = 256 * sum(u.nodes for u in self.programs.values()) + 24 * len(self.programs)
@@ -186,13 +182,22 @@ def default_engine() -> Engine:
 # Purity
 
 
+# IR kinds that are never pure (statements, control flow, kernels that pop): no lookup needed
+_NEVER_PURE = frozenset(_IR_KINDS - {ir.Int, ir.Float, ir.Load, ir.Add, ir.Compare, ir.Math,
+                                     ir.Dot, ir.Gemv, ir.VecOp, ir.MathFunc, ir.Cast, ir.Peek,
+                                     ir.Let, ir.Store, ir.Bitwise})
+
+
 def _is_pure(node: ir.Node, memo: dict) -> bool:
+    t = type(node)
+    if t in _NEVER_PURE:
+        return False
     k = id(node)
     r = memo.get(k)
     if r is not None:
         return r
-    t = type(node)
-    ext = getattr(node, "closure_pure", None)  # optimizer nodes declare their purity
+    # optimizer nodes declare their purity
+    ext = None if t in _IR_KINDS else getattr(node, "closure_pure", None)
     if ext is not None:
         r = ext(memo)
     elif t in (ir.Int, ir.Float, ir.Load):
@@ -221,7 +226,7 @@ def _is_pure(node: ir.Node, memo: dict) -> bool:
 # The compiler
 
 
-class Compiler:
+class Compiler(OperatorClosures):
     """Compiles one unit (program or callee). `group` is the unit's recursive group, if any."""
 
     def __init__(self, engine: Engine, group=None, native=None, tier: int = 1, optimize: bool = False):
@@ -282,14 +287,16 @@ class Compiler:
     # -- statements ---------------------------------------------------------------------------
     def stmt(self, n: ir.Node):
         self.count += 1
-        ext = getattr(n, "compile_stmt", None)  # optimizer nodes compile themselves
-        if ext is not None:
-            return ext(self)
+        t = type(n)
         if self.native is not None:
-            f = self.native.region(n, self)  # a native closure for an eligible region, or None
+            # a native closure for an eligible region (also an optimized one), or None
+            f = self.native.region(n, self)
             if f is not None:
                 return f
-        t = type(n)
+        if t not in _IR_KINDS:
+            ext = getattr(n, "compile_stmt", None)  # optimizer nodes compile themselves
+            if ext is not None:
+                return ext(self)
         if t is ir.Let or t is ir.Store:
             return self.stmt_assign(n)
         if self.pure(n):
@@ -348,40 +355,6 @@ class Compiler:
                 st.slow_check("Scope")
             return body(st, fr, stk)
         return scope
-
-    def s_Matrix(self, n):
-        w = K.matrix_weights(n.rows, n.cols, n.sign, n.extra)
-        cols, scale = n.cols, n.scale
-
-        def matrix(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Matrix")
-            x = _pop(st, stk, "Stack underflow in Matrix GEMV")
-            out = K.matrix_apply(w, cols, scale, x)
-            st.matrix_count += 1
-            stk.append(out)
-            _vec_in(st, out)
-            return CONTINUE
-        return matrix
-
-    def s_Norm(self, n):
-        g = K.norm_gain(n.size, n.weight, n.bias)
-        size = n.size
-
-        def norm(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Norm")
-            x = _pop(st, stk, "Stack underflow in Norm")
-            out = K.norm_apply(g, size, x)
-            st.norm_count += 1
-            stk.append(out)
-            _vec_in(st, out)
-            return CONTINUE
-        return norm
 
     def s_Call(self, n):
         target = n.target
@@ -498,111 +471,6 @@ class Compiler:
             return CONTINUE
         return if_
 
-    def _binary_stack(self, n, lhs, rhs, msgs, compute):
-        """Operands run as statements, popped rhs then lhs (used when one is impure)."""
-        kind = type(n).__name__
-        sl, sr = self.stmt(lhs), self.stmt(rhs)
-        mr, ml = msgs
-
-        def binary(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check(kind)
-            sl(st, fr, stk)
-            sr(st, fr, stk)
-            r = _pop(st, stk, mr)
-            l = _pop(st, stk, ml)
-            _push(st, stk, compute(l, r))
-            return CONTINUE
-        return binary
-
-    def s_Add(self, n):
-        return self._binary_stack(n, n.lhs, n.rhs, _UF2[ir.Add], K.add_vals)
-
-    def s_Compare(self, n):
-        op = n.op
-        return self._binary_stack(n, n.lhs, n.rhs, _UF2[ir.Compare], lambda l, r: K.compare(op, l, r))
-
-    def s_Math(self, n):
-        op = n.op
-        return self._binary_stack(n, n.lhs, n.rhs, _UF2[ir.Math], lambda l, r: K.math(op, l, r))
-
-    def _unary_stack(self, n, operand, msg, compute):
-        kind = type(n).__name__
-        s = self.stmt(operand)
-
-        def unary(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check(kind)
-            s(st, fr, stk)
-            _push(st, stk, compute(_pop(st, stk, msg)))
-            return CONTINUE
-        return unary
-
-    def s_VecOp(self, n):
-        op = n.op
-        return self._unary_stack(n, n.operand, _UF1[ir.VecOp], lambda v: K.vecop(op, v))
-
-    def s_MathFunc(self, n):
-        f = n.func
-        return self._unary_stack(n, n.operand, _UF1[ir.MathFunc], lambda v: K.mathfunc(f, v))
-
-    def s_Cast(self, n):
-        to = n.to_type
-        kind = "Cast"
-        s = self.stmt(n.operand)
-
-        def cast(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check(kind)
-            s(st, fr, stk)
-            _push(st, stk, K.cast(to, _pop(st, stk, "Stack underflow in Cast operand"), st.input_len))
-            return CONTINUE
-        return cast
-
-    def s_Peek(self, n):
-        s = self.stmt(n.addr)
-
-        def peek(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Peek")
-            s(st, fr, stk)
-            _push(st, stk, K.peek(st.machine, _pop(st, stk, "Stack underflow in Peek")))
-            return CONTINUE
-        return peek
-
-    def s_Print(self, n):
-        line = K.print_line
-        if self.pure(n.source):
-            e = self.expr_child(n.source)
-
-            def print_pure(st, fr, stk):
-                c = st.executed + 1
-                st.executed = c
-                if c > st.next_check:
-                    st.slow_check("Print")
-                st.emit(line(e(st, fr)))
-                return CONTINUE
-            return print_pure
-        s = self.stmt(n.source)
-
-        def print_(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Print")
-            s(st, fr, stk)
-            st.emit(line(_pop(st, stk, "Stack underflow in Print source")))
-            return CONTINUE
-        return print_
-
     def s_Return(self, n):
         s = self.stmt(n.value)
 
@@ -624,141 +492,6 @@ class Compiler:
             return BREAK
         return break_
 
-    def s_Bitwise(self, n):
-        op = n.op
-        lp = self.pure(n.lhs)
-        lhs = self.expr_child(n.lhs) if lp else self.stmt(n.lhs)
-        if op == ir.BitwiseOp.Not:
-            rp, rhs = True, None
-        elif n.rhs is None:
-            rp, rhs = True, None
-        else:
-            rp = self.pure(n.rhs)
-            rhs = self.expr_child(n.rhs) if rp else self.stmt(n.rhs)
-        is_not = op == ir.BitwiseOp.Not
-
-        def bitwise(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Bitwise")
-            if lp:
-                l = lhs(st, fr)
-            else:
-                lhs(st, fr, stk)
-                l = _pop(st, stk, "Stack underflow in Bitwise lhs")
-            if is_not:
-                _push(st, stk, K.bitwise_not(l))
-                return CONTINUE
-            if rhs is None:
-                raise type_error("Missing rhs for binary Bitwise op")
-            if rp:
-                r = rhs(st, fr)
-            else:
-                rhs(st, fr, stk)
-                r = _pop(st, stk, "Stack underflow in Bitwise rhs")
-            _push(st, stk, K.bitwise(op, l, r))
-            return CONTINUE
-        return bitwise
-
-    def s_Poke(self, n):
-        if self.pure(n.addr) and self.pure(n.value):
-            ea, ev = self.expr_child(n.addr), self.expr_child(n.value)
-
-            def poke_pure(st, fr, stk):
-                c = st.executed + 1
-                st.executed = c
-                if c > st.next_check:
-                    st.slow_check("Poke")
-                a = ea(st, fr)
-                v = ev(st, fr)
-                if K.poke(st.machine, a, v):
-                    st.recompute_max_entries()
-                    st.check_memory()
-                return CONTINUE
-            return poke_pure
-        sa, sv = self.stmt(n.addr), self.stmt(n.value)
-
-        def poke(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Poke")
-            sa(st, fr, stk)
-            sv(st, fr, stk)
-            v = _pop(st, stk, "Stack underflow in Poke value")
-            a = _pop(st, stk, "Stack underflow in Poke address")
-            if K.poke(st.machine, a, v):
-                st.recompute_max_entries()
-                st.check_memory()
-            return CONTINUE
-        return poke
-
-    def _vec_pair_stack(self, n, lhs, rhs, names, compute):
-        kind = type(n).__name__
-        sl, sr = self.stmt(lhs), self.stmt(rhs)
-        (uf_r, ty_r), (uf_l, ty_l) = names
-
-        def pair(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check(kind)
-            sl(st, fr, stk)
-            sr(st, fr, stk)
-            r = _pop(st, stk, uf_r)
-            if r.__class__ is not NdaVec:
-                raise type_error(ty_r)
-            l = _pop(st, stk, uf_l)
-            if l.__class__ is not NdaVec:
-                raise type_error(ty_l)
-            _push(st, stk, compute(l, r))
-            return CONTINUE
-        return pair
-
-    def s_Gemv(self, n):
-        return self._vec_pair_stack(n, n.matrix, n.vector, _GEMV_MSGS, K.gemv)
-
-    def s_Dot(self, n):
-        return self._vec_pair_stack(n, n.lhs, n.rhs, _DOT_MSGS, K.dot)
-
-    def s_Syscall(self, n):
-        args = tuple(self.stmt(a) for a in n.args)
-        k = len(args)
-        num = n.num
-        line = K.syscall_print_line
-
-        def syscall(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Syscall")
-            for a in args:
-                a(st, fr, stk)
-            if len(stk) < k:
-                raise underflow("Stack underflow in Syscall args")
-            vals = [_pop(st, stk, "") for _ in range(k)][::-1]
-            if num == 1:
-                if vals:
-                    st.emit(line(vals[0]))
-            else:
-                stk.append(0)
-            return CONTINUE
-        return syscall
-
-    def _noop(self, n):
-        kind = type(n).__name__
-
-        def noop(st, fr, stk):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check(kind)
-            return CONTINUE
-        return noop
-
-    s_Spawn = s_Atomic = s_Alloc = s_Free = s_RegInt = s_GpuDispatch = s_Triple = _noop
-
     # Pure kinds reach stmt() through the pure path; these make the visitor total.
     def s_Int(self, n):
         return self.stmt(n)
@@ -773,10 +506,12 @@ class Compiler:
     def expr(self, n, counted=False):
         if not counted:
             self.count += 1
-        ext = getattr(n, "compile_expr", None)  # optimizer nodes compile themselves
-        if ext is not None:
-            return ext(self)
-        return getattr(self, "e_" + type(n).__name__)(n)
+        t = type(n)
+        if t not in _IR_KINDS:
+            ext = getattr(n, "compile_expr", None)  # optimizer nodes compile themselves
+            if ext is not None:
+                return ext(self)
+        return getattr(self, "e_" + t.__name__)(n)
 
     def stmt_plain(self, n: ir.Node):
         """Compile `n` as tier 1 would, without asking the native region compiler (fallbacks)."""
@@ -840,219 +575,6 @@ class Compiler:
 
     e_Store = e_Let
 
-    def _operand(self, n):
-        """('c', value, kind) for Int/Float leaves, ('l', slot, name) for Load, ('e', closure)."""
-        if getattr(n, "compile_expr", None) is not None:
-            return ("e", self.expr_child(n))
-        if type(n) is ir.Int:
-            self.count += 1
-            return ("c", n.value, "Int")
-        if type(n) is ir.Float:
-            self.count += 1
-            return ("c", np.array(n.bits, dtype=np.uint32).view(np.float32)[()], "Float")
-        if type(n) is ir.Load:
-            self.count += 1
-            return ("l", self.reg.slot(n.name), n.name)
-        return ("e", self.expr_child(n))
-
-    def e_Add(self, n):
-        a = self._operand(n.lhs)
-        b = self._operand(n.rhs)
-        return _make_binary("Add", a, b, _ADD_FAST, K.add_vals)
-
-    def e_Compare(self, n):
-        a = self._operand(n.lhs)
-        b = self._operand(n.rhs)
-        op = int(n.op)
-        return _make_binary("Compare", a, b, _CMP_FAST[op], lambda l, r: K.compare(op, l, r))
-
-    def e_Math(self, n):
-        op = int(n.op)
-        a = self._operand(n.lhs)
-        b = self._operand(n.rhs)
-        return _make_binary("Math", a, b, None, lambda l, r: K.math(op, l, r))
-
-    def e_VecOp(self, n):
-        op = int(n.op)
-        e = self.expr_child(n.operand)
-        fast = {1: lambda x: _wrap(-x), 2: lambda x: _wrap(abs(x)), 3: lambda x: x}.get(op)
-        slow = K.vecop
-
-        def vecop(st, fr):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("VecOp")
-            v = e(st, fr)
-            if fast is not None and v.__class__ is int:
-                return fast(v)
-            return slow(op, v)
-        return vecop
-
-    def e_MathFunc(self, n):
-        f = int(n.func)
-        e = self.expr_child(n.operand)
-
-        def mathfunc(st, fr):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("MathFunc")
-            return K.mathfunc(f, e(st, fr))
-        return mathfunc
-
-    def e_Cast(self, n):
-        to = int(n.to_type)
-        e = self.expr_child(n.operand)
-
-        def cast(st, fr):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Cast")
-            return K.cast(to, e(st, fr), st.input_len)
-        return cast
-
-    def e_Peek(self, n):
-        e = self.expr_child(n.addr)
-
-        def peek(st, fr):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Peek")
-            return K.peek(st.machine, e(st, fr))
-        return peek
-
-    def e_Bitwise(self, n):
-        op = int(n.op)
-        el = self.expr_child(n.lhs)
-        if op == ir.BitwiseOp.Not:
-            def bit_not(st, fr):
-                c = st.executed + 1
-                st.executed = c
-                if c > st.next_check:
-                    st.slow_check("Bitwise")
-                return K.bitwise_not(el(st, fr))
-            return bit_not
-        er = self.expr_child(n.rhs)
-
-        def bitwise(st, fr):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check("Bitwise")
-            l = el(st, fr)
-            return K.bitwise(op, l, er(st, fr))
-        return bitwise
-
-    def _vec_pair_expr(self, lhs, rhs, kind, msgs, compute):
-        el, er = self.expr_child(lhs), self.expr_child(rhs)
-        ty_r, ty_l = msgs[0][1], msgs[1][1]
-
-        def pair(st, fr):
-            c = st.executed + 1
-            st.executed = c
-            if c > st.next_check:
-                st.slow_check(kind)
-            l = el(st, fr)
-            r = er(st, fr)
-            if r.__class__ is not NdaVec:
-                raise type_error(ty_r)
-            if l.__class__ is not NdaVec:
-                raise type_error(ty_l)
-            return compute(l, r)
-        return pair
-
-    def e_Gemv(self, n):
-        return self._vec_pair_expr(n.matrix, n.vector, "Gemv", _GEMV_MSGS, K.gemv)
-
-    def e_Dot(self, n):
-        return self._vec_pair_expr(n.lhs, n.rhs, "Dot", _DOT_MSGS, K.dot)
-
-
-_GEMV_MSGS = (("Stack underflow in Gemv vector", "Gemv vector operand must be a Vector"),
-              ("Stack underflow in Gemv matrix", "Gemv matrix operand must be a Vector"))
-_DOT_MSGS = (("Stack underflow in Dot rhs", "Dot rhs operand must be a Vector"),
-             ("Stack underflow in Dot lhs", "Dot lhs operand must be a Vector"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Specialised binary closures (operands inlined: constant, slot load, or closure)
-
-
-def _add_fast(a, b):
-    s = a + b
-    if _I32_MIN <= s <= _I32_MAX:
-        return s
-    return _wrap(s)
-
-
-_ADD_FAST = "add"
-_CMP_FAST = {0: "==", 1: "!=", 2: "<", 3: ">", 4: "<=", 5: ">="}
-
-_TEMPLATE = '''
-def make(kind, A, B, slow, undefined_variable, wrap):
-    def binary(st, fr):
-        c = st.executed + 1
-        st.executed = c
-        if c > st.next_check:
-            st.slow_check(kind)
-{get_a}
-{get_b}
-        if a.__class__ is int and b.__class__ is int:
-{fast}
-        return slow(a, b)
-    return binary
-'''
-
-_GET = {
-    "c": ("        c = st.executed + 1\n        st.executed = c\n        if c > st.next_check:\n"
-          "            st.slow_check({K})\n        {v} = {X}"),
-    "l": ("        c = st.executed + 1\n        st.executed = c\n        if c > st.next_check:\n"
-          "            st.slow_check('Load')\n        {v} = fr[{X}]\n        if {v} is None:\n"
-          "            raise undefined_variable({N})"),
-    "e": "        {v} = {X}(st, fr)",
-}
-
-_FACTORIES: dict = {}
-
-
-def _make_binary(kind, a, b, fast, slow):
-    key = (kind, a[0], b[0], fast)
-    fac = _FACTORIES.get(key)
-    if fac is None:
-        def get(spec, v, name):
-            t = spec[0]
-            if t == "c":
-                return _GET["c"].format(K=f"{name}_kind", v=v, X=name)
-            if t == "l":
-                return _GET["l"].format(v=v, X=name, N=f"{name}_name")
-            return _GET["e"].format(v=v, X=name)
-        if fast is None:
-            body = "            pass"
-        elif fast == "add":
-            body = ("            s = a + b\n            if -2147483648 <= s <= 2147483647:\n"
-                    "                return s\n            return wrap(s)")
-        else:
-            body = f"            return 1 if a {fast} b else -1"
-        src = _TEMPLATE.format(get_a=get(a, "a", "A"), get_b=get(b, "b", "B"), fast=body)
-        # Leaf payloads are passed as closure variables named A/B (+ A_kind/A_name …)
-        src = src.replace("def make(kind, A, B, slow, undefined_variable, wrap):",
-                          "def make(kind, A, A_kind, A_name, B, B_kind, B_name, slow, undefined_variable, wrap):")
-        ns: dict = {}
-        exec(compile(src, f"<nda-closure {kind}/{a[0]}{b[0]}>", "exec"), ns)
-        fac = _FACTORIES[key] = ns["make"]
-
-    def payload(spec):
-        if spec[0] == "c":
-            return spec[1], spec[2], None
-        if spec[0] == "l":
-            return spec[1], None, spec[2]
-        return spec[1], None, None
-    pa, pb = payload(a), payload(b)
-    return fac(kind, pa[0], pa[1], pa[2], pb[0], pb[1], pb[2], slow, undefined_variable, _wrap)
-
 
 # ---------------------------------------------------------------------------------------------
 # Units
@@ -1067,9 +589,19 @@ def _optimizer():
     return optimize
 
 
+_OPT_INERT = (ir.Matrix, ir.Norm)
+
+
+def _opt_inert(sequence) -> bool:
+    """True for a sequence of Matrix/Norm nodes only: leaves that no optimizer pass rewrites
+    (no constants, loops, assignments or Return/Break), so optimizing it returns it unchanged
+    and the passes' cost (tens of µs) is skipped."""
+    return all(type(n) in _OPT_INERT for n in sequence)
+
+
 def compile_program(sequence, engine: Engine, native=None, tier: int = 1, optimize: bool = False,
                     timings: dict | None = None) -> Unit:
-    opt = _optimizer() if optimize else None
+    opt = _optimizer() if optimize and not _opt_inert(sequence) else None
     if opt is not None:
         sequence = opt.optimize_sequence(tuple(sequence), timings=timings)
     comp = Compiler(engine, None, native, tier, optimize)
@@ -1090,15 +622,18 @@ def compile_callee(callee, engine: Engine, limits, native=None, tier: int = 1, o
 
 def run_compiled(sequence, state: RunState, opts: dict, tier: int = 1, native=None) -> int:
     """Compile (or fetch) the program for `tier` and run it on `state`."""
-    import time
-
     engine = opts.get("engine") or default_engine()
     optimize = bool(opts.get("optimize", True))
-    t0 = time.perf_counter_ns()
+    timing = opts["timing"]
+    t0 = perf_counter_ns()
     key = (opts["program_hash"], tier, optimize)
-    timings = opts["timing"].setdefault("passes", {})
-    unit = engine.program(key, lambda: compile_program(sequence, engine, native, tier, optimize, timings))
-    opts["timing"]["compile_us"] = (time.perf_counter_ns() - t0) // 1000
+    unit = engine.programs.get(key)
+    if unit is None:
+        timings = timing.setdefault("passes", {})
+        unit = engine.program(key, lambda: compile_program(sequence, engine, native, tier, optimize, timings))
+    else:
+        engine.programs.move_to_end(key)
+    timing["compile_us"] = (perf_counter_ns() - t0) // 1000
     state.group = {}  # per-run call resolution memo
     unit.run(state, [None] * unit.nslots, state.stack)
     return tier

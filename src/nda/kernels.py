@@ -7,8 +7,10 @@ or `NdaRuntimeError(message, code)` with the spec's exact messages.
 
 Every tier (interpreter, closure compiler, native fallbacks) calls these functions, so the
 results cannot depend on the tier. Vectors are processed with numpy on int8 code arrays.
-`matrix_weights` / `norm_gain` decode a node's planes once (at compile time); `matrix_apply` /
-`norm_apply` run the kernel on each execution.
+`matrix_weights` (`MatrixWeights`) / `NormGain` prepare a node's planes once (at compile time;
+planes decode with one gather in the 65,536-row byte-pair tables of `nda.values`) and apply
+the kernel on each execution; `matrix_apply` / `norm_apply` are the entry points every tier
+uses (they also take plain int8 code arrays: the generic path).
 
 f32 exp / sin / cos (SiLU, MathFunc) are *correctly rounded*, not numpy's float32 SIMD versions,
 whose last bit depends on the CPU (e.g. numpy gives exp(1) = 2.718282, one ulp high); this
@@ -25,14 +27,16 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import DIMENSION_MISMATCH, OUT_OF_BOUNDS, TYPE_ERROR, NdaRuntimeError
+from .kernels_tensor import (  # noqa: F401  (re-exported: every tier calls them through here)
+    MatrixWeights, NormGain, decode_matrix_f32, gemv, isqrt_inv, matrix_apply, matrix_weights,
+    norm_apply, norm_gain,
+)
 from .values import (
     ENC_WRAP, HEAP_SIZE, I32_MAX, I32_MIN, INF32, NINF32, NdaVec, Scalar, bits_f32, broadcast,
-    codes_from_planes, encode, encode_array, f32, f32_bits, f32_trunc_sat, fmt_list, make_scalar,
-    make_vec, quantize, quantize1, real, sat_i8, sat_i32, scalar_parts, to_f32, value_size, wrap32,
+    encode, encode_array, f32, f32_bits, f32_trunc_sat, fmt_list, make_scalar, make_vec, quantize,
+    quantize1, real, sat_i32, scalar_parts, to_f32, value_size, wrap32,
 )
 
-# Exact-float32 GEMV bound: |acc| ≤ 4·cols must stay below 2^24.
-_F32_EXACT_COLS = (1 << 22) - 1
 _F32_1E6 = float(np.float32(1e-6))
 
 
@@ -41,160 +45,7 @@ def _err(message: str, code: str) -> NdaRuntimeError:
 
 
 # ---------------------------------------------------------------------------------------------
-# GEMV (§7) and Gemv (§13)
-
-
-class Weights(np.ndarray):
-    """A (rows, cols) int8 code matrix with the forms the fast GEMV needs.
-
-    `f32`: the same codes as a C-contiguous float32 matrix (float32 BLAS is exact here: every
-    partial sum is an integer of magnitude ≤ 4·cols < 2^24). `lut`: ENCODE over
-    [−4·cols, 4·cols], indexed by the accumulator itself (negative indices wrap).
-    Views and copies of a Weights carry neither (they fall back to the generic path).
-    """
-
-    def __array_finalize__(self, obj):
-        self.f32 = None
-        self.lut = None
-
-
-def _encode_lut(cols: int) -> np.ndarray:
-    k = 4 * cols
-    return encode_array(np.concatenate([np.arange(0, k + 1), np.arange(-k, 0)]))
-
-
-def _encode_acc(acc: np.ndarray) -> np.ndarray:
-    """ENCODE of an integer-valued accumulator array (float32 or int64)."""
-    c = np.minimum(acc, 4)
-    np.maximum(c, -4, out=c)
-    return ENC_WRAP[c.astype(np.intp)]
-
-
-def matrix_weights(rows: int, cols: int, sign: bytes, extra: bytes) -> np.ndarray:
-    """Decode a Matrix node's planes into a (rows, cols) int8 code matrix (a `Weights`).
-
-    Row r starts at byte r·ceil(cols/8); padding bits of each row are ignored.
-    """
-    stride = (cols + 7) >> 3
-    need = rows * stride
-    s = np.frombuffer(bytes(sign), dtype=np.uint8)
-    e = np.frombuffer(bytes(extra), dtype=np.uint8)
-    if s.shape[0] < need or e.shape[0] < need:
-        raise ValueError(f"Matrix planes need {need} bytes each, got {s.shape[0]} and {e.shape[0]}")
-    sb = np.unpackbits(s[:need].reshape(rows, stride), axis=1, count=cols, bitorder="little")
-    eb = np.unpackbits(e[:need].reshape(rows, stride), axis=1, count=cols, bitorder="little")
-    sb <<= 1
-    sb |= eb
-    w = np.ascontiguousarray(np.array([-2, -1, 1, 2], dtype=np.int8)[sb]).view(Weights)
-    w.f32 = np.ascontiguousarray(w, dtype=np.float32).view(np.ndarray)
-    w.lut = _encode_lut(cols) if cols <= _F32_EXACT_COLS else None
-    w.flags.writeable = False
-    w.f32.flags.writeable = False
-    return w
-
-
-def _gemv_codes(w: np.ndarray, xcodes: np.ndarray) -> np.ndarray:
-    """out[r] = ENCODE(Σ_c w[r][c]·x[c]) for an int8 (rows, cols) matrix."""
-    cols = w.shape[1]
-    f = getattr(w, "f32", None)
-    if f is not None and f.shape == w.shape:
-        acc = np.dot(f, xcodes.astype(np.float32))
-        lut = w.lut
-        if lut is not None:
-            return lut[acc.astype(np.intp)]
-        return _encode_acc(acc)
-    if cols <= _F32_EXACT_COLS:
-        acc = w.astype(np.float32) @ xcodes.astype(np.float32)
-    else:
-        acc = w.astype(np.int64) @ xcodes.astype(np.int64)
-    return _encode_acc(acc)
-
-
-def matrix_apply(weights: np.ndarray, cols: int, scale: int, x) -> NdaVec:
-    """The Matrix node (§7): broadcast a non-Vector input to `cols`, check len, GEMV."""
-    if type(x) is not NdaVec:
-        x = broadcast(cols, x)
-    if x.n != cols:
-        raise _err(f"Matrix GEMV dimension mismatch: input len {x.n} \u2260 matrix cols {cols}",
-                   DIMENSION_MISMATCH)
-    return make_vec(_gemv_codes(weights, x.codes), sat_i8(scale + x.log2))
-
-
-def gemv(m: NdaVec, v: NdaVec) -> NdaVec:
-    """The Gemv node (§13): element (r, c) of the matrix is element r·cols + c of `m`."""
-    cols = v.n
-    if cols == 0:
-        raise _err("Gemv cols cannot be zero", DIMENSION_MISMATCH)
-    rows = m.n // cols
-    w = m.codes[: rows * cols].reshape(rows, cols)
-    return make_vec(_gemv_codes(w, v.codes), sat_i8(m.log2 + v.log2))
-
-
-# ---------------------------------------------------------------------------------------------
-# RMS norm (§8)
-
-
-def norm_gain(size: int, weight: bytes, bias: bytes) -> np.ndarray:
-    """Gain codes (int8, `size` elements): `weight` is the sign plane, `bias` the extra plane."""
-    nb = (size + 7) >> 3
-    if len(weight) < nb or len(bias) < nb:
-        raise ValueError(f"Norm planes need {nb} bytes each, got {len(weight)} and {len(bias)}")
-    g = codes_from_planes(size, bytes(weight), bytes(bias))
-    g.flags.writeable = False
-    return g
-
-
-def isqrt_inv(v: int) -> int:
-    """§8 fixed-point inverse square root (three Newton steps, result ≤ 2^14)."""
-    h = v.bit_length() // 2
-    x = 1 << (14 - h) if h <= 14 else 1
-    for _ in range(3):
-        t = (v * x * x) >> 14
-        term = 49152 - t
-        if term < 0:
-            term = 0
-        x = (x * term) >> 15
-        if x == 0:
-            break
-    return x if x < 16384 else 16384
-
-
-def _norm_table(n1: int, n2: int) -> np.ndarray:
-    """Output code for (c, g), indexed by 5·c + g (mod 25), given nrm(±1) = ±n1, nrm(±2) = ±n2."""
-    t = np.ones(25, dtype=np.int8)
-    for c in (-2, -1, 1, 2):
-        nrm = (n1 if abs(c) == 1 else n2) * (1 if c > 0 else -1)
-        for g in (-2, -1, 1, 2):
-            t[(5 * c + g) % 25] = encode(nrm * g)  # ENCODE saturates: clamp(…, −4, 4) is implied
-    t.flags.writeable = False
-    return t
-
-
-# ENCODE(nrm·g) only depends on min(nrm, 2) for nrm ≥ 0: tables for n1, n2 ∈ {0, 1, 2}
-_NORM_TABLES = tuple(_norm_table(a, b) for a in range(3) for b in range(3))
-
-
-def norm_apply(gain: np.ndarray, size: int, x) -> NdaVec:
-    """The Norm node (§8): broadcast a non-Vector input to `size`, check len, RMS norm."""
-    if type(x) is not NdaVec:
-        x = broadcast(size, x)
-    if x.n != size:
-        raise _err(f"Norm dimension mismatch: input len {x.n} \u2260 norm size {size}",
-                   DIMENSION_MISMATCH)
-    n = size
-    if n == 0:
-        return make_vec(np.empty(0, dtype=np.int8), 0)
-    c = x.codes
-    ones = int(np.count_nonzero(c & 1))  # ±1 are odd, ±2 even
-    sum_sq = ones + 4 * (n - ones)
-    inv = isqrt_inv(((sum_sq << 14) // n) + 1)
-    n1 = inv >> 7  # trunc(±inv / 128) = ±n1
-    n2 = (2 * inv) >> 7  # trunc(±2·inv / 128) = ±n2
-    table = _NORM_TABLES[(n1 if n1 < 2 else 2) * 3 + (n2 if n2 < 2 else 2)]
-    idx = c * 5
-    idx += gain
-    return make_vec(table[idx], 0)
-
+# GEMV (§7), Gemv (§13) and RMS norm (§8): in `kernels_tensor`, re-exported here
 
 # ---------------------------------------------------------------------------------------------
 # Add (§9, §10)

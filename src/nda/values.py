@@ -30,11 +30,21 @@ HEAP_SIZE = 65536
 
 _F32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103  # |d| >= this rounds to ±inf in f32 (ties to even)
 F32_1E8 = np.float32(1e-8)
+_F32_ZERO = np.float32(0.0)
+_F32_1_5 = np.float32(1.5)
 INF32 = np.float32(np.inf)
 NINF32 = np.float32(-np.inf)
 
 # code index (s << 1) | e → code (§1)
 DECODE_TABLE = np.array([-2, -1, 1, 2], dtype=np.int8)
+# The 8 codes (LSB first) of one byte of each plane, indexed by (sign byte << 8) | extra byte:
+# code = DECODE_TABLE[2s + e] = 3·s + e − 2 for the bits (s, e). 65,536 × 8 tables (float32,
+# 2 MiB, for the GEMV; int8, 512 KiB), built once at import: decoding planes is one gather.
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
+PAIR_CODES_F32 = ((3 * _BYTE_BITS.astype(np.float32) - 2)[:, None, :] + _BYTE_BITS[None, :, :]).reshape(65536, 8)
+PAIR_CODES_I8 = PAIR_CODES_F32.astype(np.int8)
+PAIR_CODES_F32.flags.writeable = False
+PAIR_CODES_I8.flags.writeable = False
 # ENCODE on v ∈ [−4, 4] indexed by v modulo 9 (negative indices wrap in numpy fancy indexing)
 ENC_WRAP = np.array([1, 1, 2, 2, 2, -2, -2, -2, -1], dtype=np.int8)
 # (positive << 1) | large → code (quantizer step 4)
@@ -207,15 +217,49 @@ def encode_array(a) -> np.ndarray:
     return ENC_WRAP[arr]
 
 
+def _u8(plane) -> np.ndarray:
+    if isinstance(plane, (bytes, bytearray, memoryview)):
+        return np.frombuffer(plane, dtype=np.uint8)
+    return np.asarray(plane, dtype=np.uint8).reshape(-1)
+
+
+def _plane_bytes(plane):
+    return plane if isinstance(plane, (bytes, bytearray)) else _u8(plane).tobytes()
+
+
+def pair_index(sign, extra, nbytes: int) -> np.ndarray:
+    """`(sign byte << 8) | extra byte` for the first `nbytes` bytes of two planes (uint16):
+    the row of `PAIR_CODES_F32` / `PAIR_CODES_I8` holding their 8 codes."""
+    if nbytes <= 2048:  # small planes: interleave the bytes (little-endian u16 = e | s << 8)
+        s, e = _plane_bytes(sign), _plane_bytes(extra)
+        if len(s) < nbytes or len(e) < nbytes:
+            raise ValueError(f"planes need {nbytes} bytes each, got {len(s)} and {len(e)}")
+        pairs = bytearray(2 * nbytes)
+        pairs[0::2] = e[:nbytes]
+        pairs[1::2] = s[:nbytes]
+        return np.frombuffer(pairs, dtype="<u2")
+    s, e = _u8(sign), _u8(extra)
+    if s.shape[0] < nbytes or e.shape[0] < nbytes:
+        raise ValueError(f"planes need {nbytes} bytes each, got {s.shape[0]} and {e.shape[0]}")
+    idx = s[:nbytes].astype(np.uint16)
+    idx <<= 8
+    idx |= e[:nbytes]
+    return idx
+
+
 def codes_from_planes(n: int, sign, extra) -> np.ndarray:
-    """Decode the first n elements of two planes (bytes or uint8 arrays) into int8 codes."""
-    s = np.unpackbits(np.frombuffer(sign, dtype=np.uint8) if isinstance(sign, (bytes, bytearray))
-                      else np.asarray(sign, dtype=np.uint8), count=n, bitorder="little")
-    e = np.unpackbits(np.frombuffer(extra, dtype=np.uint8) if isinstance(extra, (bytes, bytearray))
-                      else np.asarray(extra, dtype=np.uint8), count=n, bitorder="little")
-    s <<= 1
-    s |= e
-    return DECODE_TABLE[s]
+    """Decode the first n elements of two planes (bytes or uint8 arrays) into int8 codes
+    (missing bytes read as 0: code −2)."""
+    nb = (n + 7) >> 3
+    try:
+        idx = pair_index(sign, extra, nb)
+    except ValueError:  # short planes: pad with zero bytes
+        s, e = _u8(sign)[:nb], _u8(extra)[:nb]
+        s = np.concatenate([s, np.zeros(nb - s.shape[0], dtype=np.uint8)])
+        e = np.concatenate([e, np.zeros(nb - e.shape[0], dtype=np.uint8)])
+        idx = pair_index(s, e, nb)
+    c = PAIR_CODES_I8.take(idx, axis=0).reshape(-1)
+    return c if c.shape[0] == n else c[:n]
 
 
 def _planes_from_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -314,6 +358,8 @@ class NdaVec:
     def to_f32(self) -> np.ndarray:
         """Decoded elements `f32(code) * 2^log2`, in f32."""
         c = self.codes.astype(np.float32)
+        if self.log2 == 0:
+            return c
         p = pow2_f32(self.log2)
         if self.log2 >= 127:
             with np.errstate(over="ignore"):
@@ -340,7 +386,7 @@ class NdaVec:
 
 def make_vec(codes: np.ndarray, log2: int) -> NdaVec:
     """Fast `from_codes` for a fresh 1-D int8 array owned by the caller (made read-only)."""
-    codes.flags.writeable = False
+    codes.setflags(write=False)
     return NdaVec(len(codes), log2, codes, None, None)
 
 
@@ -447,20 +493,32 @@ def quantize(xs) -> NdaVec:
         with np.errstate(over="ignore"):  # doubles beyond the f32 range become ±inf
             a = np.asarray(xs, dtype=np.float32).reshape(-1)
     absa = np.abs(a)
-    amax = np.fmax.reduce(absa, initial=np.float32(0.0)) if a.shape[0] else np.float32(0.0)
-    if amax != amax:  # fmax may pass a signaling NaN through: drop NaNs explicitly
-        keep = absa[absa == absa]
-        amax = np.fmax.reduce(keep, initial=np.float32(0.0))
-    if amax < F32_1E8:
-        scale = np.float32(1.0)
-    else:
-        scale = amax / np.float32(2.0)
+    amax = np.maximum.reduce(absa) if a.shape[0] else _F32_ZERO  # NaN if any element is NaN
+    if amax != amax:
+        return _quantize_nan(a, absa)
+    scale = np.float32(1.0) if amax < F32_1E8 else amax / np.float32(2.0)
+    # index (positive << 1) | large, built in place in the comparison's own buffer
+    idx = np.greater_equal(a, _F32_ZERO).view(np.int8)
+    np.add(idx, idx, out=idx)
+    if scale != INF32:  # else q = x·0 is 0 or NaN: never large
+        np.multiply(absa, np.float32(1.0) / scale, out=absa)  # |x·inv| = |x|·inv exactly in f32
+        idx += np.greater_equal(absa, _F32_1_5).view(np.int8)
+    codes = _PL_TABLE.take(idx)
+    codes.setflags(write=False)
+    return NdaVec(codes.shape[0], _round_log2(float(scale)), codes, None, None)
+
+
+def _quantize_nan(a: np.ndarray, absa: np.ndarray) -> NdaVec:
+    """`quantize` of an input with NaNs (amax ignores them; NaN is negative and never large)."""
+    keep = absa[absa == absa]
+    amax = np.fmax.reduce(keep, initial=_F32_ZERO)
+    scale = np.float32(1.0) if amax < F32_1E8 else amax / np.float32(2.0)
     if scale == INF32:
         large = np.zeros(a.shape[0], dtype=bool)  # q = x·0 is 0 or NaN: never large
     else:
         inv = np.float32(1.0) / scale
         with np.errstate(invalid="ignore"):  # signaling NaN inputs
-            large = (absa * inv) >= np.float32(1.5)  # |x·inv| = |x|·inv exactly in f32
+            large = (absa * inv) >= _F32_1_5
     idx = (a >= 0).view(np.int8) << 1
     idx |= large.view(np.int8)
     return make_vec(_PL_TABLE[idx], _round_log2(float(scale)))

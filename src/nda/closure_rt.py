@@ -1,0 +1,67 @@
+"""Tier 1 run-time helpers shared by the closure compiler's modules.
+
+In: the run's `RunState` and its value stack (a list), JitVals.
+Out: the statement signals (CONTINUE / BREAK / RETURN), exact stack memory accounting for
+Vectors pushed and popped (`_vec_in` / `_vec_out` / `_pop` / `_push`), i32 wrapping and the
+underflow / type error messages per node kind and operand.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from . import values as V
+from .state import RunState, underflow
+
+CONTINUE, BREAK, RETURN = 0, 1, 2
+# Plain IR node kinds: none has the optimizer nodes' hooks (closure_pure, compile_stmt,
+# compile_expr), so the compiler skips looking them up (a failed getattr is slow).
+_IR_KINDS = frozenset(ir.NODE_CLASSES)
+NdaVec = V.NdaVec
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _wrap(x: int) -> int:
+    return ((x + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+def _vec_in(st: RunState, v) -> None:
+    """Account for a Vector pushed on the stack."""
+    st.mem_extra += V.value_size(v) - 8
+    st.recompute_max_entries()
+
+
+def _vec_out(st: RunState, v) -> None:
+    st.mem_extra -= V.value_size(v) - 8
+    st.recompute_max_entries()
+
+
+def _pop(st: RunState, stk: list, msg: str):
+    if not stk:
+        raise underflow(msg)
+    v = stk.pop()
+    if v.__class__ is NdaVec:
+        _vec_out(st, v)
+    return v
+
+
+def _push(st: RunState, stk: list, v) -> None:
+    stk.append(v)
+    if v.__class__ is NdaVec:
+        _vec_in(st, v)
+
+
+# Underflow messages, per node kind and operand position
+_UF1 = {
+    ir.VecOp: "Stack underflow in VecOp operand", ir.Print: "Stack underflow in Print source",
+    ir.MathFunc: "Stack underflow in MathFunc", ir.Peek: "Stack underflow in Peek",
+    ir.Cast: "Stack underflow in Cast operand",
+}
+_UF2 = {  # (rhs message, lhs message) — popped rhs first
+    ir.Add: ("Stack underflow in Add rhs", "Stack underflow in Add lhs"),
+    ir.Compare: ("Stack underflow in Compare rhs", "Stack underflow in Compare lhs"),
+    ir.Math: ("Stack underflow in Math rhs", "Stack underflow in Math lhs"),
+}
+_GEMV_MSGS = (("Stack underflow in Gemv vector", "Gemv vector operand must be a Vector"),
+              ("Stack underflow in Gemv matrix", "Gemv matrix operand must be a Vector"))
+_DOT_MSGS = (("Stack underflow in Dot rhs", "Dot rhs operand must be a Vector"),
+             ("Stack underflow in Dot lhs", "Dot lhs operand must be a Vector"))
