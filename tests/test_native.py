@@ -248,11 +248,12 @@ def test_push_buffer_grows(regions):
 
 
 def test_large_push_buffer(regions):
-    # 300,000 pushes: the scratch block is a lazily zero-filled memory map; checked against tier 1
-    seq = _seq("(let s (int 0)) (loop 300000 (store s (add (load s) (int 1)))) (int 5)")
+    # 300,000 pushes recorded (a region inside a Print: converted at once): the scratch block
+    # is a lazily zero-filled memory map; checked against tier 1
+    seq = _seq("(let s (int 0)) (print (scope (loop 300000 (store s (add (load s) (int 1)))) (int 5)))")
     t1 = run(seq, [], tier="closure", optimize=False, engine=Engine())
     r = run(seq, [], tier="native", optimize=False, engine=Engine())
-    assert r.observable() == t1.observable() and r.executed_nodes == 1_200_004
+    assert r.observable() == t1.observable() and r.executed_nodes == 1_200_006
     assert native_runs(regions) == 1 and bailouts(regions) == 0
     assert len(regions[0].pool[0].buf) > (1 << 20)
 
@@ -331,6 +332,135 @@ def test_return_is_not_eligible(regions):
            " (if (cmp gt (load x) (int 1)) (then (return (load x)))))")
     agree(src)
     assert regions == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Lazy pushes: a region at an open position leaves its pushes unconverted until read
+
+
+@pytest.fixture(params=[True, False], ids=["counting", "recording"])
+def lazy(request, monkeypatch):
+    """Open regions run their counting variant (replayed segments) or record (buffer segments,
+    from 2 pushes on instead of 257); → the sizes of the segments created, in order."""
+    monkeypatch.setattr(native, "COUNTING", request.param)
+    monkeypatch.setattr(native, "LAZY_MIN_PUSHES", 1)
+    made = []
+    orig = native._Lazy.add
+
+    def spy(self, st, stk, seg):
+        made.append(seg.n)
+        orig(self, st, stk, seg)
+
+    monkeypatch.setattr(native._Lazy, "add", spy)
+    return made
+
+
+OPEN = "(let x (int 0)) (loop 5 (store x (add (load x) (int 1))) (int 7))"  # 10 pushes, 9 lazy
+
+
+@pytest.mark.parametrize("after", [
+    "",                                      # the output is the region's last push (never lazy)
+    "(load x) (int 3) (float 2.5)",          # pure pushes keep the segment
+    "(print (scope))",                       # pops the last push
+    "(print (scope)) (print (scope))",       # ... then one from the segment
+    "(syscall 7 (scope) (scope) (scope))",   # three at once
+    "(let y (scope)) (load y)",              # peeks into it
+    "(load x) (add (scope) (scope))",
+    "(cmp lt (scope) (scope))",
+    "(if (scope) (then (print (scope))))",
+    "(while (scope) (print (scope)))",       # pops down to the input vector: a type error
+    "(return (scope))",
+    "(loop 2 (print (scope)) (loop 3 (int 1) (int 0)))",  # a second open region, then pops
+])
+def test_lazy_pushes_read_back(after, lazy, regions):
+    agree(f"{OPEN} {after}", inp=[1.0, 2.0])
+    assert lazy[:1] == [9] and native_runs(regions) >= 1
+
+
+@pytest.mark.parametrize("counting", [True, False])
+def test_lazy_pushes_default_settings(counting, regions, monkeypatch):
+    # counting code: replayed entries from 2 pushes on; recording code: buffers above 256
+    monkeypatch.setattr(native, "COUNTING", counting)
+    made = []
+    orig = native._Lazy.add
+
+    def spy(self, st, stk, seg):
+        made.append((type(seg).__name__, seg.n))
+        orig(self, st, stk, seg)
+
+    monkeypatch.setattr(native._Lazy, "add", spy)
+    pops = "(print (scope)) (print (scope)) (syscall 3 (scope))"
+    for n in (400, 100):
+        agree(f"(let s (int 0)) (loop {n} (store s (add (load s) (int 1))) (int 9)) {pops}", tiers=("native",))
+    assert made == ([("_Replay", 799), ("_Replay", 199)] if counting else [("_Segment", 799)])
+
+
+def test_lazy_segments_accumulate(lazy, regions):
+    # the Float keeps the segments; Print materializes all three at once
+    src = ("(loop 3 (float 1.5) (loop 4 (int 1) (int 2)))"
+           " (print (scope)) (print (scope)) (syscall 9 (scope) (scope) (scope))")
+    agree(src)
+    assert lazy == [7, 7, 7]
+
+
+def test_region_reading_its_pushes_records(lazy, regions):
+    # the Add pops what its Scope operand pushed: no counting variant, a buffer segment
+    src = "(let x (int 1)) (loop 4 (add (scope (load x)) (int 2)) (store x (add (load x) (int 1))))"
+    agree(f"{src} (print (scope)) (print (scope)) (print (scope))")
+    assert lazy == [7] and regions[0].code.counting is False
+
+
+def test_replayed_region_switches_to_recording(regions):
+    # each Print reads back the previous execution's pushes: after REPLAY_SWITCH replays (at
+    # least half of the executions) the region records instead of counting
+    src = "(let x (int 0)) (loop 12 (print (scope)) (loop 3 (store x (add (load x) (int 1))) (int 0)))"
+    agree(src, tiers=("native",))
+    (rg,) = regions
+    assert rg.lazy and rg.replays == native.REPLAY_SWITCH and not rg.counting
+    assert rg.native_runs == 12 and not rg.code.counting
+
+
+def test_closed_region_materializes_at_entry(lazy, regions):
+    # the While pops what its condition pushes; the condition (a region) pushes nothing, so the
+    # pop reaches into the body's segment: the condition region materializes it first
+    src = "(let k (int 1)) (while (loop 0 (int 1)) (loop 3 (int 1) (int 0)))"
+    r = agree(src)["native"]
+    assert lazy == [5] and r.output_vec == [1.0]
+
+
+@pytest.mark.parametrize("src", [
+    "(add (int 1) (loop 3 (int 2) (int 3)))",           # the Add pops two of the loop's pushes
+    "(syscall 9 (loop 4 (int 1)) (loop 2 (int 5)))",
+    "(let y (loop 3 (int 4))) (load y)",
+    "(print (scope (loop 3 (int 1) (int 2)) (scope)))",
+    "(if (scope (loop 3 (int 1) (int -1))) (then (int 4)))",
+])
+def test_closed_regions_push_eagerly(src, lazy, regions):
+    agree(src, inp=[1.0])
+    assert lazy == [] and native_runs(regions) >= 1
+
+
+def test_callee_regions_push_eagerly(lazy, regions):
+    src = ("(module (def f (scope (loop 9 (int 1) (int 2))))"
+           " (def main (scope (add (scope) (call @f)) (call @f) (print (scope)) (print (scope)))))")
+    unit = parse_sexpr(src)
+    oracle = run(unit, [], tier="interp")
+    r = run(unit, [], tier="native", engine=Engine())
+    assert r.observable() == oracle.observable() and oracle.error is None
+    assert lazy == [] and native_runs(regions) >= 2
+
+
+def test_lazy_memory_accounting_is_exact(lazy, regions):
+    # room for 203 entries above the input: 200 lazy pushes, then the third Int fails
+    lim = Limits(max_memory_bytes=65536 + 8 * 204)
+    src = "(let x (int 0)) (loop 100 (store x (add (load x) (int 1))) (int 5)) (int 1) (int 2) (int 3)"
+    r = agree(src, lim, tiers=("native",))["native"]
+    assert r.error == f"memory limit exceeded: {65536 + 8 * 205} > {65536 + 8 * 204} bytes"
+    assert lazy == [199]
+    # a second open region runs out of room natively: tier 1 re-runs it (after materializing)
+    src = "(loop 100 (int 1) (int 2)) (loop 10 (int 3))"
+    r = agree(src, Limits(max_memory_bytes=65536 + 8 * 205), tiers=("native",))["native"]
+    assert r.error_code == "MEMORY_LIMIT" and lazy[1:] == [199] and bailouts(regions) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,6 +639,119 @@ def test_differential_auto_transitions(case):
     assert r.observable() == oracle.observable()
 
 
+POPPERS = [ir.Print(ir.Scope(())), ir.Syscall(9, (ir.Scope(()), ir.Scope(()))),
+           ir.Let(NAMES[0], ir.Scope(())), ir.Add(ir.Scope(()), ir.Scope(())), ir.Load(NAMES[1]),
+           ir.Float.of(2.5), ir.Int(3)]
+
+
+@st.composite
+def popping_programs(draw):
+    """Generated programs with statements that pop below their own pushes (or only push)
+    inserted into open sequences, where regions leave lazy pushes."""
+    prog, limits, optimize = draw(scalar_programs())
+    g = _Gen(draw)
+
+    def pushing_loop():
+        return ir.Loop(g.pick([2, 3, 7, 40]), tuple(g.expr(1) for _ in range(draw(st.integers(1, 3)))))
+
+    def seq(nodes, top=False):
+        if not top and draw(st.integers(0, 3)):
+            return tuple(nodes)  # mostly left alone: poppers make the enclosing loop ineligible
+        out = []
+        for n in nodes:
+            if draw(st.booleans()):
+                out.append(pushing_loop())
+            out.append(node(n))
+            out.extend(draw(st.lists(st.sampled_from(POPPERS), max_size=2)))
+        return tuple(out)
+
+    def node(n):
+        t = type(n)
+        if t is ir.Scope:
+            return ir.Scope(seq(n.children))
+        if t is ir.Loop:
+            return ir.Loop(n.count, seq(n.body)) if n.body else n
+        if t is ir.While:
+            return ir.While(n.cond, seq(n.body))
+        if t is ir.If:
+            return ir.If(n.cond, seq(n.then_body), None if n.else_body is None else seq(n.else_body))
+        return n
+
+    return seq(prog, top=True), limits, optimize
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(popping_programs())
+def test_differential_lazy_pushes(case):
+    prog, limits, optimize = case
+    oracle = run(prog, [1.0, -2.0], limits=limits, tier="interp")
+    assert not oracle.panicked, oracle.error
+    saved = native.LAZY_MIN_PUSHES, native.COUNTING
+    native.LAZY_MIN_PUSHES = 1
+    try:
+        for counting in (True, False):
+            native.COUNTING = counting
+            r = run(prog, [1.0, -2.0], limits=limits, tier="native", optimize=optimize, engine=Engine())
+            assert not r.panicked, r.error
+            assert r.observable() == oracle.observable(), counting
+    finally:
+        native.LAZY_MIN_PUSHES, native.COUNTING = saved
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(popping_programs())
+def test_differential_o2_code(case):
+    """O2 code (chunked counted loops, the LLVM O2 pipeline) for every region, both variants."""
+    prog, limits, optimize = case
+    oracle = run(prog, [1.0], limits=limits, tier="interp")
+    saved = native.OPTIMIZE_WORK, native.LAZY_MIN_PUSHES, native.COUNTING
+    native.OPTIMIZE_WORK, native.LAZY_MIN_PUSHES = 0, 1
+    try:
+        for counting in (True, False):
+            native.COUNTING = counting
+            r = run(prog, [1.0], limits=limits, tier="native", optimize=optimize, engine=Engine())
+            assert r.observable() == oracle.observable(), counting
+    finally:
+        native.OPTIMIZE_WORK, native.LAZY_MIN_PUSHES, native.COUNTING = saved
+
+
+def test_o2_chunks_exact_at_limits(lazy, regions, monkeypatch):
+    """Chunked loops stop exactly where fuel or memory runs out (compared with tier 0 at every
+    limit around the program's needs)."""
+    monkeypatch.setattr(native, "OPTIMIZE_WORK", 0)
+    src = ("(let x (int 0)) (loop 40 (store x (add (load x) (int 1)))"
+           " (loop 3 (if (cmp gt (load x) (int 30)) (then (break))) (int 1)))")
+    seq = _seq(src)
+    full = run(seq, [], tier="interp")
+    need, pushes = full.executed_nodes, 2 + 40 + 40 * 3  # Lets, Stores, Ints (upper bound)
+    for fuel in list(range(need - 25, need + 3)) + [need // 2, need // 3, 7]:
+        agree(seq, Limits(fuel=fuel), tiers=("native",))
+    for entries in range(pushes - 100, pushes + 3, 7):
+        agree(seq, Limits(max_memory_bytes=65536 + 8 * entries), tiers=("native",))
+    assert all(r.code.optimized for r in regions) and native_runs(regions) >= 5 and bailouts(regions) >= 10
+
+
+def test_lazy_generator_reaches_segments(lazy, regions, monkeypatch):
+    """The popping generator leaves lazy segments that later statements read back."""
+    made = []
+    orig = native._Lazy.materialize
+
+    def spy(self, st):
+        made.append(len(self.segs))
+        orig(self, st)
+
+    monkeypatch.setattr(native._Lazy, "materialize", spy)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(popping_programs())
+    def sample(case):
+        prog, limits, optimize = case
+        run(prog, [1.0], limits=limits, tier="native", engine=Engine(), optimize=False)
+
+    sample()
+    assert len(lazy) >= 20 and len(made) >= 10, (len(lazy), len(made))
+
+
 def test_generator_reaches_native_code(regions):
     """The differential generator produces regions that run natively and ones that bail out."""
     seen = {"runs": 0}
@@ -523,3 +766,18 @@ def test_generator_reaches_native_code(regions):
     sample()
     assert seen["runs"] == 100
     assert native_runs(regions) >= 20 and bailouts(regions) >= 1
+
+
+@pytest.mark.parametrize("src", [
+    # closed form (scev) at the top level
+    "(let s (int 0)) (let i (int 0)) (loop 5000 (store s (add (load s) (load i))) (store i (add (load i) (int 1))))",
+    # an unrolled inner loop (count ≤ 4) and folded constants inside an outer loop
+    "(let s (int 0)) (loop 300 (loop 3 (store s (add (load s) (add (int 2) (int 3))))))",
+    # an if with a constant condition inside a loop
+    "(let s (int 1)) (loop 200 (if (int 1) (then (store s (add (load s) (load s))))))",
+])
+def test_optimized_loops_still_run_natively(src, regions):
+    """Native regions are generated from the plain IR under the optimizer's rewrites, so an
+    optimized loop is not left to tier 1 (the optimized closure is only the fallback)."""
+    agree(src, optimize=True, tiers=("native",))
+    assert regions and native_runs(regions) >= 1 and bailouts(regions) == 0

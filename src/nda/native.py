@@ -18,12 +18,25 @@ While? The subtree tier 1 reaches first is the maximal one. Such a region become
    runs the region's tier 1 closure instead;
 2. copies the variables into a scratch block and calls the native function, which counts
    `executed_nodes` and `loop_iterations` exactly, keeps every value the region pushes in an
-   i32 buffer, and checks the memory limit at each statement boundary, the fuel and the
-   deadline on every loop back edge (the deadline every 2^20 nodes through a clock callback);
-3. commits (counters, variables written, pushes appended to the stack as Python ints, the
-   region's Continue/Break signal), or — on BAILOUT (fuel, While limit or memory limit would be
+   i32 buffer (or only counts them, see below), and checks the memory limit at each statement
+   boundary, the fuel and the deadline on every loop back edge (the deadline every 2^20 nodes
+   through a clock callback);
+3. commits (counters, variables written, pushes appended to the stack, the region's
+   Continue/Break signal), or — on BAILOUT (fuel, While limit or memory limit would be
    exceeded) — discards everything and re-runs the region in tier 1 from the same entry state,
    which then fails (or not) exactly as tier 0 does. A deadline raises the deadline error.
+
+Lazy pushes (docs/decisions.md T2.12–T2.14). Converting pushes to Python ints costs far more
+than computing them (the counting loop: 200,000 pushes, ~3.5 ms as ints). A region at an *open
+position* of the top-level program (`open_positions`: no enclosing node reads the stack after
+it) leaves all but its last push as one stack entry: a `_Replay` when it ran its *counting*
+variant (pushes only counted; recomputed when needed by re-running the recording variant from
+the same entry state), a `_Segment` (its unconverted scratch block) when it recorded more than
+`LAZY_MIN_PUSHES`. `RunState.lazy` lists them; an entry standing for n values adds 8·(n − 1)
+to `mem_extra`, so memory accounting is exact. While any exist, `next_check` is −1: every node
+calls `slow_check(kind)` first, and anything but a pure push (Int, Float, Load) — or `charge`,
+or a region at a closed position — materializes them all in place (`_Lazy.materialize`). Until
+then the stack only grows and its top (the output) is a real value.
 
 Native code is built by `native_codegen` (which imports llvmlite, so `import nda.native` does
 not). One LLVM JIT engine exists per process, created on first use; together with its cache of
@@ -69,6 +82,9 @@ OPTIMIZE_NODES = 2_000_000  # nodes run in O0 code after which a region is recom
 INITIAL_PUSHES = 4096      # push buffer entries when the count is not known statically
 MAX_INITIAL_PUSHES = 1 << 20
 POOL_MAX_BYTES = 8 << 20   # larger scratch blocks are not kept for the next execution
+LAZY_MIN_PUSHES = 256      # recording code pushing more values leaves them lazy (`_Segment`); ≥ 1
+REPLAY_SWITCH = 4          # replays after which a mostly replayed region records instead
+COUNTING = True            # open regions run their counting variant (tests turn it off)
 _I64_MAX = (1 << 63) - 1
 _AUTO_KEY = "2-auto"       # tier key of auto-policy units in the program/callee caches
 
@@ -275,6 +291,11 @@ class RegionPlan:
         """Whether descendant `n` of the region contains a Loop or While."""
         return info(n, self._memo).loop
 
+    def iteration(self, body) -> tuple:
+        """(work, push) upper bounds of one run of the sequence `body` (None: unbounded)."""
+        s = _seq(body, self._memo)
+        return s.work, s.push
+
 
 def analyze(node, memo: dict | None = None) -> RegionPlan | None:
     """The plan of `node` if it is a pure scalar region worth native code (it has a loop)."""
@@ -285,6 +306,37 @@ def analyze(node, memo: dict | None = None) -> RegionPlan | None:
     if not (inf.valid and inf.loop):
         return None
     return RegionPlan(node, inf, memo)
+
+
+def open_positions(sequence) -> dict:
+    """id → node of every node at an *open position* of the top-level `sequence`: an element
+    of it, or an element of the children of a Scope, the body of a Loop or While, or a branch
+    of an If that is at an open position. No enclosing node reads the stack after an open node
+    completes (a While pops its condition, which counts a node or runs a non-open region
+    first). A node object that also occurs elsewhere (shared subtrees) is left out."""
+    found: dict = {}
+    closed: set = set()
+    seen: set = set()
+    todo = [(n, True) for n in sequence]
+    while todo:
+        n, ok = todo.pop()
+        key = (id(n), ok)
+        if key in seen:
+            continue
+        seen.add(key)
+        if ok:
+            found[id(n)] = n
+        else:
+            closed.add(id(n))
+        t = type(n) if ok else None
+        if t is ir.Scope or t is ir.Loop:
+            todo.extend((c, True) for c in (n.children if t is ir.Scope else n.body))
+        elif t is ir.While or t is ir.If:
+            todo.append((n.cond, False))
+            todo.extend((c, True) for c in (n.body if t is ir.While else n.then_body + (n.else_body or ())))
+        elif isinstance(n, ir.Node):
+            todo.extend((c, False) for c in ir.children(n))
+    return {k: v for k, v in found.items() if k not in closed}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,12 +399,77 @@ class _Scratch:
         self.room = entries - nodes  # boundary limit that keeps every push inside the buffer
 
 
+class _Segment:
+    """`n` Scalar(x, 0) values pushed by one native execution, still i32 in its scratch block:
+    one stack entry standing for n. Dropping it (materialized, or at the end of the run)
+    returns the scratch block to its region's pool."""
+
+    __slots__ = ("sc", "n", "pool")
+
+    def __init__(self, sc: _Scratch, n: int, pool: list):
+        self.sc, self.n, self.pool = sc, n, pool
+
+    def __del__(self):
+        if len(self.pool) < 4 and len(self.sc.buf) <= POOL_MAX_BYTES:
+            self.pool.append(self.sc)
+
+    def values(self, st):
+        return self.sc.pushes[:self.n]
+
+
+class _Replay:
+    """`n` Scalar(x, 0) values pushed by one execution of a region's counting code (which
+    only counted them): recomputed on demand by re-running the region's recording code from
+    the same entry state (`Region.replay`). One stack entry standing for n."""
+
+    __slots__ = ("rg", "payload", "n")
+
+    def __init__(self, rg, payload: tuple, n: int):
+        self.rg, self.payload, self.n = rg, payload, n
+
+    def values(self, st):
+        return self.rg.replay(st, self.payload, self.n)
+
+
+class _Lazy:
+    """`RunState.lazy`: the run's segments, as (stack index, segment) in push order."""
+
+    __slots__ = ("segs",)
+
+    def __init__(self):
+        self.segs: list = []
+
+    def add(self, st, stk: list, seg: _Segment) -> None:
+        self.segs.append((len(stk), seg))
+        stk.append(seg)
+        st.mem_extra += 8 * (seg.n - 1)
+        st.recompute_max_entries()
+
+    def materialize(self, st) -> None:
+        """Replace every segment by its values as Python ints (the stack's real contents)."""
+        st.lazy = None
+        stk = st.stack
+        extra = 0
+        for i, seg in reversed(self.segs):  # topmost first: lower indices stay valid
+            if i >= len(stk) or stk[i] is not seg:
+                raise RuntimeError("tier 2 lazy stack segment was displaced")
+            stk[i:i + 1] = seg.values(st)
+            extra += seg.n - 1
+        self.segs = []
+        st.mem_extra -= 8 * extra
+        st.recompute_max_entries()
+
+
 class Region:
     """A region's native code (compiled now or when hot), its tier 1 fallback and its closure."""
 
-    def __init__(self, node, plan: RegionPlan, slots: tuple, fallback, auto: bool):
+    def __init__(self, node, plan: RegionPlan, slots: tuple, fallback, auto: bool, lazy: bool = False):
         self.node, self.plan, self.slots, self.fallback, self.auto = node, plan, slots, fallback, auto
+        self.lazy = lazy           # at an open position: may leave its pushes lazy
+        self.counting = lazy and COUNTING  # run the counting variant (when the region has one)
         self.code = None
+        self.record_code = None    # recording code for replays (compiled on the first one)
+        self.replays = 0
         self.disabled = False      # llvmlite turned out to be unusable: always tier 1
         self.t1_nodes = 0
         self.t1_runs = 0
@@ -371,8 +488,32 @@ class Region:
             return False
         if optimize is None:
             optimize = self.plan.work is not None and self.plan.work >= OPTIMIZE_WORK
-        self.code = jit.compile(self.node, self.plan, optimize)
+        code = jit.compile(self.node, self.plan, optimize, counting=True) if self.counting else None
+        self.code = code or jit.compile(self.node, self.plan, optimize)
         return True
+
+    def replay(self, st, payload: tuple, n: int):
+        """The first `n` values a committed execution of the counting code pushed (from entry
+        state `payload`): the recording code re-run from that state, under no fuel or While
+        limit (the execution completed within both, so it takes the same path) but under the
+        run's deadline. A region whose counted pushes are replayed for at least half of its
+        executions (and 4 times) switches to recording for good."""
+        code = self.record_code
+        if code is None or code.optimized != self.code.optimized:
+            code = self.record_code = get_jit().compile(self.node, self.plan, self.code.optimized)
+        self.replays += 1
+        if self.replays >= REPLAY_SWITCH and 2 * self.replays >= self.native_runs:
+            self.counting = False
+            self.code = code
+        nn = self.plan.nodes
+        sc = _Scratch(len(self.plan.names), n + 1 + nn, nn)
+        self.closure.s_in.pack_into(sc.buf, 0, _I64_MAX, n + 1, _I64_MAX, st.deadline_ns, *payload)
+        rc = code.call(sc.addr)
+        if rc == DEADLINE:
+            raise deadline_error(st.limits.deadline_ms)
+        if rc > BREAK or struct.unpack_from("<q", sc.buf, 56)[0] != n + 1:
+            raise RuntimeError("tier 2 replay diverged from the counted execution")
+        return sc.pushes[:n]
 
     def initial_entries(self, cap: int) -> int:
         """Push buffer size for a first execution: the static bound if known, within limits."""
@@ -412,12 +553,12 @@ def _make_closure(rg: Region):
     must = tuple(x in plan.entry_read for x in plan.names)
     writes = tuple((i, slots[i]) for i, x in enumerate(plan.names) if x in plan.written)
     s_in = struct.Struct(f"<4q32x{k}i{k}b")   # ctl words 0-3, variables, bound flags
-    s_out = struct.Struct(f"<3q{k}i{k}b")     # ctl words 5-7, variables, bound flags
+    s_out = struct.Struct(f"<i4x3q{k}i{k}b")  # ctl words 4 (last push, counting), 5-7, vars, flags
     ones = (1,) * k
     nn = plan.nodes
     pool = rg.pool
     fallback = rg.fallback
-    kind = type(rg.node).__name__
+    lazy_ok = rg.lazy
 
     def entry_payload(vals):
         """Variables then bound flags when some variable is not a bound int; None → tier 1."""
@@ -439,13 +580,19 @@ def _make_closure(rg: Region):
             return rg.cold(st, fr, stk)
         if st.kind_counts is not None:
             return fallback(st, fr, stk)
+        if st.lazy is not None and not lazy_ok:
+            st.lazy.materialize(st)  # what encloses this region may pop below its pushes
+        counting = code.counting
         vals = getter(fr)
         lim = st.limits
         remaining = lim.fuel - st.executed
         wl = lim.max_while_iterations
         cap = st.max_entries - len(stk)
-        sc = pool.pop() if pool else _Scratch(k, rg.initial_entries(cap), nn)
-        blim = sc.room if sc.room < cap else cap
+        if pool:
+            sc = pool.pop()
+        else:
+            sc = _Scratch(k, nn if counting else rg.initial_entries(cap), nn)
+        blim = cap if counting or sc.room >= cap else sc.room
         try:
             s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *vals, *ones)
             payload = None
@@ -458,28 +605,48 @@ def _make_closure(rg: Region):
             s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *payload)
         while True:
             rc = code.call(sc.addr)
-            out = s_out.unpack_from(sc.buf, 40)
-            sp = out[2]
+            out = s_out.unpack_from(sc.buf, 32)
+            sp = out[3]
             if rc <= BREAK:
                 for i, s in writes:
-                    if out[3 + k + i]:
-                        fr[s] = out[3 + i]
-                st.executed += out[0]
-                st.loop_iterations += out[1]
-                if sp:
-                    stk += sc.pushes[:sp]  # Python ints (i32 memoryview items)
-                if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
-                    pool.append(sc)
+                    if out[4 + k + i]:
+                        fr[s] = out[4 + i]
+                st.executed += out[1]
+                st.loop_iterations += out[2]
+                if counting:
+                    if sp > 1:
+                        lz = st.lazy
+                        if lz is None:
+                            lz = st.lazy = _Lazy()
+                        entry = vals + ones if payload is None else tuple(payload)
+                        lz.add(st, stk, _Replay(rg, entry, sp - 1))
+                        st.next_check = -1
+                    if sp:
+                        stk.append(out[0])
+                    if len(pool) < 4:
+                        pool.append(sc)
+                elif sp > LAZY_MIN_PUSHES and lazy_ok:
+                    lz = st.lazy
+                    if lz is None:
+                        lz = st.lazy = _Lazy()
+                    lz.add(st, stk, _Segment(sc, sp - 1, pool))  # owns sc until dropped
+                    stk.append(sc.pushes[sp - 1])
+                    st.next_check = -1
+                else:
+                    if sp:
+                        stk += sc.pushes[:sp]  # Python ints (i32 memoryview items)
+                    if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
+                        pool.append(sc)
                 rg.native_runs += 1
-                rg.native_nodes += out[0]
+                rg.native_nodes += out[1]
                 if rg.native_nodes >= OPTIMIZE_NODES and not code.optimized:
                     rg.compile(True)  # hot: the next executions run O2 code
                 if st.executed > st.next_check:
-                    st.slow_check(kind)  # deadline check at the region boundary
+                    st.slow_check("native")  # deadline check at the region boundary
                 return rc
             if rc == CHECK and sp <= cap:  # the push buffer is too small: grow it and re-run
                 if time.monotonic_ns() > st.deadline_ns:
-                    st.executed += out[0]
+                    st.executed += out[1]
                     raise deadline_error(lim.deadline_ms)
                 sc = _Scratch(k, min(4 * (sc.room + nn), cap + nn), nn)
                 blim = sc.room if sc.room < cap else cap
@@ -490,12 +657,13 @@ def _make_closure(rg: Region):
             if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
                 pool.append(sc)
             if rc == DEADLINE:
-                st.executed += out[0]
+                st.executed += out[1]
                 raise deadline_error(lim.deadline_ms)
             rg.bailouts += 1
             return fallback(st, fr, stk)
 
     native_region.region = rg  # for tests and diagnostics
+    native_region.s_in = s_in
     return native_region
 
 
@@ -503,27 +671,70 @@ def _make_closure(rg: Region):
 # The hook and the entry point
 
 
-class RegionCompiler:
-    """The `native` hook of `closure.Compiler`: a native closure for each region, or None."""
+def _strip_cached(n, memo: dict):
+    """`opt_nodes.strip(n)` with a per-compilation memo (identity when `n` has no optimizer
+    node), so asking for every statement of a nested tree stays linear."""
+    hit = memo.get(id(n))
+    if hit is not None and hit[0] is n:
+        return hit[1]
+    from . import opt_nodes
 
-    def __init__(self, auto: bool = False):
+    if isinstance(n, opt_nodes.OptNode):
+        r = opt_nodes.strip(n)
+    elif isinstance(n, ir.NOOP_KINDS) or not isinstance(n, ir.Node):
+        r = n
+    else:
+        r = opt_nodes.rebuild(n, lambda c: _strip_cached(c, memo),
+                              lambda cs: tuple(_strip_cached(c, memo) for c in cs))
+    memo[id(n)] = (n, r)
+    return r
+
+
+class RegionCompiler:
+    """The `native` hook of `closure.Compiler`: a native closure for each region, or None.
+
+    `top`: the top-level sequence of the program whose unit this hook compiles (None: no lazy
+    pushes). The first compiler the hook sees is the program's (callees are compiled once the
+    program runs; a program compile that never reaches the hook has no Call). Its regions at
+    open positions of `top` (by node identity: the optimizer keeps untouched subtrees, and the
+    originals it falls back to, as the same objects in the same places) may push lazily."""
+
+    def __init__(self, auto: bool = False, top=None):
         self.auto = auto
         self._owner = None
         self._memo: dict = {}
+        self._plain: dict = {}
+        self._top = None if top is None else tuple(top)
+        self._program = None      # weakref to the program's compiler (the first one seen)
+        self._open: dict | None = None
+
+    def _is_open(self, node, compiler) -> bool:
+        if self._top is None or self._program is None or self._program() is not compiler:
+            return False
+        if self._open is None:
+            self._open = open_positions(self._top)
+        return id(node) in self._open
 
     def region(self, node, compiler):
-        if type(node) not in _ELIGIBLE:
-            return None
+        """A native closure for `node` (IR, or an optimizer node: native code is generated from
+        the plain IR the optimizer started from, which it counts exactly; the optimized tier 1
+        closure is the fallback), or None when `node` is not a pure scalar region."""
+        if self._program is None and self._top is not None:
+            self._program = weakref.ref(compiler)
         owner = self._owner() if self._owner is not None else None
         if owner is not compiler:  # a new compilation: forget the previous unit's analysis
             self._owner = weakref.ref(compiler)
             self._memo = {}
-        plan = analyze(node, self._memo)
+            self._plain = {}
+        plain = _strip_cached(node, self._plain) if compiler.optimize else node
+        if type(plain) not in _ELIGIBLE:
+            return None
+        plan = analyze(plain, self._memo)
         if plan is None:
             return None
         fallback = compiler.stmt_plain(node)
         slots = tuple(compiler.reg.slot(x) for x in plan.names)
-        rg = Region(node, plan, slots, fallback, self.auto)
+        rg = Region(plain, plan, slots, fallback, self.auto, self._is_open(plain, compiler))
         if not self.auto:
             rg.compile()
         return rg.closure
@@ -567,8 +778,10 @@ def run_tier2(sequence, state, opts: dict) -> int:
         return 0
     if not (llvmlite_installed() if auto else get_jit() is not None):
         return closure.run_tier1(sequence, state, opts)
+    # A new hook per run; it is used only if the program unit is not cached yet (then it sees
+    # the program's compiler first, and the callees of that unit later).
     closure.run_compiled(sequence, state, opts, tier=_AUTO_KEY if auto else 2,
-                         native=RegionCompiler(auto))
+                         native=RegionCompiler(auto, sequence))
     return 2
 
 
@@ -576,34 +789,39 @@ def run_tier2(sequence, state, opts: dict) -> int:
 # Benchmark helpers
 
 
-def compile_latency_ns(node, optimize: bool = False) -> int:
-    """Wall time of compiling `node`'s region to native code (O2 if `optimize`, else O0),
-    bypassing the code cache."""
+def compile_latency_ns(node, optimize: bool = False, counting: bool = False) -> int:
+    """Wall time of compiling `node`'s region to native code (O2 if `optimize`, else O0; the
+    counting variant if `counting`), bypassing the code cache."""
     plan = analyze(node)
     if plan is None:
         raise ValueError("not a pure scalar region with a loop")
-    return get_jit().compile(node, plan, optimize, use_cache=False).compile_ns
+    code = get_jit().compile(node, plan, optimize, use_cache=False, counting=counting)
+    if code is None:
+        raise ValueError("the region has no counting variant")
+    return code.compile_ns
 
 
-def kernel(node, values: dict | None = None):
-    """A zero-argument callable that runs `node`'s native code once with variables from
-    `values` (name hash → int, default 0) under unbounded limits, without committing anything:
-    the native part of a region execution alone. Returns the number of values pushed."""
-    import time
-
+def kernel(node, values: dict | None = None, counting: bool = False):
+    """A zero-argument callable that runs `node`'s O2 native code once (the counting variant if
+    `counting`) with variables from `values` (name hash → int, default 0) under unbounded
+    limits, without committing anything: the native part of a region execution alone.
+    Returns the number of values pushed."""
     plan = analyze(node)
     if plan is None:
         raise ValueError("not a pure scalar region with a loop")
-    code = get_jit().compile(node, plan, optimize=True)
+    code = get_jit().compile(node, plan, optimize=True, counting=counting)
+    if code is None:
+        raise ValueError("the region has no counting variant")
     k = len(plan.names)
-    bound = plan.push if plan.push is not None else INITIAL_PUSHES
+    bound = 0 if counting else (plan.push if plan.push is not None else INITIAL_PUSHES)
     sc = _Scratch(k, bound + plan.nodes, plan.nodes)
     vals = [int((values or {}).get(x, 0)) for x in plan.names]
     s_in = struct.Struct(f"<4q32x{k}i{k}b")
     far = time.monotonic_ns() + 3600 * 10**9
+    blim = _I64_MAX if counting else sc.room
 
     def call() -> int:
-        s_in.pack_into(sc.buf, 0, _I64_MAX, sc.room, _I64_MAX, far, *vals, *((1,) * k))
+        s_in.pack_into(sc.buf, 0, _I64_MAX, blim, _I64_MAX, far, *vals, *((1,) * k))
         if code.call(sc.addr) > BREAK:
             raise RuntimeError("native kernel did not complete")
         return struct.unpack_from("<q", sc.buf, 56)[0]

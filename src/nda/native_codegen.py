@@ -2,10 +2,16 @@
 
 In: a region node that `nda.native.analyze` accepted (every node of an eligible kind, stack
 discipline checked) and its `RegionPlan` (variable indices, node count).
-Out: `build_ir(node, plan, name, clock) -> str`, the textual LLVM IR of `i32 name(ptr mem)`
-(emitted directly as text: building it with llvmlite.ir cost more than compiling it), and `Jit`,
-which compiles such IR and returns a `NativeCode` holding the function's address and the
-resource tracker that keeps the machine code alive.
+Out: `build_ir(node, plan, name, clock, version, record) -> str`, the textual LLVM IR of
+`i32 name(ptr mem)` (emitted directly as text: building it with llvmlite.ir cost more than
+compiling it), and `Jit`, which compiles such IR and returns a `NativeCode` holding the
+function's address and the resource tracker that keeps the machine code alive.
+
+Two variants: the *recording* code stores every pushed value in the push buffer; the
+*counting* code (`record=False`, for regions whose pushes `nda.native` keeps lazy) only counts
+them and keeps the last one, so a loop that pushes is a plain arithmetic loop for LLVM (the
+counting loop becomes a closed form at O2). A region that reads back values it pushed (an
+operand or a Let/Store child that is not a plain value expression) has no counting variant.
 
 This module imports llvmlite at import time; `nda.native` imports it only when a region is
 about to be compiled, so `import nda.native` stays cheap and works without llvmlite.
@@ -16,7 +22,8 @@ The memory block `mem` (layout shared with `nda.native`, little-endian):
     i64 [1] boundary limit        (in)   largest push count allowed at a statement boundary
     i64 [2] max_while_iterations  (in)
     i64 [3] deadline              (in)   time.monotonic_ns() value of the run's deadline
-    i64 [4] (unused; the clock callback's address is a constant of the code)
+    i32 [4] last pushed value     (out, counting variant only; the clock callback's address
+                                         is a constant of the code)
     i64 [5] executed nodes        (out)
     i64 [6] loop entries          (out)
     i64 [7] pushed values         (out)
@@ -32,9 +39,11 @@ Generated code follows language.md exactly for the eligible kinds: i32 wrapping 
 → +1/−1 (signed), truthiness `x > 0`, Loop counts are u32 (count 0 runs zero times), Break
 leaves the innermost loop (or returns BREAK from the region), a Break inside an expression child
 is swallowed by that child's parent (decisions.md #1), statement-boundary checks after sequence
-elements (deferred past loop-free elements, see `_Gen.seq`). `executed` is incremented per node (LLVM folds the increments of a basic block
-into one add); fuel, deadline and While limit are checked on every loop back edge and fuel once
-more at the exit, so a committed result never counts past the remaining fuel.
+elements (deferred past loop-free elements, see `_Gen.seq`). `executed` is incremented per
+node (LLVM folds the increments of a basic block into one add); fuel, deadline and While limit
+are checked on every loop back edge and fuel once more at the exit, so a committed result never
+counts past the remaining fuel. O2 code (`version`) runs counted loops with statically bounded
+iterations in unchecked chunks that provably need none of those checks (`_Gen.loop`).
 """
 
 from __future__ import annotations
@@ -92,9 +101,12 @@ class _Gen:
     registers, so the emitter can stay simple: one load/op/store per step.
     """
 
-    def __init__(self, plan, name: str, clock: int):
+    def __init__(self, plan, name: str, clock: int, version: bool = False, record: bool = True):
         self.plan = plan
         self.name = name
+        self.version = version   # emit unchecked chunks of counted loops (`_Gen.loop`)
+        self.record = record     # store pushed values (else count them and keep the last one)
+        self.fast = False        # emitting an unchecked chunk: no boundary or back-edge checks
         self.memo: dict = {}
         self.n = 0
         self.entry: list = []
@@ -122,6 +134,7 @@ class _Gen:
         self.ex = self.slot("i64", "0")
         self.li = self.slot("i64", "0")
         self.sp = self.slot("i64", "0")
+        self.last = None if record else self.slot("i32", "0")
         m = self.tmp()
         e.append(f"  {m} = call i64 @llvm.smin.i64(i64 {self.remaining}, i64 {POLL_NODES})")
         self.lim = self.slot("i64", m)
@@ -193,15 +206,22 @@ class _Gen:
 
     def push(self, v: str) -> None:
         p = self.load("i64", self.sp)
-        self.store("i32", v, self.op(f"getelementptr i32, ptr {self.buf}, i64 {p}"))
+        if self.record:
+            self.store("i32", v, self.op(f"getelementptr i32, ptr {self.buf}, i64 {p}"))
+        else:
+            self.store("i32", v, self.last)
         self.store("i64", self.op(f"add i64 {p}, 1"), self.sp)
 
     def pop(self) -> str:
+        if not self.record:
+            raise NotCountable("the region reads back its own pushes")
         p = self.op(f"sub i64 {self.load('i64', self.sp)}, 1")
         self.store("i64", p, self.sp)
         return self.load("i32", self.op(f"getelementptr i32, ptr {self.buf}, i64 {p}"))
 
     def top(self) -> str:
+        if not self.record:
+            raise NotCountable("the region reads back its own pushes")
         p = self.op(f"sub i64 {self.load('i64', self.sp)}, 1")
         return self.load("i32", self.op(f"getelementptr i32, ptr {self.buf}, i64 {p}"))
 
@@ -216,6 +236,8 @@ class _Gen:
         ex = self.load("i64", self.ex)
         for i, src in ((5, ex), (6, self.load("i64", self.li)), (7, self.load("i64", self.sp))):
             self.store("i64", src, self.op(f"getelementptr i8, ptr %mem, i64 {8 * i}"))
+        if not self.record:
+            self.store("i32", self.load("i32", self.last), self.op("getelementptr i8, ptr %mem, i64 32"))
         if code in (CONTINUE, BREAK):
             for (v, pv), (b, pb) in zip(self.vars, self.bound):
                 self.store("i32", self.load("i32", v), pv)
@@ -229,12 +251,17 @@ class _Gen:
 
     def boundary(self) -> None:
         """Statement boundary: the push count must not pass the limit (else CHECK)."""
+        if self.fast:
+            return
         nxt = self.label("seq")
         self.cbr(self.op(f"icmp sgt i64 {self.load('i64', self.sp)}, {self.blimit}"), self.exit(CHECK), nxt)
         self.begin(nxt)
 
     def back_edge(self, header: str) -> None:
         """Fuel and deadline poll on a loop back edge, then jump to `header`."""
+        if self.fast:
+            self.br(header)
+            return
         ex = self.load("i64", self.ex)
         poll, tick, ok = self.label("poll"), self.label("tick"), self.label("intime")
         self.cbr(self.op(f"icmp sgt i64 {ex}, {self.load('i64', self.lim)}"), poll, header)
@@ -352,22 +379,7 @@ class _Gen:
             self.incr(self.li)
             if n.count == 0 or not n.body:  # an empty body does nothing, however often it runs
                 return False
-            ctr = self.alloca("i64")
-            self.store("i64", "0", ctr)
-            header, body, latch, done = (self.label(x) for x in ("loop", "body", "latch", "endloop"))
-            self.br(header)
-            self.begin(header)
-            self.cbr(self.op(f"icmp ult i64 {self.load('i64', ctr)}, {n.count}"), body, done)
-            self.begin(body)
-            self.targets.append(done)
-            ended = self.seq(n.body)
-            self.targets.pop()
-            if not ended:
-                self.br(latch)
-            self.begin(latch)
-            self.incr(ctr)
-            self.back_edge(header)
-            self.begin(done)
+            self.loop(n)
             return False
         if t is ir.While:
             self.count()
@@ -393,6 +405,68 @@ class _Gen:
             self.begin(done)
             return False
         raise AssertionError(f"not an eligible statement: {t.__name__}")  # analyze() prevents it
+
+    def loop(self, n) -> None:
+        """A counted Loop (count ≥ 1, non-empty body).
+
+        With `version` (O2 code), a Loop whose iterations have statically bounded work W and
+        pushes P (no While inside) runs in chunks: at the header, k = min(iterations left,
+        (lim − executed) / W, (boundary limit − pushes) / P); if k > 0 the next k iterations run
+        as an unchecked copy of the body (no boundary checks, no back-edge polls — none of them
+        could fail or poll within the chunk: executed stays ≤ lim ≤ remaining fuel and below the
+        next deadline poll, pushes stay ≤ the boundary limit), which LLVM can optimize as a
+        plain counted loop; otherwise one checked iteration runs, as without `version`.
+        """
+        ctr = self.alloca("i64")
+        self.store("i64", "0", ctr)
+        header, body, latch, done = (self.label(x) for x in ("loop", "body", "latch", "endloop"))
+        bounds = None
+        if self.version and not self.fast:
+            w, p = self.plan.iteration(n.body)
+            if w is not None and p is not None and w > 0:
+                bounds = (w, p)
+        self.br(header)
+        self.begin(header)
+        c = self.load("i64", ctr)
+        go = self.label("pick") if bounds else body
+        self.cbr(self.op(f"icmp ult i64 {c}, {n.count}"), go, done)
+        if bounds:
+            w, p = bounds
+            self.begin(go)
+            room = self.op(f"sub i64 {self.load('i64', self.lim)}, {self.load('i64', self.ex)}")
+            k = self.op(f"call i64 @llvm.smin.i64(i64 {self.op(f'sub i64 {n.count}, {c}')}, "
+                        f"i64 {self.op(f'sdiv i64 {room}, {w}')})")
+            if p > 0:
+                space = self.op(f"sub i64 {self.blimit}, {self.load('i64', self.sp)}")
+                k = self.op(f"call i64 @llvm.smin.i64(i64 {k}, i64 {self.op(f'sdiv i64 {space}, {p}')})")
+            fpre, fhead, fbody, flatch = (self.label(x) for x in ("fpre", "fhead", "fbody", "flatch"))
+            self.cbr(self.op(f"icmp sgt i64 {k}, 0"), fpre, body)
+            self.begin(fpre)
+            end = self.op(f"add i64 {c}, {k}")
+            self.br(fhead)
+            self.begin(fhead)
+            self.cbr(self.op(f"icmp ult i64 {self.load('i64', ctr)}, {end}"), fbody, header)
+            self.begin(fbody)
+            self.fast = True
+            self.targets.append(done)
+            ended = self.seq(n.body)
+            self.targets.pop()
+            self.fast = False
+            if not ended:
+                self.br(flatch)
+            self.begin(flatch)
+            self.incr(ctr)
+            self.br(fhead)
+        self.begin(body)
+        self.targets.append(done)
+        ended = self.seq(n.body)
+        self.targets.pop()
+        if not ended:
+            self.br(latch)
+        self.begin(latch)
+        self.incr(ctr)
+        self.back_edge(header)
+        self.begin(done)
 
     # -- values --------------------------------------------------------------------------------
     def val(self, n) -> str:
@@ -442,10 +516,16 @@ class _Gen:
         return "\n".join(out) + "\n"
 
 
-def build_ir(node, plan, name: str, clock: int) -> str:
+class NotCountable(Exception):
+    """The region cannot run without its push buffer (it pops or peeks values it pushed)."""
+
+
+def build_ir(node, plan, name: str, clock: int, version: bool = False, record: bool = True) -> str:
     """LLVM IR text of the region function `name` for `node`; `clock` is the address of an
-    `int64_t (*)(void)` returning time.monotonic_ns() (it must outlive the code)."""
-    return _Gen(plan, name, clock).finish(node)
+    `int64_t (*)(void)` returning time.monotonic_ns() (it must outlive the code); `version`
+    emits unchecked chunks of counted loops (`_Gen.loop`); `record=False` builds the counting
+    variant (raises `NotCountable` when the region reads its own pushes back)."""
+    return _Gen(plan, name, clock, version, record).finish(node)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,29 +533,33 @@ def build_ir(node, plan, name: str, clock: int) -> str:
 
 
 class NativeCode:
-    """A compiled region: `call(address of mem) -> code`. Keeps its machine code alive."""
+    """A compiled region: `call(address of mem) -> code`. Keeps its machine code alive.
+    `counting`: the counting variant (no push buffer; the last pushed value in word 4)."""
 
-    __slots__ = ("tracker", "address", "call", "compile_ns", "optimized")
+    __slots__ = ("tracker", "address", "call", "compile_ns", "optimized", "counting")
 
-    def __init__(self, tracker, address: int, compile_ns: int, optimized: bool):
+    def __init__(self, tracker, address: int, compile_ns: int, optimized: bool, counting: bool = False):
         self.tracker = tracker
         self.address = address
         self.call = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(address)
         self.compile_ns = compile_ns
         self.optimized = optimized
+        self.counting = counting
 
 
 class Jit:
     """One LLJIT engine (ORC) plus a bounded cache of compiled regions keyed by
-    (region node, optimized).
+    (region node, optimized, counting variant).
 
-    IR is cleaned up by SROA/instcombine/simplifycfg (variables and counters become registers),
-    then turned into machine code by one of two target machines: LLVM O0 (fast instruction
-    selection, ~5× quicker to compile) for regions expected to be cheap, O2 for hot ones (~6×
-    faster code) — `nda.native` chooses. The object is linked into the engine as its own
-    library; its resource tracker lives in the `NativeCode`, so machine code is freed once
-    neither the cache nor a compiled closure uses it. Compilation is serialized by a lock (the
-    engine is shared by threads); running compiled code needs no lock.
+    IR is cleaned up by SROA/instcombine/simplifycfg (variables and counters become
+    registers) — for O2 counting variants, the whole LLVM O2 IR pipeline runs instead (loop
+    optimizations: it turns the counting loop into a closed form; ~2.2× the compile time) —
+    then one of two target machines makes machine code: LLVM O0 (fast instruction selection,
+    ~4× quicker to compile) for regions expected to be cheap, O2 for hot ones (~5× faster
+    code); `nda.native` chooses. The object is linked into the
+    engine as its own library; its resource tracker lives in the `NativeCode`, so machine code
+    is freed once neither the cache nor a compiled closure uses it. Compilation is serialized
+    by a lock (the engine is shared by threads); running compiled code needs no lock.
     """
 
     def __init__(self, capacity: int = 1024):
@@ -497,27 +581,37 @@ class Jit:
         self.lock = threading.Lock()
         self.serial = itertools.count()
 
-    def compile(self, node, plan, optimize: bool = False, use_cache: bool = True) -> NativeCode:
-        key = (node, optimize)
+    def compile(self, node, plan, optimize: bool = False, use_cache: bool = True,
+                counting: bool = False) -> NativeCode | None:
+        """The region's code (cached); the counting variant with `counting` (None when the
+        region reads its own pushes back)."""
+        key = (node, optimize, counting)
         with self.lock:
-            if use_cache:
-                code = self.cache.get(key)
-                if code is not None:
-                    self.cache.move_to_end(key)
-                    return code
+            if use_cache and key in self.cache:
+                self.cache.move_to_end(key)
+                return self.cache[key]
             t0 = time.perf_counter_ns()
             name = f"nda_region_{next(self.serial)}"
-            mod = llvm.parse_assembly(build_ir(node, plan, name, self.clock_address))
-            mod.verify()
-            fpm = llvm.create_new_function_pass_manager()
-            fpm.add_sroa_pass()
-            fpm.add_instruction_combine_pass()
-            fpm.add_simplify_cfg_pass()
-            for f in mod.functions:
-                fpm.run(f, self.pb)
-            obj = self.tms[optimize].emit_object(mod)
-            tracker = llvm.JITLibraryBuilder().add_object_img(obj).export_symbol(name).link(self.lljit, name)
-            code = NativeCode(tracker, tracker[name], time.perf_counter_ns() - t0, optimize)
+            try:
+                text = build_ir(node, plan, name, self.clock_address, optimize, not counting)
+            except NotCountable:
+                code = None
+            else:
+                mod = llvm.parse_assembly(text)
+                mod.verify()
+                if optimize and counting:
+                    self.pb.getModulePassManager().run(mod, self.pb)  # the O2 IR pipeline
+                else:
+                    fpm = llvm.create_new_function_pass_manager()
+                    fpm.add_sroa_pass()
+                    fpm.add_instruction_combine_pass()
+                    fpm.add_simplify_cfg_pass()
+                    for f in mod.functions:
+                        fpm.run(f, self.pb)
+                obj = self.tms[optimize].emit_object(mod)
+                lib = llvm.JITLibraryBuilder().add_object_img(obj).export_symbol(name)
+                tracker = lib.link(self.lljit, name)
+                code = NativeCode(tracker, tracker[name], time.perf_counter_ns() - t0, optimize, counting)
             if use_cache:
                 self.cache[key] = code
                 while len(self.cache) > self.capacity:

@@ -18,6 +18,10 @@ from .errors import NdaRuntimeError
 
 HEAP_BYTES = 65536
 DEADLINE_CHECK_INTERVAL = 1024  # node evaluations between deadline checks (power of two)
+# Counting a node of one of these kinds keeps tier 2's lazy stack segments (`RunState.lazy`):
+# they only push one value. "native" is the boundary check after a native region (it only
+# pushed). Any other kind, and `charge`, materializes the segments first.
+LAZY_KEEP_KINDS = frozenset(("Int", "Float", "Load", "native"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +110,18 @@ class RunState:
     `executed` counts node evaluations. `mem_extra` is Σ value_size over the stack beyond
     8 bytes per entry (i.e. the plane bytes of Vectors); tiers keep it exact at every push/pop
     of a Vector so that the statement-boundary check is O(1).
+
+    `lazy` (tier 2 only, else None) holds stack segments of native-pushed Scalars that are not
+    Python ints yet: each occupies one list entry and adds 8·(n − 1) to `mem_extra`, so memory
+    accounting is exact. While `lazy` is set, `next_check` is −1 and `slow_check` materializes
+    them (`lazy.materialize(self)`) before any node other than a pure push runs (`nda.native`).
     """
 
     __slots__ = (
         "limits", "stack", "mem_extra", "max_entries", "machine", "log", "out_bytes",
         "executed", "matrix_count", "norm_count", "loop_iterations", "kind_counts", "resolver",
         "group", "call_depth", "input_len", "deadline_ns", "deadline_mark", "next_check", "t0_ns",
+        "lazy",
     )
 
     def __init__(self, limits: Limits, resolver, input_len: int, collect_kinds: bool = False):
@@ -140,10 +150,13 @@ class RunState:
         # Every tier counts a node with:  executed += 1; if executed > next_check: slow_check(kind)
         # next_check is the next fuel/deadline checkpoint, or -1 when kind counts are collected.
         self.next_check = -1 if collect_kinds else min(limits.fuel, DEADLINE_CHECK_INTERVAL)
+        self.lazy = None
 
     # -- counting
     def slow_check(self, kind: str) -> None:
         """Called when `executed` (already incremented) has passed `next_check`."""
+        if self.lazy is not None and kind not in LAZY_KEEP_KINDS:
+            self.lazy.materialize(self)
         n = self.executed
         fuel = self.limits.fuel
         if n > fuel:
@@ -156,10 +169,12 @@ class RunState:
         if kc is not None:
             kc[kind] = kc.get(kind, 0) + 1
         else:
-            self.next_check = min(fuel, self.deadline_mark)
+            self.next_check = -1 if self.lazy is not None else min(fuel, self.deadline_mark)
 
     def charge(self, k: int, kinds: dict | None = None) -> None:
         """Count `k` node evaluations at once (optimizer annotations): all of them or a fuel error."""
+        if self.lazy is not None:
+            self.lazy.materialize(self)
         n = self.executed + k
         fuel = self.limits.fuel
         if n > fuel:
