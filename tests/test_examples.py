@@ -58,8 +58,10 @@ def test_every_example_is_covered():
 @pytest.mark.parametrize("name", sorted(RUNS))
 @pytest.mark.parametrize("tier", ["interp", "closure", "auto"])
 def test_example_runs(name, tier):
-    args, code, fields, _ = RUNS[name]
-    r = invoke("run", EX / name, *args, "--tier", tier, "--json")
+    args, code, fields, check_code = RUNS[name]
+    # a program the gate rejects is not run unless asked (--no-gate): see test_gate_blocks_run
+    gate = ["--no-gate"] if check_code else []
+    r = invoke("run", EX / name, *args, *gate, "--tier", tier, "--json")
     d = one_json(r.stdout)
     assert r.exit_code == code, r.output
     for k, v in fields.items():
@@ -75,8 +77,14 @@ def test_example_checks(name):
     d = one_json(r.stdout)
     assert r.exit_code == code and d["ok"] is (code == 0)
     if code:  # the gate predicts the run's failure: same message, same node
-        run = one_json(invoke("run", EX / name, *args, "--json").stdout)
+        run = one_json(invoke("run", EX / name, *args, "--no-gate", "--json").stdout)
         assert d["diagnostics"][0]["message"] == run["error"]
+        # and `nda run` without --no-gate does not run it: the gate's findings, exit 1
+        r = invoke("run", EX / name, *args, "--json")
+        gated = one_json(r.stdout)
+        assert r.exit_code == 1 and gated["stage"] == "gate" and gated["executed_nodes"] == 0
+        assert gated["error_code"] == "VALIDATION_ERROR"
+        assert [x["message"] for x in gated["diagnostics"]] == [x["message"] for x in d["diagnostics"]]
 
 
 def test_people_output_of_a_run():

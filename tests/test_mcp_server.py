@@ -50,8 +50,12 @@ def test_tools_are_listed_and_run_matches_the_sandbox():
 
 
 def test_run_reports_program_errors_as_data():
-    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0})[1])
+    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0, "gate": False})[1])
     assert d["ok"] is False and d["error_code"] == "STACK_UNDERFLOW" and not d["panicked"]
+    # by default the gate refuses it before it runs
+    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0})[1])
+    assert d["ok"] is False and d["stage"] == "gate" and d["executed_nodes"] == 0
+    assert d["diagnostics"][0]["message"] == "Stack underflow in If condition"
 
 
 def test_bad_source_gives_typed_diagnostic_with_position():
@@ -68,7 +72,7 @@ def test_limits_are_clamped_to_the_servers():
     with pytest.raises(ValueError):
         clamp_limits({"nope": 1}, ceiling)
     tools = Tools(ServerConfig(limits=ceiling))
-    d = tools.run(COUNTER, dim=0, limits={"fuel": 10**9})
+    d = tools.run(COUNTER, dim=0, limits={"fuel": 10**9}, gate=False)
     assert d["ok"] is False and d["error_code"] == "FUEL_EXHAUSTED" and d["executed_nodes"] == 10
     d = tools.run(COUNTER, dim=0, limits={"warp": 3})
     assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"

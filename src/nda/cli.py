@@ -241,11 +241,16 @@ def _summary(res, console) -> None:
               "(opt RULE +N [:loops L] FORM).")
 @click.option("--passes", "show_passes", is_flag=True,
               help="Print the optimizer's per-pass timings (µs) to stderr.")
+@click.option("--no-gate", "no_gate", is_flag=True,
+              help="Skip static validation and run even a program the gate rejects "
+              "(to observe its run-time error).")
 @store_option
 @limit_options
 @json_option
-def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, store_path, as_json, **lim):
-    """Run a program (a module runs `main`) in the sandbox."""
+def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_gate, store_path,
+        as_json, **lim):
+    """Run a program (a module runs `main`) in the sandbox, after the gate's static validation
+    (a program the gate proves wrong is not run: its findings are reported, exit 1)."""
     from rich.console import Console
 
     from .sandbox import resolve_tier, run as sandbox_run
@@ -257,6 +262,8 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, sto
     store = open_store(store_path)
     loaded = load_program(file, as_json, store)
     inp = parse_input(input_spec, dim, as_json, limits_from(lim).max_input_len)
+    if not no_gate:
+        _gate_or_exit(loaded, len(inp), limits_from(lim), store, as_json)
     res = sandbox_run(loaded.sequence, inp, store=loaded.resolver, limits=limits_from(lim),
                       tier=tier, optimize=not no_opt, collect_kind_counts=kinds)
     # The optimizer's own view (the sandbox does not expose its pass timings): optimize the
@@ -279,6 +286,27 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, sto
             click.echo(line)
         _summary(res, Console(stderr=False, highlight=False))
     raise Exit(EXIT_OK if res.is_success() else EXIT_FAIL)
+
+
+def _gate_or_exit(loaded, input_len: int, limits, store, as_json: bool) -> None:
+    """Static validation before `nda run`: on any finding, report them all and exit 1."""
+    from .commit import static_check
+    from .errors import render_text
+
+    try:
+        diags = static_check(loaded, input_len=input_len, limits=limits, store=store)
+    except NdaError as e:
+        diags = list(getattr(e, "diagnostics", None) or [e.diagnostic()])
+    if not diags:
+        return
+    if as_json:
+        emit_json({"ok": False, "stage": "gate", "error_code": "VALIDATION_ERROR",
+                   "error": f"validation: {diags[0].message}", "executed_nodes": 0,
+                   "diagnostics": [d.to_dict() for d in diags]})
+    else:
+        click.echo(render_text(diags, loaded.source), err=True)
+        click.echo(f"not run: the gate found {len(diags)} error(s) (--no-gate runs it anyway)", err=True)
+    raise Exit(EXIT_FAIL)
 
 
 def _optimizer_report(loaded, dump_after, wanted: bool) -> tuple[dict, str | None]:

@@ -126,10 +126,11 @@ class Tools:
     # -- tools ------------------------------------------------------------------------------
     def run(self, source: str, syntax: str = "sexpr", input: list[float] | None = None,
             dim: int | None = None, tier: str = "auto", optimize: bool = True,
-            limits: dict | None = None) -> dict:
-        return self._guard(self._run, source, syntax, input, dim, tier, optimize, limits)
+            limits: dict | None = None, gate: bool = True) -> dict:
+        return self._guard(self._run, source, syntax, input, dim, tier, optimize, limits, gate)
 
-    def _run(self, source, syntax, input, dim, tier, optimize, limits) -> dict:
+    def _run(self, source, syntax, input, dim, tier, optimize, limits, gate) -> dict:
+        from .commit import static_check
         from .sandbox import resolve_tier, run
 
         lim = clamp_limits(limits, self.config.limits)
@@ -138,6 +139,11 @@ class Tools:
         try:
             loaded = _load(source, syntax, store)
             cond = _conditioning(input, dim, lim)
+            if gate:
+                diags = static_check(loaded, input_len=len(cond), limits=lim, store=store)
+                if diags:
+                    d = _fail("VALIDATION_ERROR", f"validation: {diags[0].message}", diags)
+                    return {**d, "stage": "gate", "executed_nodes": 0}
             res = run(loaded.sequence, cond, store=loaded.resolver, limits=lim, tier=tier,
                       optimize=optimize, engine=self.engine)
         finally:
@@ -251,12 +257,13 @@ def build_server(config: ServerConfig = ServerConfig()):
     @srv.tool()
     def nda_run(source: str, syntax: str = "sexpr", input: list[float] | None = None,
                 dim: int | None = None, tier: str = "auto", optimize: bool = True,
-                limits: dict[str, int] | None = None) -> dict[str, Any]:
-        """Run a program in the sandbox. input: conditioning vector (default: `dim` ones, 896).
+                limits: dict[str, int] | None = None, gate: bool = True) -> dict[str, Any]:
+        """Run a program in the sandbox after the gate's static validation (gate=false skips it,
+        to observe a run-time error). input: conditioning vector (default: `dim` ones, 896).
         limits: any of fuel, deadline_ms, max_memory_bytes, max_output_bytes, max_call_depth,
         max_while_iterations, max_input_len, max_node_depth (capped by the server's).
         Returns output_vec, output_log (prints), executed_nodes, error/error_code, tier, timings."""
-        return tools.run(source, syntax, input, dim, tier, optimize, limits)
+        return tools.run(source, syntax, input, dim, tier, optimize, limits, gate)
 
     @srv.tool()
     def nda_check(source: str, syntax: str = "sexpr", dim: int | None = None,
