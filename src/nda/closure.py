@@ -19,7 +19,12 @@ How it works (runtime.md §2.2):
 - Matrix/Norm planes are decoded once per content (`Engine.matrix_weights` / `norm_gain`, a
   bounded cache next to the program and callee caches); Calls compile each callee once per
   address (`Engine.callees`) and resolve targets once per run (existence is checked
-  against the run's own resolver, so a cached callee never hides a missing target).
+  against the run's own resolver, so a cached callee never hides a missing target). A
+  callee's node depth is compared with the *current* run's `max_node_depth` at every Call.
+- Every cache is bounded in entries and in host bytes: a unit's `nbytes` counts 256 B per
+  compiled node plus the planes and decoded weights its closures pin (docs/decisions.md #13).
+- A Loop with an empty body counts itself and skips its iterations (nothing observable
+  happens in them), as tiers 0 and 2 do.
 - A sequence of Matrix/Norm nodes only skips the optimizer (no pass rewrites such leaves).
 
 Modules: this one holds the caches (`Engine`), purity, the compiler's control flow, variables
@@ -69,33 +74,44 @@ class SlotRegistry:
         return len(self.slots)
 
 
+NODE_BYTES = 256  # host bytes charged per compiled node (runtime.md §4's estimate)
+
+
 class Unit:
-    """A compiled unit: its body closure, slot count and statistics."""
+    """A compiled unit: its body closure (None: not compiled, too deep for the run that asked),
+    slot count, statistics, node depth and `nbytes` (host bytes it holds or pins)."""
 
-    __slots__ = ("run", "nslots", "nodes", "group", "too_deep", "address")
+    __slots__ = ("run", "nslots", "nodes", "group", "depth", "address", "nbytes")
 
-    def __init__(self, run, nslots, nodes, group, too_deep, address):
+    def __init__(self, run, nslots, nodes, group, depth, address, nbytes=0):
         self.run, self.nslots, self.nodes = run, nslots, nodes
-        self.group, self.too_deep, self.address = group, too_deep, address
+        self.group, self.depth, self.address = group, depth, address
+        self.nbytes = nbytes
 
 
 class Engine:
     """Compilation caches (runtime.md §4): programs by (H2, optimize), callees by address.
 
-    Both are bounded LRUs keyed by H2 content addresses; stored nodes are immutable, so
-    entries never go stale. Caching has no observable effect on results.
+    Both are bounded LRUs keyed by H2 content addresses, in entries and in bytes (`Unit.nbytes`:
+    an entry over the whole budget is not kept); stored nodes are immutable, so entries never
+    go stale. Caching has no observable effect on results.
     """
 
     def __init__(self, program_capacity: int = 256, callee_capacity: int = 1024,
-                 kernel_capacity: int = 256, kernel_byte_budget: int = 64 << 20):
+                 kernel_capacity: int = 256, kernel_byte_budget: int = 64 << 20,
+                 program_byte_budget: int = 64 << 20, callee_byte_budget: int = 64 << 20):
         self.program_capacity = program_capacity
         self.callee_capacity = callee_capacity
         self.kernel_capacity = kernel_capacity
         self.kernel_byte_budget = kernel_byte_budget
+        self.program_byte_budget = program_byte_budget
+        self.callee_byte_budget = callee_byte_budget
         self.programs: OrderedDict = OrderedDict()
         self.callees: OrderedDict = OrderedDict()
         self.kernels: OrderedDict = OrderedDict()  # decoded Matrix/Norm planes, by content
         self.kernel_bytes = 0
+        self.program_bytes = 0
+        self.callee_bytes = 0
 
     def _lru_get(self, cache: OrderedDict, key):
         u = cache.get(key)
@@ -103,24 +119,33 @@ class Engine:
             cache.move_to_end(key)
         return u
 
-    def _lru_put(self, cache: OrderedDict, key, value, cap: int) -> None:
-        cache[key] = value
+    @staticmethod
+    def _lru_put(cache: OrderedDict, key, unit: Unit, cap: int, budget: int, total: int) -> int:
+        """Insert `unit`; evict the oldest entries (the new one too if it alone is over the
+        budget) until both bounds hold. Returns the new byte total."""
+        cache[key] = unit
         cache.move_to_end(key)
-        while len(cache) > cap:
-            cache.popitem(last=False)
+        total += unit.nbytes
+        while cache and (len(cache) > cap or total > budget):
+            total -= cache.popitem(last=False)[1].nbytes
+        return total
 
     def program(self, key, build):
         u = self._lru_get(self.programs, key)
         if u is None:
             u = build()
-            self._lru_put(self.programs, key, u, self.program_capacity)
+            self.program_bytes = self._lru_put(self.programs, key, u, self.program_capacity,
+                                               self.program_byte_budget, self.program_bytes)
         return u
 
     def callee(self, key, build):
+        """The cached callee unit, or `build()`; a unit that was not compiled is not kept."""
         u = self._lru_get(self.callees, key)
         if u is None:
             u = build()
-            self._lru_put(self.callees, key, u, self.callee_capacity)
+            if u.run is not None:
+                self.callee_bytes = self._lru_put(self.callees, key, u, self.callee_capacity,
+                                                  self.callee_byte_budget, self.callee_bytes)
         return u
 
     def _kernel(self, key, build):
@@ -130,7 +155,10 @@ class Engine:
         if k is not None:
             cache.move_to_end(key)
             return k
-        k = cache[key] = build()
+        k = build()
+        if k.__class__ is K.MatrixWeights and not k.keeps:
+            return k
+        cache[key] = k
         self.kernel_bytes += k.nbytes
         while len(cache) > 1 and (len(cache) > self.kernel_capacity
                                   or self.kernel_bytes > self.kernel_byte_budget):
@@ -138,7 +166,8 @@ class Engine:
         return k
 
     def matrix_weights(self, n: ir.Matrix) -> K.MatrixWeights:
-        """The decoded planes of a Matrix node, shared by every node with the same content."""
+        """The decoded planes of a Matrix node, shared by every node with the same content
+        (a blocked matrix too large to keep a decode is O(1) to prepare: not cached)."""
         return self._kernel(("matrix", n.rows, n.cols, n.sign, n.extra),
                             lambda: K.MatrixWeights(n.rows, n.cols, n.sign, n.extra))
 
@@ -154,13 +183,15 @@ class Engine:
             "unique_hashes": [k[0].hex() for k in self.programs],
             "cached_kernels": len(self.kernels),
             "kernel_bytes": self.kernel_bytes,
+            "program_bytes": self.program_bytes,
+            "callee_bytes": self.callee_bytes,
         }
 
     def cache_clear(self) -> None:
         self.programs.clear()
         self.callees.clear()
         self.kernels.clear()
-        self.kernel_bytes = 0
+        self.kernel_bytes = self.program_bytes = self.callee_bytes = 0
 
     def cache_memory_estimate(self) -> dict:
         b = 256 * sum(u.nodes for u in self.programs.values()) + 24 * len(self.programs)
@@ -238,9 +269,14 @@ class Compiler(OperatorClosures):
         self.reg = SlotRegistry()
         self.pure_memo: dict = {}
         self.count = 0
+        self.kernel_bytes = 0  # nbytes of the decoded kernels this unit's closures hold
 
     def pure(self, n) -> bool:
         return _is_pure(n, self.pure_memo)
+
+    def unit_bytes(self) -> int:
+        """Host bytes the unit being compiled holds or pins (`Unit.nbytes`)."""
+        return NODE_BYTES * self.count + self.kernel_bytes
 
     # -- sequences ----------------------------------------------------------------------------
     def seq(self, nodes) -> object:
@@ -376,10 +412,11 @@ class Compiler(OperatorClosures):
                 callee = st.resolver.resolve_call(target, group) if st.resolver is not None else None
                 if callee is None:
                     raise target_not_found(target)
+                # cached, or compiled now (not kept when too deep for this run's limit)
                 unit = engine.callee((callee.address, tier, optimize),
                                      lambda: compile_callee(callee, engine, st.limits, native, tier, optimize))
                 memo[key] = unit
-            if unit.too_deep:
+            if unit.depth > st.limits.max_node_depth:  # this run's limit, whoever compiled it
                 raise nesting_error(st.limits.max_node_depth)
             st.call_depth += 1
             try:
@@ -390,6 +427,15 @@ class Compiler(OperatorClosures):
         return call
 
     def s_Loop(self, n):
+        if not n.body:
+            def loop_empty(st, fr, stk):  # no node, no check point, no signal: skip iterations
+                c = st.executed + 1
+                st.executed = c
+                if c > st.next_check:
+                    st.slow_check("Loop")
+                st.loop_iterations += 1
+                return CONTINUE
+            return loop_empty
         body = self.seq(n.body)
         count = n.count
 
@@ -606,18 +652,22 @@ def compile_program(sequence, engine: Engine, native=None, tier: int = 1, optimi
         sequence = opt.optimize_sequence(tuple(sequence), timings=timings)
     comp = Compiler(engine, None, native, tier, optimize)
     body = comp.seq(sequence)
-    return Unit(body, len(comp.reg), comp.count, None, False, None)
+    return Unit(body, len(comp.reg), comp.count, None, 0, None, NODE_BYTES * comp.count + comp.kernel_bytes)
 
 
 def compile_callee(callee, engine: Engine, limits, native=None, tier: int = 1, optimize: bool = False) -> Unit:
+    """The callee's unit. Its `depth` is checked against each run's `max_node_depth` at the
+    Call; a callee deeper than `limits` allows is not compiled (`run` None, never cached)."""
     comp = Compiler(engine, callee.group, native, tier, optimize)
-    too_deep = ir.node_depth(callee.node) > limits.max_node_depth
+    depth = ir.node_depth(callee.node)
+    if depth > limits.max_node_depth:
+        return Unit(None, 0, 0, callee.group, depth, callee.address)
     node = callee.node
-    opt = _optimizer() if optimize and not too_deep else None
+    opt = _optimizer() if optimize else None
     if opt is not None:
         node = opt.optimize_node(node)
-    body = None if too_deep else comp.stmt(node)
-    return Unit(body, len(comp.reg), comp.count, callee.group, too_deep, callee.address)
+    body = comp.stmt(node)
+    return Unit(body, len(comp.reg), comp.count, callee.group, depth, callee.address, comp.unit_bytes())
 
 
 def run_compiled(sequence, state: RunState, opts: dict, tier: int = 1, native=None) -> int:

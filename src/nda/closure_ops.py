@@ -8,31 +8,41 @@ the exact counting, pop order, messages and memory accounting of tier 0.
 
 - Matrix / Norm planes are decoded once per content (`Engine.matrix_weights` / `norm_gain`,
   `kernels.MatrixWeights` / `NormGain`); their closures pop, run the kernel and push with one
-  net memory update (both shapes are static).
+  net memory update (both shapes are static). A Matrix of ≥ `HEAVY_WORK` plane bytes checks
+  the deadline after its GEMV (a blocked one also between row blocks), decided at compile time.
+- Every other kernel on a Vector of ≥ `HEAVY_WORK` elements checks the deadline after it
+  (`_heavy`, or `_vec_in` when the result is pushed), off the scalar fast paths.
+- Each Syscall argument is a memory check point (docs/decisions.md #15).
 - Binary operators with leaf operands (Int, Float, Load) are generated from a source template
   per operand shape (`_make_binary`), the leaves' counting inlined, so `s + i` is one call.
 """
 
 from __future__ import annotations
 
+from time import monotonic_ns
+
 import numpy as np
 
 from . import ir
 from . import kernels as K
 from .closure_rt import (
-    _DOT_MSGS, _GEMV_MSGS, _IR_KINDS, _UF1, _UF2, CONTINUE, NdaVec, _pop, _push, _wrap,
+    _DOT_MSGS, _GEMV_MSGS, _IR_KINDS, _UF1, _UF2, CONTINUE, NdaVec, _heavy, _pop, _push, _wrap,
 )
-from .state import type_error, undefined_variable, underflow
+from .state import HEAVY_WORK, type_error, undefined_variable, underflow
 
 
 class OperatorClosures:
     """`s_*` / `e_*` builders of the operator and kernel kinds (see the module doc)."""
 
     def s_Matrix(self, n):
-        apply = self.engine.matrix_weights(n).apply  # decoded once, cached by content
+        w = self.engine.matrix_weights(n)  # decoded once, cached by content
+        self.kernel_bytes += w.nbytes  # (a shared one counts per node: an upper bound)
+        apply = w.apply
         scale = n.scale
         out_extra = 2 * ((n.rows + 7) >> 3)  # value_size(out) − 8
         d_vec = out_extra - 2 * ((n.cols + 7) >> 3)  # net when a Vector of len cols is popped
+        if 2 * n.rows * ((n.cols + 7) >> 3) >= HEAVY_WORK:  # its plane bytes: ≈ weights / 4
+            return self._heavy_matrix(apply, not w.keeps_whole, scale, out_extra, d_vec)
 
         def matrix(st, fr, stk):
             c = st.executed + 1
@@ -52,8 +62,33 @@ class OperatorClosures:
             return CONTINUE
         return matrix
 
+    def _heavy_matrix(self, apply, blocked, scale, out_extra, d_vec):
+        """`s_Matrix` for ≥ HEAVY_WORK plane bytes: the deadline is checked after the GEMV (and
+        between the row blocks of a blocked matrix)."""
+        def matrix_heavy(st, fr, stk):
+            c = st.executed + 1
+            st.executed = c
+            if c > st.next_check:
+                st.slow_check("Matrix")
+            if not stk:
+                raise underflow("Stack underflow in Matrix GEMV")
+            x = stk.pop()
+            out = apply(x, scale, st.check_deadline) if blocked else apply(x, scale)
+            if monotonic_ns() > st.deadline_ns:
+                st.check_deadline()  # raises
+            st.matrix_count += 1
+            stk.append(out)
+            d = d_vec if x.__class__ is NdaVec else out_extra
+            if d:
+                st.mem_extra += d
+                st.recompute_max_entries()
+            return CONTINUE
+        return matrix_heavy
+
     def s_Norm(self, n):
-        apply = self.engine.norm_gain(n).apply
+        g = self.engine.norm_gain(n)  # size ≤ 65,535 < HEAVY_WORK: no deadline check
+        self.kernel_bytes += g.nbytes
+        apply = g.apply
         out_extra = 2 * ((n.size + 7) >> 3)  # a Vector in and out of the same length: net 0
 
         def norm(st, fr, stk):
@@ -113,7 +148,10 @@ class OperatorClosures:
             if c > st.next_check:
                 st.slow_check(kind)
             s(st, fr, stk)
-            _push(st, stk, compute(_pop(st, stk, msg)))
+            v = _pop(st, stk, msg)
+            _push(st, stk, compute(v))
+            if v.__class__ is NdaVec and v.n >= HEAVY_WORK:
+                st.check_deadline()  # ReduceSum pushes a Scalar
             return CONTINUE
         return unary
 
@@ -163,7 +201,10 @@ class OperatorClosures:
                 st.executed = c
                 if c > st.next_check:
                     st.slow_check("Print")
-                st.emit(line(e(st, fr)))
+                v = e(st, fr)
+                st.emit(line(v))
+                if v.__class__ is NdaVec:
+                    _heavy(st, v)
                 return CONTINUE
             return print_pure
         s = self.stmt(n.source)
@@ -174,7 +215,10 @@ class OperatorClosures:
             if c > st.next_check:
                 st.slow_check("Print")
             s(st, fr, stk)
-            st.emit(line(_pop(st, stk, "Stack underflow in Print source")))
+            v = _pop(st, stk, "Stack underflow in Print source")
+            st.emit(line(v))
+            if v.__class__ is NdaVec:
+                _heavy(st, v)
             return CONTINUE
         return print_
 
@@ -267,6 +311,8 @@ class OperatorClosures:
             if l.__class__ is not NdaVec:
                 raise type_error(ty_l)
             _push(st, stk, compute(l, r))
+            if l.n >= HEAVY_WORK:
+                st.check_deadline()
             return CONTINUE
         return pair
 
@@ -289,12 +335,15 @@ class OperatorClosures:
                 st.slow_check("Syscall")
             for a in args:
                 a(st, fr, stk)
+                if len(stk) > st.max_entries:  # each argument is a memory check point
+                    st.check_memory()
             if len(stk) < k:
                 raise underflow("Stack underflow in Syscall args")
             vals = [_pop(st, stk, "") for _ in range(k)][::-1]
             if num == 1:
                 if vals:
                     st.emit(line(vals[0]))
+                    _heavy(st, vals[0])
             else:
                 stk.append(0)
             return CONTINUE
@@ -360,7 +409,10 @@ class OperatorClosures:
             v = e(st, fr)
             if fast is not None and v.__class__ is int:
                 return fast(v)
-            return slow(op, v)
+            r = slow(op, v)
+            if v.__class__ is NdaVec:
+                _heavy(st, v)
+            return r
         return vecop
 
     def e_MathFunc(self, n):
@@ -384,7 +436,10 @@ class OperatorClosures:
             st.executed = c
             if c > st.next_check:
                 st.slow_check("Cast")
-            return K.cast(to, e(st, fr), st.input_len)
+            r = K.cast(to, e(st, fr), st.input_len)
+            if r.__class__ is NdaVec:
+                _heavy(st, r)
+            return r
         return cast
 
     def e_Peek(self, n):
@@ -407,7 +462,10 @@ class OperatorClosures:
                 st.executed = c
                 if c > st.next_check:
                     st.slow_check("Bitwise")
-                return K.bitwise_not(el(st, fr))
+                r = K.bitwise_not(el(st, fr))
+                if r.__class__ is NdaVec:
+                    _heavy(st, r)
+                return r
             return bit_not
         er = self.expr_child(n.rhs)
 
@@ -417,7 +475,10 @@ class OperatorClosures:
             if c > st.next_check:
                 st.slow_check("Bitwise")
             l = el(st, fr)
-            return K.bitwise(op, l, er(st, fr))
+            r = K.bitwise(op, l, er(st, fr))
+            if r.__class__ is NdaVec:
+                _heavy(st, r)
+            return r
         return bitwise
 
     def _vec_pair_expr(self, lhs, rhs, kind, msgs, compute):
@@ -435,7 +496,10 @@ class OperatorClosures:
                 raise type_error(ty_r)
             if l.__class__ is not NdaVec:
                 raise type_error(ty_l)
-            return compute(l, r)
+            out = compute(l, r)
+            if l.n >= HEAVY_WORK:
+                st.check_deadline()
+            return out
         return pair
 
     def e_Gemv(self, n):
@@ -453,7 +517,7 @@ _ADD_FAST = "add"
 _CMP_FAST = {0: "==", 1: "!=", 2: "<", 3: ">", 4: "<=", 5: ">="}
 
 _TEMPLATE = '''
-def make(kind, A, B, slow, undefined_variable, wrap):
+def make(kind, A, B, slow, undefined_variable, wrap, heavy, vec):
     def binary(st, fr):
         c = st.executed + 1
         st.executed = c
@@ -463,7 +527,10 @@ def make(kind, A, B, slow, undefined_variable, wrap):
 {get_b}
         if a.__class__ is int and b.__class__ is int:
 {fast}
-        return slow(a, b)
+        r = slow(a, b)
+        if r.__class__ is vec:
+            heavy(st, r)
+        return r
     return binary
 '''
 
@@ -499,8 +566,8 @@ def _make_binary(kind, a, b, fast, slow):
             body = f"            return 1 if a {fast} b else -1"
         src = _TEMPLATE.format(get_a=get(a, "a", "A"), get_b=get(b, "b", "B"), fast=body)
         # Leaf payloads are passed as closure variables named A/B (+ A_kind/A_name …)
-        src = src.replace("def make(kind, A, B, slow, undefined_variable, wrap):",
-                          "def make(kind, A, A_kind, A_name, B, B_kind, B_name, slow, undefined_variable, wrap):")
+        src = src.replace("def make(kind, A, B, slow, undefined_variable, wrap, heavy, vec):",
+                          "def make(kind, A, A_kind, A_name, B, B_kind, B_name, slow, undefined_variable, wrap, heavy, vec):")
         ns: dict = {}
         exec(compile(src, f"<nda-closure {kind}/{a[0]}{b[0]}>", "exec"), ns)
         fac = _FACTORIES[key] = ns["make"]
@@ -512,4 +579,4 @@ def _make_binary(kind, a, b, fast, slow):
             return spec[1], None, spec[2]
         return spec[1], None, None
     pa, pb = payload(a), payload(b)
-    return fac(kind, pa[0], pa[1], pa[2], pb[0], pb[1], pb[2], slow, undefined_variable, _wrap)
+    return fac(kind, pa[0], pa[1], pa[2], pb[0], pb[1], pb[2], slow, undefined_variable, _wrap, _heavy, NdaVec)

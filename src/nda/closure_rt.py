@@ -2,7 +2,9 @@
 
 In: the run's `RunState` and its value stack (a list), JitVals.
 Out: the statement signals (CONTINUE / BREAK / RETURN), exact stack memory accounting for
-Vectors pushed and popped (`_vec_in` / `_vec_out` / `_pop` / `_push`), i32 wrapping and the
+Vectors pushed and popped (`_vec_in` / `_vec_out` / `_pop` / `_push`; pushing a Vector of
+≥ `HEAVY_WORK` elements checks the deadline, as tier 0 does: the kernel that made it ran),
+`_heavy` (the same check after a kernel whose result is not pushed), i32 wrapping and the
 underflow / type error messages per node kind and operand.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from . import ir
 from . import values as V
-from .state import RunState, underflow
+from .state import HEAVY_WORK, RunState, underflow
 
 CONTINUE, BREAK, RETURN = 0, 1, 2
 # Plain IR node kinds: none has the optimizer nodes' hooks (closure_pure, compile_stmt,
@@ -25,9 +27,18 @@ def _wrap(x: int) -> int:
 
 
 def _vec_in(st: RunState, v) -> None:
-    """Account for a Vector pushed on the stack."""
+    """Account for a Vector pushed on the stack (a big one: check the deadline)."""
     st.mem_extra += V.value_size(v) - 8
     st.recompute_max_entries()
+    if v.n >= HEAVY_WORK:
+        st.check_deadline()
+
+
+def _heavy(st: RunState, v) -> None:
+    """After a kernel on (or making) value `v`: a Vector of ≥ HEAVY_WORK elements checks the
+    deadline (docs/decisions.md #5)."""
+    if v.__class__ is NdaVec and v.n >= HEAVY_WORK:
+        st.check_deadline()
 
 
 def _vec_out(st: RunState, v) -> None:

@@ -8,6 +8,11 @@ It follows language.md §1–§3 literally: variables live in a dict keyed by na
 evaluation is counted before anything else happens, kernels come from `kernels`/`values`, and
 nothing is cached or optimized. When tiers disagree, this file is right (or the spec is wrong).
 
+Host-safety rules beyond the spec (docs/decisions.md #5, #14, #15; the same in every tier):
+a Loop with an empty body skips its iterations (nothing observable happens in them); each
+Syscall argument is a memory check point; a kernel that processes ≥ `HEAVY_WORK` elements
+checks the clock right after it (pushing such a Vector counts).
+
 Signals: CONTINUE, BREAK, RETURN. Only sequences (Scope children, loop bodies, If branches,
 the top level) look at the signal of their elements; the signal of an expression child
 (an operand, a condition, a Return value) is ignored, as in the original closure JIT.
@@ -21,8 +26,8 @@ from . import ir
 from . import kernels as K
 from . import values as V
 from .state import (
-    RunState, call_depth_error, nesting_error, target_not_found, type_error, undefined_variable,
-    underflow, while_limit_error,
+    HEAVY_WORK, RunState, call_depth_error, nesting_error, target_not_found, type_error,
+    undefined_variable, underflow, while_limit_error,
 )
 
 CONTINUE, BREAK, RETURN = 0, 1, 2
@@ -39,7 +44,14 @@ class Interpreter:
     def push(self, v) -> None:
         if type(v) is V.NdaVec:
             self.st.mem_extra += V.value_size(v) - 8
+            if v.n >= HEAVY_WORK:  # the kernel that made v ran: a big one checks the clock
+                self.st.check_deadline()
         self.st.stack.append(v)
+
+    def heavy(self, work: int) -> None:
+        """After a kernel that processed `work` elements: a costly one checks the deadline."""
+        if work >= HEAVY_WORK:
+            self.st.check_deadline()
 
     def pop(self, message: str):
         st = self.st
@@ -78,7 +90,8 @@ class Interpreter:
     def eval_Matrix(self, n: ir.Matrix) -> int:
         x = self.pop("Stack underflow in Matrix GEMV")
         w = K.matrix_weights(n.rows, n.cols, n.sign, n.extra)
-        out = K.matrix_apply(w, n.cols, n.scale, x)
+        out = K.matrix_apply(w, n.cols, n.scale, x, self.st.check_deadline)
+        self.heavy(2 * n.rows * ((n.cols + 7) >> 3))  # plane bytes: a weight is cheap
         self.st.matrix_count += 1
         self.push(out)
         return CONTINUE
@@ -116,6 +129,8 @@ class Interpreter:
 
     def eval_Loop(self, n: ir.Loop) -> int:
         self.st.loop_iterations += 1
+        if not n.body:
+            return CONTINUE  # no node, no check point, no signal in any iteration: skip them
         for _ in range(n.count):
             sig = self.run_seq(n.body)
             if sig == BREAK:
@@ -188,12 +203,16 @@ class Interpreter:
         self.eval(n.operand)
         v = self.pop("Stack underflow in VecOp operand")
         self.push(K.vecop(n.op, v))
+        if type(v) is V.NdaVec:
+            self.heavy(v.n)  # ReduceSum pushes a Scalar
         return CONTINUE
 
     def eval_Print(self, n: ir.Print) -> int:
         self.eval(n.source)
         v = self.pop("Stack underflow in Print source")
         self.st.emit(K.print_line(v))
+        if type(v) is V.NdaVec:
+            self.heavy(v.n)
         return CONTINUE
 
     def eval_Return(self, n: ir.Return) -> int:
@@ -259,6 +278,7 @@ class Interpreter:
         if type(m) is not V.NdaVec:
             raise type_error("Gemv matrix operand must be a Vector")
         self.push(K.gemv(m, v))
+        self.heavy(m.n)
         return CONTINUE
 
     def eval_Dot(self, n: ir.Dot) -> int:
@@ -271,11 +291,13 @@ class Interpreter:
         if type(l) is not V.NdaVec:
             raise type_error("Dot lhs operand must be a Vector")
         self.push(K.dot(l, r))
+        self.heavy(l.n)
         return CONTINUE
 
     def eval_Syscall(self, n: ir.Syscall) -> int:
         for a in n.args:
             self.eval(a)
+            self.st.check_memory()  # each argument is a memory check point (decisions #2)
         k = len(n.args)
         if len(self.st.stack) < k:
             raise underflow("Stack underflow in Syscall args")
@@ -283,6 +305,8 @@ class Interpreter:
         if n.num == 1:
             if args:
                 self.st.emit(K.syscall_print_line(args[0]))
+                if type(args[0]) is V.NdaVec:
+                    self.heavy(args[0].n)
         else:
             self.push(0)
         return CONTINUE

@@ -486,8 +486,10 @@ def dot(l: NdaVec, r: NdaVec) -> np.float32:
     Fast path (exact): when both scales are ≤ 126, E = la + lb ≥ −149 and 4·n·2^E < 2^128 with
     4·n < 2^24, every product p_i·2^E (p_i = code products, |p_i| ≤ 4) and every partial sum
     m_k·2^E (|m_k| ≤ 4k < 2^24) is representable, so each f32 step is exact and the result is
-    f32(Σ p_i · 2^E). Otherwise (extreme scales only) a sequential float32 loop — the one place
-    where elements are visited in Python, because rounding then depends on the order.
+    f32(Σ p_i · 2^E). Otherwise (extreme scales or ≥ 2^22 elements) rounding depends on the
+    order: the float32 products are summed strictly in index order by `np.add.accumulate`
+    (a sequential running sum in float32, unlike `np.sum`'s pairwise summation), starting from
+    +0.0 (so a first product −0.0 becomes +0.0, as `0.0 + p_0` does).
     """
     n = l.n
     if n != r.n:
@@ -498,13 +500,13 @@ def dot(l: NdaVec, r: NdaVec) -> np.float32:
             (4 * n) * 2.0 ** e < 2.0 ** 128:
         total = int(np.dot(l.codes.astype(np.int64), r.codes.astype(np.int64)))
         return np.float32(_m.ldexp(float(total), e))  # exact
-    a, b = l.to_f32(), r.to_f32()
+    if n == 0:
+        return np.float32(0.0)
     with np.errstate(all="ignore"):
-        p = a * b
-        acc = np.float32(0.0)
-        for x in p:
-            acc = np.float32(acc + x)
-    return acc
+        p = l.to_f32() * r.to_f32()
+        p[0] += np.float32(0.0)
+        np.add.accumulate(p, out=p)
+    return p[-1]
 
 
 # ---------------------------------------------------------------------------------------------

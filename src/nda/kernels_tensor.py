@@ -4,7 +4,8 @@ In: a node's planes (bytes or uint8 arrays) and shape; JitVal operands.
 Out: `MatrixWeights` / `NormGain` (a node's planes prepared once, at compile time) whose `apply`
 runs the node on each execution, and the entry points `matrix_apply` / `norm_apply` / `gemv`
 that every tier calls (through `nda.kernels`), bit-exact to `values-and-kernels.md` §7, §8, §13,
-or `NdaRuntimeError` with the spec's exact messages.
+or `NdaRuntimeError` with the spec's exact messages. A large Matrix (float32 codes above 16 MiB)
+is decoded in row blocks on each execution, so host memory stays near its plane bytes.
 
 How (values-and-kernels.md §1): a code is 3·s + e − 2 for its bits (s, e), so the 8 codes of a
 byte of each plane are one row of the 65,536-row tables of `nda.values`, indexed by
@@ -78,44 +79,81 @@ def _encode_acc(acc: np.ndarray) -> np.ndarray:
     return ENC_WRAP[c.astype(np.intp)]
 
 
+# A Matrix whose float32 code matrix would exceed `WHOLE_F32_BYTES` is *blocked*: an execution
+# decodes it in row blocks of about `BLOCK_BYTES` into one reused buffer, so transient host
+# memory stays a small multiple of its planes whatever its shape (docs/decisions.md #13). A
+# blocked matrix that runs again keeps its float32 matrix only up to `KEEP_F32_BYTES`.
+WHOLE_F32_BYTES = 16 << 20
+KEEP_F32_BYTES = 64 << 20
+BLOCK_BYTES = 4 << 20
+
+
+def _plane_u8(plane, need: int) -> np.ndarray:
+    a = np.frombuffer(plane, dtype=np.uint8) if isinstance(plane, (bytes, bytearray, memoryview)) \
+        else np.asarray(plane, dtype=np.uint8).reshape(-1)
+    return a[:need]
+
+
 class MatrixWeights:
     """A Matrix node's planes, prepared once: what `matrix_apply` runs on each execution.
 
     `f32`: the (rows, cols) codes as float32 (float32 BLAS is exact here: every partial sum is
     an integer of magnitude ≤ 4·cols < 2^24); `lut`: ENCODE indexed by the accumulator;
-    `codes`: the same matrix as int8 (on demand); `nbytes`: memory held once `f32` is kept.
+    `codes`: the same matrix as int8 (on demand); `nbytes`: host memory the object holds or
+    pins at most (the planes it was built from included); `keeps_whole`: decoded whole (else
+    blocked, below); `keeps`: keeps its float32 matrix from its second execution on.
     `np.asarray(w)` is the int8 code matrix.
 
     The float32 matrix is 4 bytes per weight, and fresh memory is expensive (a page fault per
     4 KiB), so it is only *kept* from the second execution on: the first one decodes into a
     transient buffer (one table gather over the byte pairs) that the allocator reuses. A node
     that runs once costs one decode; a node that runs again keeps its matrix.
+
+    A *blocked* matrix (float32 codes above `WHOLE_F32_BYTES`) keeps only views of its planes:
+    an execution decodes `BLOCK_BYTES` of rows at a time into one buffer and multiplies them
+    (the same exact float32 row sums), calling `check` (the run's deadline check) between
+    blocks. From its second execution on, it keeps its float32 matrix if that is at most
+    `KEEP_F32_BYTES` (a bounded, repeated cost is worth the speed: ~10× faster GEMVs).
     """
 
-    __slots__ = ("rows", "cols", "idx", "lut", "_f32", "_codes", "_runs")
+    __slots__ = ("rows", "cols", "idx", "lut", "_f32", "_codes", "_runs", "_planes", "nbytes",
+                 "keeps", "keeps_whole")
 
     def __init__(self, rows: int, cols: int, sign, extra):
         self.rows, self.cols = rows, cols
-        self.idx = _pair_index(rows, cols, sign, extra)
-        self.lut = _encode_lut(cols)
+        need = rows * ((cols + 7) >> 3)  # byte pairs; the float32 matrix is 32 B per pair
+        self.lut = lut = _encode_lut(cols)
         self._f32 = self._codes = None
         self._runs = 0
+        # nbytes: host bytes held or pinned at most — planes, idx (2 B per pair), the float32
+        # matrix once kept, the ENCODE table
+        if need <= WHOLE_F32_BYTES >> 5:
+            self.idx = _pair_index(rows, cols, sign, extra)
+            self._planes = None
+            self.keeps = self.keeps_whole = True
+            self.nbytes = len(sign) + len(extra) + 34 * need + lut.nbytes
+        else:  # blocked
+            if len(sign) < need or len(extra) < need:
+                raise ValueError(f"Matrix planes need {need} bytes each, got {len(sign)} and {len(extra)}")
+            self.idx = None
+            self._planes = (_plane_u8(sign, need), _plane_u8(extra, need))
+            self.keeps_whole = False
+            self.keeps = keep = need <= KEEP_F32_BYTES >> 5  # keeps its decode from run 2 on
+            self.nbytes = len(sign) + len(extra) + (32 * need if keep else 0) + lut.nbytes
 
     @property
     def shape(self) -> tuple[int, int]:
         return (self.rows, self.cols)
 
     @property
-    def nbytes(self) -> int:
-        return self.idx.nbytes * 17 + self.lut.nbytes  # idx (2 B per byte pair) + f32 (32 B)
-
-    @property
     def f32(self) -> np.ndarray:
         w = self._f32
         if w is None:
-            w = _decode_pairs(self.rows, self.cols, self.idx)
+            idx = self.idx if self._planes is None else _pair_index(self.rows, self.cols, *self._planes)
+            w = _decode_pairs(self.rows, self.cols, idx)
             w.flags.writeable = False
-            self._f32 = w
+            if self.keeps:
+                self._f32 = w
         return w
 
     @property
@@ -124,14 +162,16 @@ class MatrixWeights:
         if c is None:
             c = self.f32.astype(np.int8)
             c.setflags(write=False)
-            self._codes = c
+            if self.keeps:
+                self._codes = c
         return c
 
     def __array__(self, dtype=None, copy=None):
         return self.codes if dtype is None else self.codes.astype(dtype)
 
-    def apply(self, x, scale: int) -> NdaVec:
-        """The Matrix node (§7) on operand `x` with scale `scale`."""
+    def apply(self, x, scale: int, check=None) -> NdaVec:
+        """The Matrix node (§7) on operand `x` with scale `scale` (`check`: called between
+        the row blocks of a blocked matrix)."""
         cols = self.cols
         if x.__class__ is not NdaVec:
             x = broadcast(cols, x)
@@ -139,17 +179,46 @@ class MatrixWeights:
             raise _err(f"Matrix GEMV dimension mismatch: input len {x.n} \u2260 matrix cols {cols}",
                        DIMENSION_MISMATCH)
         w = self._f32
-        if w is None:
-            if self._runs:
-                w = self.f32
-            else:
-                self._runs = 1
-                w = _decode_pairs(self.rows, cols, self.idx)  # transient: freed after the GEMV
-        acc = np.dot(w, x.codes.astype(np.float32))
+        if w is not None:
+            acc = np.dot(w, x.codes.astype(np.float32))
+        elif self._runs and self.keeps:  # a second execution: keep the float32 matrix
+            acc = np.dot(self.f32, x.codes.astype(np.float32))
+        elif self._planes is None:
+            self._runs = 1
+            w = _decode_pairs(self.rows, cols, self.idx)  # transient: freed after the GEMV
+            acc = np.dot(w, x.codes.astype(np.float32))
+        else:
+            self._runs = 1
+            acc = self._blocked_acc(x.codes, check)
         out = self.lut.take(acc.astype(np.intp))
         out.setflags(write=False)
         log2 = scale + x.log2
         return NdaVec(self.rows, -128 if log2 < -128 else (127 if log2 > 127 else log2), out, None, None)
+
+    def _blocked_acc(self, xcodes: np.ndarray, check) -> np.ndarray:
+        """Row sums Σ_c w[r][c]·x[c] (exact float32), decoding `BLOCK_BYTES` of rows at a time."""
+        rows, cols = self.rows, self.cols
+        nb = (cols + 7) >> 3
+        stride8 = nb << 3
+        xf = np.zeros(stride8, dtype=np.float32)  # padding columns meet 0: they add nothing
+        xf[:cols] = xcodes
+        per = max(1, BLOCK_BYTES // (4 * stride8))
+        s, e = self._planes
+        acc = np.empty(rows, dtype=np.float32)
+        idx = np.empty(min(per, rows) * nb, dtype=np.uint16)
+        buf = np.empty((idx.shape[0], 8), dtype=np.float32)
+        for r0 in range(0, rows, per):
+            r1 = min(rows, r0 + per)
+            k = (r1 - r0) * nb
+            i = idx[:k]
+            np.copyto(i, s[r0 * nb:r1 * nb])
+            i <<= 8
+            i |= e[r0 * nb:r1 * nb]
+            w = PAIR_CODES_F32.take(i, axis=0, out=buf[:k])
+            np.dot(w.reshape(r1 - r0, stride8), xf, out=acc[r0:r1])
+            if check is not None:
+                check()
+        return acc
 
 
 def matrix_weights(rows: int, cols: int, sign: bytes, extra: bytes) -> MatrixWeights:
@@ -170,13 +239,14 @@ def _gemv_codes(w: np.ndarray, xcodes: np.ndarray) -> np.ndarray:
     return _encode_acc(acc)
 
 
-def matrix_apply(weights, cols: int, scale: int, x) -> NdaVec:
+def matrix_apply(weights, cols: int, scale: int, x, check=None) -> NdaVec:
     """The Matrix node (§7): broadcast a non-Vector input to `cols`, check len, GEMV.
 
-    `weights` is a `MatrixWeights` (fast path) or any (rows, cols) int8 code matrix.
+    `weights` is a `MatrixWeights` (fast path; `check` is called between the row blocks of a
+    blocked matrix) or any (rows, cols) int8 code matrix.
     """
     if type(weights) is MatrixWeights:
-        return weights.apply(x, scale)
+        return weights.apply(x, scale, check)
     if type(x) is not NdaVec:
         x = broadcast(cols, x)
     if x.n != cols:
@@ -293,10 +363,12 @@ class NormGain:
     The table per count is memoized (a pure function of the count: no observable state).
     """
 
-    __slots__ = ("size", "g5", "const", "_gain", "_tables", "_memo")
+    __slots__ = ("size", "g5", "const", "_gain", "_tables", "_memo", "nbytes")
 
     def __init__(self, size: int, weight: bytes, bias: bytes):
         self.size = size
+        # host bytes held or pinned at most: planes, gains (+ ×5), one memo entry per count
+        self.nbytes = len(weight) + len(bias) + 2 * size + 8 * (size + 1)
         nb = (size + 7) >> 3
         if len(weight) < nb or len(bias) < nb:
             raise ValueError(f"Norm planes need {nb} bytes each, got {len(weight)} and {len(bias)}")
@@ -323,10 +395,6 @@ class NormGain:
             g.setflags(write=False)
             self._gain = g
         return g
-
-    @property
-    def nbytes(self) -> int:
-        return 2 * self.size + 8 * len(self._memo)
 
     def apply(self, x) -> NdaVec:
         """The Norm node (§8) on operand `x`."""

@@ -223,14 +223,21 @@ def _convert_input(conditioning, limits: Limits) -> np.ndarray:
         return arr.astype(np.float32)
 
 
+NODE_BYTES = 128  # host bytes charged per held node by the program-info cache
+
+
 class _ProgramInfoCache:
     """(H2, deepest nesting, has a Call) per program, keyed by the *identity* of its top-level
     nodes (a bounded LRU that holds the nodes, so identities stay valid). Never hashes or
     compares node trees structurally: that recursion would follow the tree's depth, and a
-    hostile program may be arbitrarily deep."""
+    hostile program may be arbitrarily deep. Bounded in entries and in the host bytes the held
+    programs pin (`NODE_BYTES` per node plus their Matrix/Norm planes); a program over the
+    whole budget is not kept."""
 
-    def __init__(self, capacity: int = 512):
+    def __init__(self, capacity: int = 512, byte_budget: int = 64 << 20):
         self.capacity = capacity
+        self.byte_budget = byte_budget
+        self.nbytes = 0
         self._lock = threading.Lock()
         self._d: "OrderedDict[tuple, tuple]" = OrderedDict()
 
@@ -241,20 +248,46 @@ class _ProgramInfoCache:
             if hit is not None and all(a is b for a, b in zip(hit[0], seq)):
                 self._d.move_to_end(key)
                 return hit[1]
-        info = _compute_program_info(seq)
+        info, size = _compute_program_info(seq)
         with self._lock:
-            self._d[key] = (seq, info)
-            if len(self._d) > self.capacity:
-                self._d.popitem(last=False)
+            old = self._d.pop(key, None)
+            if old is not None:
+                self.nbytes -= old[2]
+            self._d[key] = (seq, info, size)
+            self.nbytes += size
+            while self._d and (len(self._d) > self.capacity or self.nbytes > self.byte_budget):
+                self.nbytes -= self._d.popitem(last=False)[1][2]
         return info
 
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self.nbytes = 0
 
-def _compute_program_info(seq: tuple) -> tuple[bytes, int, bool]:
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _compute_program_info(seq: tuple) -> tuple[tuple[bytes, int, bool], int]:
+    """((H2, depth, has a Call), host bytes the program pins) — all iterative."""
     from .hashing import program_hash
 
-    depth = max((ir.node_depth(n) for n in seq), default=0)  # iterative
-    has_call = any(isinstance(m, ir.Call) for n in seq for m in ir.walk(n))
-    return program_hash(seq), depth, has_call  # iterative Merkle hashing
+    depth = max((ir.node_depth(n) for n in seq), default=0)
+    has_call = False
+    nodes = 0
+    planes: dict = {}  # id → length: a plane shared by several nodes counts once
+    for top in seq:
+        for m in ir.walk(top):
+            nodes += 1
+            t = type(m)
+            if t is ir.Call:
+                has_call = True
+            elif t is ir.Matrix:
+                planes[id(m.sign)], planes[id(m.extra)] = len(m.sign), len(m.extra)
+            elif t is ir.Norm:
+                planes[id(m.weight)], planes[id(m.bias)] = len(m.weight), len(m.bias)
+    size = NODE_BYTES * nodes + sum(planes.values())
+    return (program_hash(seq), depth, has_call), size
 
 
 _PROGRAM_INFO = _ProgramInfoCache()

@@ -18,6 +18,12 @@ from .errors import NdaRuntimeError
 
 HEAP_BYTES = 65536
 DEADLINE_CHECK_INTERVAL = 1024  # node evaluations between deadline checks (power of two)
+# A kernel that processes at least this many elements (Matrix: its plane bytes, ≈ weights / 4,
+# as a weight costs far less than a vector element; Gemv: matrix elements; Dot, Norm, VecOp,
+# Print, Syscall print and every other Vector kernel: its Vector's length) checks the clock
+# right after it runs, in every tier (docs/decisions.md #5): one such node may cost
+# milliseconds to seconds, far more than 1,024 ordinary nodes.
+HEAVY_WORK = 1 << 16
 # Counting a node of one of these kinds keeps tier 2's lazy stack segments (`RunState.lazy`):
 # they only push one value. "native" is the boundary check after a native region (it only
 # pushed). Any other kind, and `charge`, materializes the segments first.
