@@ -781,3 +781,14 @@ def test_optimized_loops_still_run_natively(src, regions):
     optimized loop is not left to tier 1 (the optimized closure is only the fallback)."""
     agree(src, optimize=True, tiers=("native",))
     assert regions and native_runs(regions) >= 1 and bailouts(regions) == 0
+
+
+def test_region_under_a_fold_that_made_a_store_dead(regions):
+    """The optimizer folds the If's condition from the known value of `a` and then removes the
+    now-dead `(let a …)`; native code for the plain If would read a stale `a`. Such a region
+    must stay on the optimized tier 1 path (found by the differential tests)."""
+    src = ("(let a (int 0)) (scope (let b (int 0)) (while (cmp gt (load b) (int 0)) (break)"
+           " (if (int 0) (then (let b (add (load a) (int 0))))) (store b (add (load b) (int -1)))))"
+           " (let a (int 2147483647)) (if (cmp gt (load a) (int 1)) (then (loop 0)))")
+    for fuel in (15, 16, 100):
+        agree(src, limits=Limits(fuel=fuel), optimize=True, tiers=("native", "auto"))

@@ -59,9 +59,7 @@ Tiering policy (`opts["auto"]`, documented in docs/decisions.md):
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
-import mmap
 import operator
 import struct
 import threading
@@ -70,10 +68,12 @@ import weakref
 
 from . import closure
 from . import ir
+from .native_scratch import (  # noqa: F401  (re-exported for tests and diagnostics)
+    POOL_BUDGET, POOL_MAX_BYTES, VARS_OFFSET, _Pool, _PoolBudget, _Scratch, _Segment, buffer_offset,
+)
 from .state import deadline_error
 
 CONTINUE, BREAK, BAILOUT, CHECK, DEADLINE = 0, 1, 3, 4, 5  # = native_codegen's return codes
-VARS_OFFSET = 64
 IMMEDIATE_WORK = 20_000
 HOT_NODES = 20_000
 MIN_AVG_NODES = 40
@@ -81,7 +81,6 @@ OPTIMIZE_WORK = 200_000    # static work per execution from which a region gets 
 OPTIMIZE_NODES = 2_000_000  # nodes run in O0 code after which a region is recompiled at O2
 INITIAL_PUSHES = 4096      # push buffer entries when the count is not known statically
 MAX_INITIAL_PUSHES = 1 << 20
-POOL_MAX_BYTES = 8 << 20   # larger scratch blocks are not kept for the next execution
 LAZY_MIN_PUSHES = 256      # recording code pushing more values leaves them lazy (`_Segment`); ≥ 1
 REPLAY_SWITCH = 4          # replays after which a mostly replayed region records instead
 COUNTING = True            # open regions run their counting variant (tests turn it off)
@@ -91,11 +90,6 @@ _AUTO_KEY = "2-auto"       # tier key of auto-policy units in the program/callee
 _ELIGIBLE = frozenset((ir.Int, ir.Break, ir.Load, ir.Let, ir.Store, ir.Add, ir.Compare, ir.VecOp,
                        ir.Loop, ir.While, ir.If, ir.Scope))
 _VECOPS = frozenset((ir.VecOpKind.Negate, ir.VecOpKind.Abs, ir.VecOpKind.ReduceSum))
-
-
-def buffer_offset(k: int) -> int:
-    """Byte offset of the push buffer in a region's scratch block (native_codegen layout)."""
-    return (VARS_OFFSET + 5 * k + 7) & ~7
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,44 +373,6 @@ def llvmlite_installed() -> bool:
 # Regions at run time
 
 
-class _Scratch:
-    """One scratch block: control words, variables, bound flags, push buffer (`entries` i32).
-
-    Blocks of 1 MiB or more are anonymous memory maps: their pages are zero-filled lazily, as
-    native code first writes them, so a big push buffer costs nothing until it is used (and
-    never delays a deadline by a long memset).
-    """
-
-    __slots__ = ("buf", "addr", "pushes", "room", "_c")
-
-    def __init__(self, k: int, entries: int, nodes: int):
-        off = buffer_offset(k)
-        size = off + 4 * entries
-        self.buf = mmap.mmap(-1, size) if size >= (1 << 20) else bytearray(size)
-        self._c = (ctypes.c_char * size).from_buffer(self.buf)  # pins the buffer
-        self.addr = ctypes.addressof(self._c)
-        self.pushes = memoryview(self.buf)[off:].cast("i")
-        self.room = entries - nodes  # boundary limit that keeps every push inside the buffer
-
-
-class _Segment:
-    """`n` Scalar(x, 0) values pushed by one native execution, still i32 in its scratch block:
-    one stack entry standing for n. Dropping it (materialized, or at the end of the run)
-    returns the scratch block to its region's pool."""
-
-    __slots__ = ("sc", "n", "pool")
-
-    def __init__(self, sc: _Scratch, n: int, pool: list):
-        self.sc, self.n, self.pool = sc, n, pool
-
-    def __del__(self):
-        if len(self.pool) < 4 and len(self.sc.buf) <= POOL_MAX_BYTES:
-            self.pool.append(self.sc)
-
-    def values(self, st):
-        return self.sc.pushes[:self.n]
-
-
 class _Replay:
     """`n` Scalar(x, 0) values pushed by one execution of a region's counting code (which
     only counted them): recomputed on demand by re-running the region's recording code from
@@ -463,7 +419,8 @@ class _Lazy:
 class Region:
     """A region's native code (compiled now or when hot), its tier 1 fallback and its closure."""
 
-    def __init__(self, node, plan: RegionPlan, slots: tuple, fallback, auto: bool, lazy: bool = False):
+    def __init__(self, node, plan: RegionPlan, slots: tuple, fallback, auto: bool, lazy: bool = False,
+                 budget: _PoolBudget | None = None):
         self.node, self.plan, self.slots, self.fallback, self.auto = node, plan, slots, fallback, auto
         self.lazy = lazy           # at an open position: may leave its pushes lazy
         self.counting = lazy and COUNTING  # run the counting variant (when the region has one)
@@ -476,7 +433,7 @@ class Region:
         self.native_runs = 0
         self.native_nodes = 0      # nodes counted by committed native executions
         self.bailouts = 0
-        self.pool: list = []
+        self.pool = _Pool(budget if budget is not None else _PoolBudget())
         self.closure = _make_closure(self)
 
     def compile(self, optimize: bool | None = None) -> bool:
@@ -588,9 +545,8 @@ def _make_closure(rg: Region):
         remaining = lim.fuel - st.executed
         wl = lim.max_while_iterations
         cap = st.max_entries - len(stk)
-        if pool:
-            sc = pool.pop()
-        else:
+        sc = pool.take()
+        if sc is None:
             sc = _Scratch(k, nn if counting else rg.initial_entries(cap), nn)
         blim = cap if counting or sc.room >= cap else sc.room
         try:
@@ -599,7 +555,7 @@ def _make_closure(rg: Region):
         except struct.error:  # a variable is unbound or not an int (or a limit exceeds i64)
             payload = entry_payload(vals)
             if payload is None:
-                pool.append(sc)
+                pool.give(sc)
                 return fallback(st, fr, stk)
             remaining, wl = min(remaining, _I64_MAX), min(wl, _I64_MAX)
             s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *payload)
@@ -623,8 +579,7 @@ def _make_closure(rg: Region):
                         st.next_check = -1
                     if sp:
                         stk.append(out[0])
-                    if len(pool) < 4:
-                        pool.append(sc)
+                    pool.give(sc)
                 elif sp > LAZY_MIN_PUSHES and lazy_ok:
                     lz = st.lazy
                     if lz is None:
@@ -635,8 +590,7 @@ def _make_closure(rg: Region):
                 else:
                     if sp:
                         stk += sc.pushes[:sp]  # Python ints (i32 memoryview items)
-                    if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
-                        pool.append(sc)
+                    pool.give(sc)
                 rg.native_runs += 1
                 rg.native_nodes += out[1]
                 if rg.native_nodes >= OPTIMIZE_NODES and not code.optimized:
@@ -654,8 +608,7 @@ def _make_closure(rg: Region):
                     payload = vals + ones
                 s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *payload)
                 continue
-            if len(pool) < 4 and len(sc.buf) <= POOL_MAX_BYTES:
-                pool.append(sc)
+            pool.give(sc)
             if rc == DEADLINE:
                 st.executed += out[1]
                 raise deadline_error(lim.deadline_ms)
@@ -690,6 +643,16 @@ def _strip_cached(n, memo: dict):
     return r
 
 
+def _same_inputs(plain, optimized) -> bool:
+    """Whether native code for `plain` may stand in for the optimized `optimized`: it must read
+    no variable the optimized code does not read. The optimizer removes a Let/Store whose value
+    nothing reads any more (e.g. a Load folded to its known constant), so a variable that only
+    the plain code reads may hold a stale value here."""
+    from .opt_nodes import reads
+
+    return reads(plain) <= reads(optimized)
+
+
 class RegionCompiler:
     """The `native` hook of `closure.Compiler`: a native closure for each region, or None.
 
@@ -699,8 +662,10 @@ class RegionCompiler:
     open positions of `top` (by node identity: the optimizer keeps untouched subtrees, and the
     originals it falls back to, as the same objects in the same places) may push lazily."""
 
-    def __init__(self, auto: bool = False, top=None):
+    def __init__(self, auto: bool = False, top=None, engine=None):
         self.auto = auto
+        self._engine = engine     # whose `_PoolBudget` the regions' scratch pools share
+        self._budget = None
         self._owner = None
         self._memo: dict = {}
         self._plain: dict = {}
@@ -717,8 +682,9 @@ class RegionCompiler:
 
     def region(self, node, compiler):
         """A native closure for `node` (IR, or an optimizer node: native code is generated from
-        the plain IR the optimizer started from, which it counts exactly; the optimized tier 1
-        closure is the fallback), or None when `node` is not a pure scalar region."""
+        the plain IR the optimizer started from, which it counts exactly, when that reads no
+        variable the optimized code does not; the optimized tier 1 closure is the fallback),
+        or None when `node` is not a pure scalar region."""
         if self._program is None and self._top is not None:
             self._program = weakref.ref(compiler)
         owner = self._owner() if self._owner is not None else None
@@ -729,18 +695,35 @@ class RegionCompiler:
         plain = _strip_cached(node, self._plain) if compiler.optimize else node
         if type(plain) not in _ELIGIBLE:
             return None
+        if plain is not node and not _same_inputs(plain, node):
+            return None
         plan = analyze(plain, self._memo)
         if plan is None:
             return None
         fallback = compiler.stmt_plain(node)
         slots = tuple(compiler.reg.slot(x) for x in plan.names)
-        rg = Region(plain, plan, slots, fallback, self.auto, self._is_open(plain, compiler))
+        budget = self._budget
+        if budget is None:
+            budget = self._budget = pool_budget(self._engine)
+        rg = Region(plain, plan, slots, fallback, self.auto, self._is_open(plain, compiler), budget)
         if not self.auto:
             rg.compile()
         return rg.closure
 
 
 _SEEN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine → programs auto interpreted
+_BUDGETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine → its _PoolBudget
+
+
+def pool_budget(engine) -> _PoolBudget:
+    """The scratch-pool budget shared by the regions of `engine`'s units (a fresh one when
+    there is no engine)."""
+    if engine is None:
+        return _PoolBudget()
+    budget = _BUDGETS.get(engine)
+    if budget is None:
+        budget = _BUDGETS.setdefault(engine, _PoolBudget())
+    return budget
 _SEEN_CAPACITY = 4096
 
 
@@ -781,7 +764,7 @@ def run_tier2(sequence, state, opts: dict) -> int:
     # A new hook per run; it is used only if the program unit is not cached yet (then it sees
     # the program's compiler first, and the callees of that unit later).
     closure.run_compiled(sequence, state, opts, tier=_AUTO_KEY if auto else 2,
-                         native=RegionCompiler(auto, sequence))
+                         native=RegionCompiler(auto, sequence, opts.get("engine") or closure.default_engine()))
     return 2
 
 
