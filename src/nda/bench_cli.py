@@ -25,7 +25,9 @@ def register(main: click.Group) -> None:
         from .sandbox import resolve_tier
 
         try:
-            tiers = [resolve_tier(t) for t in tiers] or None
+            # validate names, keep "auto" as a tier of its own (it is measured, not resolved)
+            tiers = list(dict.fromkeys("auto" if str(t).lower() == "auto" else resolve_tier(t)
+                                       for t in tiers)) or None
         except ValueError as e:
             usage_fail(str(e), as_json)
         unknown = [n for n in names if n not in BENCHMARKS]

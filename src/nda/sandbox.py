@@ -24,6 +24,8 @@ from . import errors as E
 from . import ir
 from .errors import NdaError
 from .state import Limits, RunState
+from .deepstack import fits
+from .values import quantize, to_f32, value_size
 
 TIER_NAMES = {"interp": 0, "closure": 1, "native": 2}
 TIER_ALIASES = {"0": "interp", "1": "closure", "2": "native", "tier0": "interp",
@@ -127,7 +129,7 @@ def _run_interp(seq, state, opts) -> int:
     return 0
 
 
-def _tier_runner(name: str) -> Runner | None:
+def _load_runner(name: str) -> Runner | None:
     if name == "interp":
         return _run_interp
     if name == "closure":
@@ -143,6 +145,17 @@ def _tier_runner(name: str) -> Runner | None:
             return None
         return run_tier2
     return None
+
+
+_RUNNERS: dict = {}  # a cache of what the imports found (modules never change in a process)
+
+
+def _tier_runner(name: str) -> Runner | None:
+    try:
+        return _RUNNERS[name]
+    except KeyError:
+        r = _RUNNERS[name] = _load_runner(name)
+        return r
 
 
 def available_tiers() -> list[str]:
@@ -184,6 +197,8 @@ class ChainResolver:
 
 def _prepare(program, store):
     """→ (top-level sequence, resolver). Modules are linked and layered over the store."""
+    if type(program) is tuple and all(isinstance(n, ir.Node) for n in program):
+        return program, store  # the common case: a top-level sequence
     from . import link
 
     if isinstance(program, ir.Node):
@@ -300,8 +315,6 @@ def program_info(seq: tuple) -> tuple[bytes, int, bool]:
 
 def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
     """Python frames the run may need (4 per nesting level), or 0 if the caller's stack will do."""
-    from .deepstack import fits
-
     nesting = depth + (limits.max_node_depth * limits.max_call_depth + limits.max_node_depth if has_call else 0)
     frames = 4 * nesting + 200
     return 0 if fits(frames) else frames
@@ -333,12 +346,8 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
         inp = _convert_input(conditioning, limits)
         if depth > limits.max_node_depth:
             raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
-        from .values import quantize
-
         state = RunState(limits, resolver, int(inp.shape[0]), collect_kind_counts)
         state.stack.append(quantize(inp))
-        from .values import value_size
-
         state.mem_extra = value_size(state.stack[0]) - 8
         state.recompute_max_entries()
         opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine,
@@ -352,8 +361,6 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
         res.compile_us = int(opts["timing"].get("compile_us", 0))
         stack = state.stack
         if stack:
-            from .values import to_f32
-
             out = to_f32(stack[-1])
             res.output_vec = out
             res.output_dim = int(out.shape[0])
