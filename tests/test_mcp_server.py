@@ -138,3 +138,84 @@ def test_nda_mcp_serves_on_stdio(tmp_path):
 
     d = anyio.run(go)
     assert d["ok"] and d["output_vec"] == [5.0]
+
+
+def test_wrong_argument_types_give_typed_failures(tmp_path):
+    """Review: these raised TypeError / AttributeError / OverflowError / sqlite errors out of the
+    tool layer, or were silently accepted (dim=True, check dim=-1, gate="no")."""
+    tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db")))
+    assert tools.commit(COUNTER, dim=0, name="c")["ok"]
+    bad = [
+        lambda: tools.run(COUNTER, input=5), lambda: tools.run(COUNTER, input=[None]),
+        lambda: tools.run(COUNTER, input=["a"]), lambda: tools.run(COUNTER, dim="3"),
+        lambda: tools.run(COUNTER, dim=3.5), lambda: tools.run(COUNTER, dim=True),
+        lambda: tools.run(COUNTER, dim=0, limits=[1, 2]), lambda: tools.run(COUNTER, dim=0, limits={(1,): 1}),
+        lambda: tools.run(COUNTER, dim=0, gate="no"), lambda: tools.run(COUNTER, dim=0, optimize=1),
+        lambda: tools.run(None, syntax="binary"), lambda: tools.check(COUNTER, dim=-1),
+        lambda: tools.check(COUNTER, dim="x"), lambda: tools.check(COUNTER, dim=10**12),
+        lambda: tools.commit(COUNTER, dim=0, message=5), lambda: tools.commit(COUNTER, dim=0, name=["a"]),
+        lambda: tools.show(None), lambda: tools.show(5), lambda: tools.show(["c"]),
+        lambda: tools.show("x" * 10_000), lambda: tools.log(None), lambda: tools.log(float("inf")),
+        lambda: tools.log([1]), lambda: tools.log(-1), lambda: tools.log("5"), lambda: tools.log(True),
+    ]
+    for i, call in enumerate(bad):
+        d = call()
+        assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID", (i, d)
+        assert d["diagnostics"] and d["diagnostics"][0]["code"] == "INPUT_INVALID", (i, d)
+
+
+def test_oversized_source_is_refused_before_parsing():
+    """Review: a 50 MB S-expression source ran for >12 min and grew past 9 GB (parse cost is
+    superlinear); sources longer than `max_source_len` are now refused unparsed."""
+    import time
+
+    small = Tools(ServerConfig(max_source_len=1000))
+    assert small.hash("(int 1) " * 100)["ok"]
+    for call in (lambda s: small.hash(s), lambda s: small.run(s, dim=0), lambda s: small.check(s),
+                 lambda s: small.format(s), lambda s: small.hash(s, syntax="binary")):
+        d = call("(int 1) " * 1000)
+        assert d["ok"] is False and "too long" in d["error"]["message"]
+    t = time.perf_counter()
+    d = Tools(ServerConfig()).run("(int 1) " * 6_250_000, dim=0)  # 50 MB
+    assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"
+    assert time.perf_counter() - t < 5
+
+
+def test_input_is_bounded_before_it_is_copied_and_log_limit_is_clamped(tmp_path):
+    tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db"), limits=Limits(max_input_len=8),
+                               max_log_entries=2))
+    d = tools.run(COUNTER, input=[1.0] * 9)
+    assert d["ok"] is False and "max_input_len" in d["error"]["message"]
+    assert tools.run("(scope)", input=[1, 2.0])["output_vec"] == [1.0, 2.0]
+    d = tools.run("(scope)", input=[10**400])  # the sandbox panicked (INTERNAL) on it
+    assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"
+    for k in range(3):
+        assert tools.commit(f"(int {k})", dim=0, message=str(k))["ok"]
+    log = tools.log(10**30)  # was OverflowError from sqlite
+    assert log["ok"] and [e["message"] for e in log["entries"]] == ["2", "1"]
+    assert tools.log(0)["entries"] == []
+
+
+def test_unexpected_exception_is_still_one_object():
+    tools = Tools(ServerConfig())
+    tools._hash = lambda *a: [][1]  # a bug inside a tool
+    d = tools.hash(COUNTER)
+    assert d == {"ok": False, "error": {"code": "INTERNAL", "message": "internal error (IndexError)"},
+                 "diagnostics": [{"severity": "error", "code": "INTERNAL",
+                                  "message": "internal error (IndexError)"}]}
+
+
+def test_protocol_argument_errors_are_ok_false_objects():
+    """Review: the SDK's schema check answered wrong JSON types with an `isError` text, not the
+    tools' JSON object; now every call returns an object with `ok`."""
+    server = build_server()
+    for tool, args, field in (("nda_run", {"source": COUNTER, "dim": "x"}, "dim"),
+                              ("nda_run", {}, "source"), ("nda_show", {"ref": None}, "ref"),
+                              ("nda_log", {"limit": "many"}, "limit"),
+                              ("nda_run", {"source": COUNTER, "input": ["a"]}, "input.0")):
+        _, r = _call(server, tool, args)
+        d = _payload(r)
+        assert not r.is_error and d["ok"] is False, d
+        assert d["error"]["code"] == "INPUT_INVALID" and f"{field}:" in d["error"]["message"]
+    _, r = _call(server, "nda_run", {"source": COUNTER, "dim": 0})
+    assert _payload(r)["ok"] is True

@@ -632,3 +632,26 @@ def test_cli_store_targets(tmp_path):
     f.write_text(with_call[0].replace(addr.hex(), "00" * 32))
     out = r.invoke(g, ["tokens", "verify", str(f), "--store", db, "--json"])
     assert out.exit_code == 1 and "CALL target " + "00" * 32 + " not found" in out.output
+
+
+def test_huge_and_deep_values_raise_only_the_typed_error():
+    """Review: a >4300-digit int made the message formatting raise ValueError, a deeply nested
+    list RecursionError, and non-text input to parse_stream TypeError."""
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    huge = 10 ** 5000
+    cases = [
+        (lambda: T.verify_stream([0, (2, huge)]), 1), (lambda: T.verify_stream([0, (2, 128), (2, -huge)]), 2),
+        (lambda: T.verify_stream([0, (5, huge)]), 1), (lambda: T.verify_stream([0, huge]), 1),
+        (lambda: T.verify_stream([0, -huge]), 1), (lambda: T.verify_stream([0, deep]), 1),
+        (lambda: T.verify_stream([0, (5, deep)]), 1), (lambda: T.verify_stream([0, (0, deep)]), 1),
+        (lambda: T.verify_stream([0, 1, (6, deep)]), 2), (lambda: T.verify_stream([0, 1], huge), 0),
+        (lambda: T.verify_stream([0, 1], deep), 0), (lambda: T.step(T.start(5), huge), 1),
+        (lambda: T.step(T.start(5), deep), 1), (lambda: T.parse_stream(None), 0), (lambda: T.verify_text(5), 0),
+    ]
+    for k, (call, index) in enumerate(cases):
+        with pytest.raises(TokenStreamError) as ei:
+            call()
+        assert ei.value.index == index and str(ei.value).startswith(f"token {index}: "), k
+        assert len(str(ei.value)) < 300, k

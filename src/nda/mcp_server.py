@@ -27,16 +27,25 @@ SYNTAXES = ("sexpr", "text", "binary")
 FORMATS = ("sexpr", "text", "binary")
 
 
+MAX_REF_LEN = 1024  # a hash, prefix or bound name; longer refs are rejected unread
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    """What the server is allowed to do: its store (None = no store tools) and its limits."""
+    """What the server is allowed to do: its store (None = no store tools), its limits, the
+    longest source / commit message it parses (characters; parse cost grows faster than
+    linearly, so a 50 MB source must be refused before parsing) and the most log entries."""
 
     store_path: str | None = None
     limits: Limits = field(default_factory=Limits)
+    max_source_len: int = 1_048_576
+    max_log_entries: int = 1000
 
 
 def _fail(code: str, message: str, diagnostics=()) -> dict:
     diags = [d.to_dict() if isinstance(d, Diagnostic) else d for d in diagnostics]
+    if not diags:
+        diags = [Diagnostic(code, message).to_dict()]
     return {"ok": False, "error": {"code": code, "message": message}, "diagnostics": diags}
 
 
@@ -47,6 +56,11 @@ def _from_error(e: NdaError) -> dict:
 
 def clamp_limits(requested: dict | None, ceiling: Limits) -> Limits:
     """The server's limits lowered by `requested` (unknown names or bad values: ValueError)."""
+    if requested is None:
+        return ceiling
+    if not isinstance(requested, dict) or not all(isinstance(k, str) for k in requested):
+        raise ValueError(f"limits must be an object of limit names to integers, got "
+                         f"{type(requested).__name__}")
     if not requested:
         return ceiling
     asked = Limits.from_dict(dict(requested))
@@ -55,9 +69,43 @@ def clamp_limits(requested: dict | None, ceiling: Limits) -> Limits:
                   {f: getattr(ceiling, f) for f in Limits.field_names() if f not in requested})
 
 
-def _load(source: str, syntax: str, store=None):
+def _bad(message: str):
+    from .pipeline import UsageError
+
+    return UsageError(message)
+
+
+def _want_int(name: str, v: Any, lo: int, hi: int | None = None) -> int:
+    """An integer argument (bool, float, str are refused) in lo..hi."""
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _bad(f"{name} must be an integer, got {type(v).__name__}")
+    if v < lo or (hi is not None and v > hi):
+        raise _bad(f"{name} {v if v.bit_length() < 64 else '(huge)'} out of range "
+                   f"{lo}..{'' if hi is None else hi}")
+    return v
+
+
+def _want_bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _bad(f"{name} must be true or false, got {type(v).__name__}")
+    return v
+
+
+def _want_str(name: str, v: Any, max_len: int, optional: bool = False) -> str | None:
+    if v is None and optional:
+        return None
+    if not isinstance(v, str):
+        raise _bad(f"{name} must be a string, got {type(v).__name__}")
+    if len(v) > max_len:
+        raise _bad(f"{name} too long: {len(v)} characters > {max_len}")
+    return v
+
+
+def _load(source: str, syntax: str, store=None, max_len: int | None = None):
     from . import pipeline
 
+    if max_len is not None:
+        _want_str("source", source, max_len)
     if syntax not in SYNTAXES:
         raise pipeline.UsageError(f"unknown syntax '{syntax}' (expected {', '.join(SYNTAXES)})")
     if syntax == "binary":
@@ -70,15 +118,26 @@ def _load(source: str, syntax: str, store=None):
 
 
 def _conditioning(input: list[float] | None, dim: int | None, limits: Limits):
-    from .pipeline import UsageError
-
-    if input is not None and dim is not None and len(input) != dim:
-        raise UsageError(f"input has {len(input)} values but dim is {dim}")
+    """The conditioning vector: `input` (a list of numbers, at most max_input_len, checked
+    before anything is copied) or `dim` ones (default 896)."""
+    if dim is not None:
+        _want_int("dim", dim, 0, limits.max_input_len)
     if input is not None:
+        if not isinstance(input, (list, tuple)):
+            raise _bad(f"input must be a list of numbers, got {type(input).__name__}")
+        if len(input) > limits.max_input_len:
+            raise _bad(f"input has {len(input)} values > max_input_len {limits.max_input_len}")
+        if dim is not None and len(input) != dim:
+            raise _bad(f"input has {len(input)} values but dim is {dim}")
+        for i, x in enumerate(input):
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                raise _bad(f"input[{i}] must be a number, got {type(x).__name__}")
+            if isinstance(x, int) and x.bit_length() > 1024:  # the sandbox would panic on it
+                raise _bad(f"input[{i}] is too large for a float")
         return list(input)
     n = 896 if dim is None else dim
-    if n < 0 or n > limits.max_input_len:
-        raise UsageError(f"dim {n} out of range 0..{limits.max_input_len}")
+    if n > limits.max_input_len:
+        raise _bad(f"dim {n} out of range 0..{limits.max_input_len}")
     return [1.0] * n
 
 
@@ -122,6 +181,8 @@ class Tools:
             return _from_error(e)
         except ValueError as e:  # bad limits / tier names from the agent
             return _fail("INPUT_INVALID", str(e))
+        except Exception as e:  # a bug, not the agent's input: still one object, never a raise
+            return _fail("INTERNAL", f"internal error ({type(e).__name__})")
 
     # -- tools ------------------------------------------------------------------------------
     def run(self, source: str, syntax: str = "sexpr", input: list[float] | None = None,
@@ -135,10 +196,13 @@ class Tools:
 
         lim = clamp_limits(limits, self.config.limits)
         resolve_tier(tier)
+        _want_bool("optimize", optimize)
+        _want_bool("gate", gate)
+        _want_str("source", source, self.config.max_source_len)
+        cond = _conditioning(input, dim, lim)
         store = self._optional_store()
         try:
             loaded = _load(source, syntax, store)
-            cond = _conditioning(input, dim, lim)
             if gate:
                 diags = static_check(loaded, input_len=len(cond), limits=lim, store=store)
                 if diags:
@@ -161,6 +225,9 @@ class Tools:
         from .commit import static_check
 
         lim = clamp_limits(limits, self.config.limits)
+        if dim is not None:
+            _want_int("dim", dim, 0, lim.max_input_len)
+        _want_str("source", source, self.config.max_source_len)
         store = self._optional_store()
         try:
             loaded = _load(source, syntax, store)
@@ -178,7 +245,7 @@ class Tools:
 
         if to not in FORMATS:
             raise UsageError(f"unknown format '{to}' (expected {', '.join(FORMATS)})")
-        out = format_loaded(_load(source, syntax), to)
+        out = format_loaded(_load(source, syntax, max_len=self.config.max_source_len), to)
         if isinstance(out, bytes):
             return {"ok": True, "format": to, "base64": base64.b64encode(out).decode("ascii")}
         return {"ok": True, "format": to, "text": out}
@@ -189,7 +256,7 @@ class Tools:
     def _hash(self, source, syntax) -> dict:
         from .hashing import program_hash
 
-        loaded = _load(source, syntax)
+        loaded = _load(source, syntax, max_len=self.config.max_source_len)
         d = {"ok": True, "program_hash": program_hash(loaded.sequence).hex()}
         if loaded.module is not None:
             d["functions"] = {x.name: x.address.hex() for x in loaded.module.defs}
@@ -204,10 +271,14 @@ class Tools:
         from .commit import commit
 
         lim = clamp_limits(limits, self.config.limits)
+        _want_str("source", source, self.config.max_source_len)
+        _want_str("message", message, self.config.max_source_len)
+        _want_str("name", name, MAX_REF_LEN, optional=True)
+        cond = _conditioning(input, dim, lim)
         store = self._store(create=True)
         try:
             loaded = _load(source, syntax, store)
-            res = commit(store, loaded, _conditioning(input, dim, lim), message=message,
+            res = commit(store, loaded, cond, message=message,
                          limits=lim, name=name)
         finally:
             store.close()
@@ -221,6 +292,7 @@ class Tools:
 
         if format not in FORMATS:
             raise UsageError(f"unknown format '{format}' (expected {', '.join(FORMATS)})")
+        _want_str("ref", ref, MAX_REF_LEN)
         store = self._store()
         try:
             loaded = store.load_program_ref(ref)
@@ -235,9 +307,10 @@ class Tools:
         return self._guard(self._log, limit)
 
     def _log(self, limit) -> dict:
+        n = min(_want_int("limit", limit, 0), self.config.max_log_entries)  # clamped
         store = self._store()
         try:
-            entries, root = store.log(max(0, int(limit))), store.root()
+            entries, root = store.log(n), store.root()
         finally:
             store.close()
         return {"ok": True, "state_root": root.hex(),
@@ -246,10 +319,36 @@ class Tools:
 
 def build_server(config: ServerConfig = ServerConfig()):
     """An `mcp` MCPServer exposing the tools of `Tools` (imports the SDK lazily)."""
+    import json
+
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import CallToolResult, TextContent
+    from pydantic import ValidationError
+
+    def as_result(d: dict) -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text=json.dumps(d, indent=2))],
+                              structured_content=d)
+
+    class NdaMCPServer(MCPServer):
+        """Arguments the SDK's schema check refuses (wrong JSON types, missing source) and
+        anything a tool lets escape come back as the tools' own `ok: false` object."""
+
+        async def call_tool(self, name, arguments, context=None):
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as e:
+                if self._tool_manager.get_tool(name) is None:
+                    raise  # an unknown tool stays the protocol's error
+                cause = e.__cause__
+                if isinstance(cause, ValidationError):  # field names and reasons, never values
+                    why = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                                    for err in cause.errors()[:10])
+                    return as_result(_fail("INPUT_INVALID", f"invalid arguments for {name}: {why}"))
+                return as_result(_fail("INTERNAL", f"{name} failed ({type(cause or e).__name__})"))
 
     tools = Tools(config)
-    srv = MCPServer("nda", instructions=(
+    srv = NdaMCPServer("nda", instructions=(
         "Run, check, format, hash and store NDA programs. Programs are given as source strings: "
         "syntax 'sexpr' (S-expression), 'text' (human syntax) or 'binary' (base64 of binary v2). "
         "Every tool returns a JSON object with 'ok'; failures carry typed diagnostics."))

@@ -50,6 +50,7 @@ import functools
 import hashlib
 import math
 import re
+import reprlib
 import struct
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -100,6 +101,22 @@ class TokenStreamError(ParseError):
         self.reason = reason
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 60, 60, 40
+
+
+def _brief(x: Any, limit: int = 80) -> str:
+    """A short repr of an untrusted value for a message: bounded in size and depth, and never
+    raising (huge ints, deeply nested lists and hostile `__repr__` included)."""
+    if isinstance(x, int) and x.bit_length() > 128:
+        return f"<{x.bit_length()}-bit integer>"
+    try:
+        r = _REPR.repr(x)
+    except Exception:
+        r = f"<{type(x).__name__}>"
+    return r if len(r) <= limit else r[:limit - 1] + "…"
+
+
 def token_name(t: int) -> str:
     """`MATRIX` for 2, `LOOP` for 9, `#99` for an id outside the vocabulary."""
     if 0 <= t < N_TOKENS:
@@ -107,7 +124,7 @@ def token_name(t: int) -> str:
     try:
         return Op(t).name.upper()
     except ValueError:
-        return f"#{t}"
+        return f"#{_brief(t)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,9 +322,9 @@ def _is_int(v: Any) -> bool:
 def _check_config(budget: Any, conditioning_len: Any) -> None:
     """Caller configuration (not stream input): ValueError when out of range."""
     if budget is not None and not (_is_int(budget) and budget >= 0):
-        raise ValueError(f"budget must be an integer ≥ 0, got {budget!r}")
+        raise ValueError(f"budget must be an integer ≥ 0, got {_brief(budget)}")
     if not (_is_int(conditioning_len) and 1 <= conditioning_len <= 0xFFFF):
-        raise ValueError(f"conditioning length must be in 1..65535, got {conditioning_len!r}")
+        raise ValueError(f"conditioning length must be in 1..65535, got {_brief(conditioning_len)}")
 
 
 def start(budget: int, conditioning_len: int = DEFAULT_CONDITIONING_LEN) -> StreamState:
@@ -360,7 +377,7 @@ def _bad_id(t: int) -> tuple[str, str]:
     """(message, reason) for an id outside 0..8: a language opcode (9..37) or unknown."""
     if N_TOKENS <= t < VOCAB_SIZE:
         return f"language opcode {t} ({token_name(t)}) is not allowed in a token stream", LANGUAGE_OPCODE
-    return f"unknown token id {t}", UNKNOWN_TOKEN
+    return f"unknown token id {_brief(t)}", UNKNOWN_TOKEN
 
 
 def _why_disallowed(tok: int, step: int, budget: Optional[int], depth: int) -> str:
@@ -380,7 +397,7 @@ def _checked_rows(rows: Any, index: int, matrix_count: int, step: int, budget: O
                   span: Span | None = None) -> int:
     """The Matrix rows rule: 128 first, then 896 under the 60 % rule, else one of MATRIX_ROWS."""
     if not _is_int(rows):
-        raise TokenStreamError(index, f"MATRIX payload {rows!r:.80} is not an integer (its rows)",
+        raise TokenStreamError(index, f"MATRIX payload {_brief(rows)} is not an integer (its rows)",
                                BAD_PAYLOAD, span)
     if matrix_count == 0:
         expected, why = FIRST_MATRIX_ROWS, "the first MATRIX has 128 rows"
@@ -389,7 +406,7 @@ def _checked_rows(rows: Any, index: int, matrix_count: int, step: int, budget: O
     else:
         expected, why = None, "rows must be one of 64, 128, 256, 896"
     if not (rows == expected if expected is not None else rows in MATRIX_ROWS):
-        raise TokenStreamError(index, f"MATRIX rows {rows!r} break the rows rule ({why})", ROWS_RULE, span)
+        raise TokenStreamError(index, f"MATRIX rows {_brief(rows)} break the rows rule ({why})", ROWS_RULE, span)
     return rows
 
 
@@ -401,7 +418,7 @@ def step(state: StreamState, token: int, provider: Optional[TargetProvider] = No
     `disallowed`) naming the index it would have had."""
     i = state.emitted
     if not _is_int(token):
-        raise TokenStreamError(i, f"unknown token {token!r}", UNKNOWN_TOKEN)
+        raise TokenStreamError(i, f"unknown token {_brief(token)}", UNKNOWN_TOKEN)
     if not 0 <= token < N_TOKENS:
         raise TokenStreamError(i, *_bad_id(token))
     if state.done:
@@ -423,7 +440,7 @@ def step(state: StreamState, token: int, provider: Optional[TargetProvider] = No
         else:
             rows = provider.matrix_rows(state)
             if not _is_int(rows) or rows not in MATRIX_ROWS:
-                raise TokenStreamError(i, f"provider gave MATRIX rows {rows!r} (expected one of "
+                raise TokenStreamError(i, f"provider gave MATRIX rows {_brief(rows)} (expected one of "
                                           "64, 128, 256, 896)", PROVIDER)
         node, _ = matrix_leaf(rows, state.width)
         s = _emit(state, tok, rows, **_add_leaf(state, node, step=nxt, width=rows,
@@ -434,13 +451,13 @@ def step(state: StreamState, token: int, provider: Optional[TargetProvider] = No
     elif tok == Tok.CALL:
         digest = provider.call_target(state)
         if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
-            raise TokenStreamError(i, f"provider gave CALL target {digest!r} (expected 32 bytes)", PROVIDER)
+            raise TokenStreamError(i, f"provider gave CALL target {_brief(digest)} (expected 32 bytes)", PROVIDER)
         digest = bytes(digest)
         s = _emit(state, tok, digest, **_add_leaf(state, Call(Hash32(digest)), step=nxt))
     elif tok == Tok.INT:
         v = provider.int_value(state)
         if not _is_int(v) or not I32_MIN <= v <= I32_MAX:
-            raise TokenStreamError(i, f"provider gave INT value {v!r} (expected an i32)", PROVIDER)
+            raise TokenStreamError(i, f"provider gave INT value {_brief(v)} (expected an i32)", PROVIDER)
         s = _emit(state, tok, v, **_add_leaf(state, Int(v), step=nxt, width=1))
     else:  # BIT0 / BIT1
         s = _emit(state, tok, None, **_add_leaf(state, Int(int(tok == Tok.BIT1)), step=nxt, width=1))
@@ -556,11 +573,11 @@ def _item(item: Any, i: int, span) -> tuple[int, Any]:
     else:
         tok, payload = item, None
     if not _is_int(tok):
-        raise TokenStreamError(i, f"unknown token {tok!r}", UNKNOWN_TOKEN, span)
+        raise TokenStreamError(i, f"unknown token {_brief(tok)}", UNKNOWN_TOKEN, span)
     if not 0 <= tok < N_TOKENS:
         raise TokenStreamError(i, *_bad_id(tok), span)
     if tok in _NO_PAYLOAD and payload is not None:
-        raise TokenStreamError(i, f"{Tok(tok).name} takes no payload (got {payload!r:.80})",
+        raise TokenStreamError(i, f"{Tok(tok).name} takes no payload (got {_brief(payload)})",
                                EXTRA_PAYLOAD, span)
     if tok not in _NO_PAYLOAD and payload is None:
         raise TokenStreamError(i, f"{Tok(tok).name} needs a payload ({_PAYLOAD_WHAT[Tok(tok)]})",
@@ -572,7 +589,7 @@ def _digest_payload(payload: Any, i: int, what: str, span) -> bytes:
     if isinstance(payload, str) and _HEX64.match(payload):
         payload = bytes.fromhex(payload)
     if not isinstance(payload, (bytes, bytearray)) or len(payload) != 32:
-        raise TokenStreamError(i, f"{what} payload must be a 32-byte digest (got {payload!r:.80})",
+        raise TokenStreamError(i, f"{what} payload must be a 32-byte digest (got {_brief(payload)})",
                                BAD_PAYLOAD, span)
     return bytes(payload)
 
@@ -681,7 +698,7 @@ def verify_stream(tokens: Sequence[Any], claimed_root: Optional[bytes] = None, *
                 payload = digest
             elif tok == Tok.INT:
                 if not _is_int(payload) or not I32_MIN <= payload <= I32_MAX:
-                    raise fail(i, f"INT payload {payload!r:.80} is not an i32", BAD_PAYLOAD)
+                    raise fail(i, f"INT payload {_brief(payload)} is not an i32", BAD_PAYLOAD)
                 leaf, d = _int_leaf(payload)
                 width = 1
             else:  # BIT0 / BIT1
@@ -744,6 +761,8 @@ def parse_stream(text: str, file: str | None = None) -> ParsedStream:
     """Read the text form (see the module docstring) into items; syntax errors are positioned."""
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", "replace")
+    if not isinstance(text, str):
+        raise TokenStreamError(0, f"a stream's text form is a string, not {type(text).__name__}", SYNTAX)
     headers: dict[str, int] = {}
     items: list[tuple[int, Any]] = []
     spans: list[Span] = []
