@@ -655,3 +655,60 @@ def test_huge_and_deep_values_raise_only_the_typed_error():
             call()
         assert ei.value.index == index and str(ei.value).startswith(f"token {index}: "), k
         assert len(str(ei.value)) < 300, k
+
+
+# ---------------------------------------------------------------------------------------------
+# Committing a verified stream (runtime.md §7: not forced → gate → sandbox → scope 0.10 → store)
+
+
+def test_commit_stream_stores_the_verified_root_and_refuses_forced_or_off_scope(tmp_path):
+    from nda.store import SiteMap
+
+    store = SiteMap.open(str(tmp_path / "s.db"))
+    try:
+        s = T.start(10)
+        for tok in (T.Tok.NORM, T.Tok.END_SCOPE):
+            s = T.step(s, tok)
+        good = T.verify_text(T.finish(s).to_text())
+        res = T.commit_stream(store, good, "norm", name="n")
+        assert res.ok and res.root == good.root and res.scope["passed"]
+        assert store.load_program_ref("n").sequence == good.sequence
+        before = len(store.log())
+
+        forced = T.start(2)
+        for tok in (T.Tok.SCOPE, T.Tok.NORM):
+            forced = T.step(forced, tok)
+        forced = T.finish(forced)
+        assert forced.forced
+        res = T.commit_stream(store, forced)
+        assert not res.ok and res.stage == "tokens" and "forced" in res.reason
+
+        s = T.start(10)
+        for tok in (T.Tok.BIT1, T.Tok.END_SCOPE):  # output [1.0] vs 896 ones: similarity 0
+            s = T.step(s, tok)
+        res = T.commit_stream(store, T.finish(s))
+        assert not res.ok and res.stage == "scope"
+        assert len(store.log()) == before  # nothing written by the rejections
+    finally:
+        store.close()
+
+
+def test_tokens_commit_verb(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from nda.cli import main
+
+    s = T.start(10)
+    for tok in (T.Tok.NORM, T.Tok.END_SCOPE):
+        s = T.step(s, tok)
+    f = tmp_path / "s.txt"
+    f.write_text(T.finish(s).to_text())
+    db = str(tmp_path / "s.db")
+    r = CliRunner().invoke(main, ["tokens", "commit", str(f), "--store", db, "-m", "t", "--json"])
+    d = json.loads(r.output)
+    assert r.exit_code == 0 and d["ok"] and d["root"] == T.finish(s).root.hex()
+    f.write_text(f.read_text().replace("NORM", "INT:5"))  # the claimed root no longer matches
+    r = CliRunner().invoke(main, ["tokens", "commit", str(f), "--store", db, "--json"])
+    assert r.exit_code == 1 and json.loads(r.output)["ok"] is False

@@ -23,7 +23,7 @@ def register(main: click.Group) -> None:
 
     @main.group()
     def tokens():
-        """Opcode token streams: verify a received stream or generate one."""
+        """Opcode token streams: verify a received stream, commit it, or generate one."""
 
     @tokens.command("verify")
     @click.argument("file")
@@ -64,6 +64,47 @@ def register(main: click.Group) -> None:
                        f"budget {prog.budget if prog.budget is not None else 'unchecked'}, "
                        f"conditioning length {prog.conditioning_len}")
         raise Exit(0)
+
+    @tokens.command("commit")
+    @click.argument("file")
+    @click.option("-m", "--message", default="", help="Commit message.")
+    @click.option("--name", default=None, help="Also bind this name to the program root.")
+    @click.option("--budget", type=click.IntRange(min=0), default=None,
+                  help="Expected budget (enables the 85 % / 60 % / forced-termination checks).")
+    @click.option("--cond", type=click.IntRange(1, 65535), default=None,
+                  help="Conditioning length (default: the COND header, else 896).")
+    @store_option
+    @json_option
+    def commit_cmd(file, message, name, budget, cond, store_path, as_json):
+        """Verify FILE, then gate, run, scope-check (0.10) and store its program; a forced or
+        rejected program leaves the store unchanged."""
+        from .store import SiteMap
+        from .tokens import TokenStreamError, commit_stream, target_checker, verify_text
+
+        try:
+            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            usage_fail(f"cannot read {file}: {e.strerror or e}", as_json)
+        path = Path(store_path or ".nda/sitemap.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = SiteMap.open(str(path))
+        try:
+            try:
+                prog = verify_text(text, budget=budget, conditioning_len=cond,
+                                   target_exists=target_checker(store),
+                                   file=None if file == "-" else file)
+            except TokenStreamError as e:
+                diag_fail(e, as_json, text, code=EXIT_FAIL)
+            res = commit_stream(store, prog, message, name=name)
+        finally:
+            store.close()
+        if as_json:
+            emit_json(res.to_dict())
+        elif res.ok:
+            click.echo(f"committed: root {res.root.hex()} (commit #{res.seq})")
+        else:
+            click.echo(f"rejected ({res.stage}): {res.reason}", err=True)
+        raise Exit(0 if res.ok else EXIT_FAIL)
 
     @tokens.command("generate")
     @click.option("--budget", type=click.IntRange(min=0), required=True, help="Max model choices.")

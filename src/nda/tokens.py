@@ -587,6 +587,30 @@ def _item(item: Any, i: int, span) -> tuple[int, Any]:
     return int(tok), payload
 
 
+SCOPE_THRESHOLD = 0.10  # the token-stream pipeline's scope check (runtime.md §7)
+
+
+def commit_stream(store, program: "TokenProgram", message: str = "", *, name: str | None = None,
+                  limits=None, conditioning=None, scope_threshold: float = SCOPE_THRESHOLD):
+    """Store a verified stream's program (runtime.md §7, formats.md §5): a forced program is
+    refused; otherwise `commit.commit` gates it, runs it on the conditioning (default: ones of
+    the stream's conditioning length), requires the scope check and writes it in one
+    transaction. The stored root is the outermost Scope's H2 (= `program.root`).
+    → `commit.CommitResult`."""
+    from .commit import _reject, commit
+    from .errors import VALIDATION_ERROR
+    from .state import Limits
+
+    if program.forced:
+        return _reject("tokens", "forced program: shown, never stored", VALIDATION_ERROR)
+    cond = [1.0] * program.conditioning_len if conditioning is None else conditioning
+    res = commit(store, program.sequence, cond, message=message, limits=limits or Limits(),
+                 scope_threshold=scope_threshold, name=name)
+    if res.ok and res.root != program.root:  # the stored identity must be the verified root
+        raise AssertionError("stored root differs from the stream's root")
+    return res
+
+
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
 
 
@@ -742,6 +766,6 @@ __all__ = [
     "Tok", "N_TOKENS", "BIAS_UNIT", "MAX_DEPTH", "MATRIX_ROWS", "TokenStreamError", "token_name",
     "TargetProvider", "SeededProvider", "StoreProvider", "target_checker", "StreamState", "start",
     "allowed_next", "step", "finish", "TokenProgram", "generate", "seeded_logits", "verify_stream",
-    "matrix_leaf", "norm_leaf",
+    "matrix_leaf", "norm_leaf", "commit_stream", "SCOPE_THRESHOLD",
     "scope_digest", "hard_close", "late",
 ]
