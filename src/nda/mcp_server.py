@@ -416,9 +416,14 @@ def register(main) -> None:
     @click.command("mcp")
     @click.option("--store", "store_path", envvar="NDA_STORE", default=None,
                   help="SiteMap for the store tools (default: none; commit/show/log then fail).")
+    @click.option("--max-source-len", type=click.IntRange(min=1), default=ServerConfig.max_source_len,
+                  show_default=True, help="Longest program source a tool accepts (characters).")
+    @click.option("--max-log-entries", type=click.IntRange(min=0), default=ServerConfig.max_log_entries,
+                  show_default=True, help="Most commits nda_log returns.")
     @limit_options
-    def mcp_cmd(store_path, **lim):
+    def mcp_cmd(store_path, max_source_len, max_log_entries, **lim):
         """Serve the NDA tools to agents over MCP on stdio (limits here are the ceiling)."""
-        serve(ServerConfig(store_path=store_path, limits=limits_from(lim)))
+        serve(ServerConfig(store_path=store_path, limits=limits_from(lim),
+                           max_source_len=max_source_len, max_log_entries=max_log_entries))
 
     main.add_command(mcp_cmd)
