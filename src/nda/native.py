@@ -624,6 +624,9 @@ def _make_closure(rg: Region):
 # The hook and the entry point
 
 
+_IR_TYPES = frozenset(ir.NODE_CLASSES)
+
+
 def _strip_cached(n, memo: dict):
     """`opt_nodes.strip(n)` with a per-compilation memo (identity when `n` has no optimizer
     node), so asking for every statement of a nested tree stays linear."""
@@ -692,6 +695,8 @@ class RegionCompiler:
             self._owner = weakref.ref(compiler)
             self._memo = {}
             self._plain = {}
+        if type(node) not in _ELIGIBLE and type(node) in _IR_TYPES:
+            return None  # plain IR of an ineligible kind (no optimizer node to look through)
         plain = _strip_cached(node, self._plain) if compiler.optimize else node
         if type(plain) not in _ELIGIBLE:
             return None
