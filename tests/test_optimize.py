@@ -638,3 +638,19 @@ def test_callee_optimization_through_the_sandbox():
             a = run(unit, [], tier="interp", limits=Limits(fuel=fuel), collect_kind_counts=kinds)
             b = run(unit, [], tier="closure", optimize=True, limits=Limits(fuel=fuel), collect_kind_counts=kinds)
             assert a.observable() == b.observable()
+
+
+def test_dce_keeps_what_a_return_inside_a_loop_needs_where_it_lands():
+    """A Return inside a Loop inside an expression child (here a VecOp operand) lands right
+    after that child, where `b` is still read: its Let must not be removed as dead (found by
+    the differential generator: the loop's live-in ignored its body's live-in)."""
+    src = ("(let a (int 0)) (let b (int 0)) (let a (load a))"
+           " (let a (vecop silu (scope (loop 1 (return (load a)) (break) (let a (int 0)))"
+           " (if (int 1) (then (store b (add (load b) (int 0))))))))"
+           " (load b)")
+    seq = parse_sexpr(src).sequence
+    oracle = run(seq, [1.0] * 4, tier="interp")
+    assert oracle.output_vec == [0.0] and oracle.error is None
+    for tier in ("closure", "native"):
+        got = run(seq, [1.0] * 4, tier=tier, optimize=True, engine=Engine())
+        assert got.observable() == oracle.observable(), tier

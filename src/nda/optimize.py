@@ -464,13 +464,15 @@ class _DCE:
             r = reads(n)
             floor = ctx.floor | live | r
             inner = _Ctx(floor, floor, ctx.ret)
-            body, _ = self.seq(n.body, floor, inner)
+            # live before the loop: what is live after it or anywhere in it (floor), and what
+            # the body needs on entry — e.g. what is live where a Return inside it lands
+            body, body_in = self.seq(n.body, floor, inner)
             if t is ir.Loop:
-                return (n if _same(body, n.body) else dc_replace(n, body=body)), floor
-            c, _ = self.child(n.cond, floor, inner)
+                return (n if _same(body, n.body) else dc_replace(n, body=body)), floor | body_in
+            c, cond_in = self.child(n.cond, floor, inner)
             if c is n.cond and _same(body, n.body):
-                return n, floor
-            return dc_replace(n, cond=c, body=body), floor
+                return n, floor | body_in | cond_in
+            return dc_replace(n, cond=c, body=body), floor | body_in | cond_in
         if isinstance(n, ir.NOOP_KINDS) or t in (ir.Int, ir.Float, ir.Matrix, ir.Norm, ir.Call):
             return n, live
         if t is Folded:
