@@ -48,7 +48,7 @@ from . import kernels as K
 from . import values as V
 from .closure_ops import OperatorClosures
 from .closure_rt import (  # noqa: F401  (re-exported: opt_nodes and the tier 2 hooks use them)
-    _IR_KINDS, BREAK, CONTINUE, RETURN, NdaVec, _pop, _push, _vec_in, _vec_out, _wrap,
+    _IR_KINDS, BREAK, CONTINUE, RETURN, NdaVec, _pop, _push, _vec_in, _vec_out, _wrap, push_value_stmt,
 )
 from .state import (
     RunState, call_depth_error, nesting_error, target_not_found, undefined_variable,
@@ -336,15 +336,7 @@ class Compiler(OperatorClosures):
         if t is ir.Let or t is ir.Store:
             return self.stmt_assign(n)
         if self.pure(n):
-            e = self.expr(n, counted=True)
-
-            def push_value(st, fr, stk):
-                v = e(st, fr)
-                stk.append(v)
-                if v.__class__ is NdaVec:
-                    _vec_in(st, v)
-                return CONTINUE
-            return push_value
+            return push_value_stmt(self.expr(n, counted=True))
         return getattr(self, "s_" + t.__name__)(n)
 
     def stmt_assign(self, n):

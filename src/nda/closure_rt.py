@@ -61,6 +61,17 @@ def _push(st: RunState, stk: list, v) -> None:
         _vec_in(st, v)
 
 
+def push_value_stmt(e):
+    """The statement closure that pushes the value of the value closure `e`."""
+    def push_value(st, fr, stk):
+        v = e(st, fr)
+        stk.append(v)
+        if v.__class__ is NdaVec:
+            _vec_in(st, v)
+        return CONTINUE
+    return push_value
+
+
 # Underflow messages, per node kind and operand position
 _UF1 = {
     ir.VecOp: "Stack underflow in VecOp operand", ir.Print: "Stack underflow in Print source",

@@ -624,9 +624,6 @@ def _make_closure(rg: Region):
 # The hook and the entry point
 
 
-_IR_TYPES = frozenset(ir.NODE_CLASSES)
-
-
 def _strip_cached(n, memo: dict):
     """`opt_nodes.strip(n)` with a per-compilation memo (identity when `n` has no optimizer
     node), so asking for every statement of a nested tree stays linear."""
@@ -695,7 +692,7 @@ class RegionCompiler:
             self._owner = weakref.ref(compiler)
             self._memo = {}
             self._plain = {}
-        if type(node) not in _ELIGIBLE and type(node) in _IR_TYPES:
+        if type(node) not in _ELIGIBLE and type(node) in closure._IR_KINDS:
             return None  # plain IR of an ineligible kind (no optimizer node to look through)
         plain = _strip_cached(node, self._plain) if compiler.optimize else node
         if type(plain) not in _ELIGIBLE:

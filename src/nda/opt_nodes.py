@@ -41,8 +41,8 @@ from typing import Callable
 import numpy as np
 
 from . import ir
-from .closure import CONTINUE, _is_pure, _vec_in
-from .values import NdaVec
+from .closure import CONTINUE, _is_pure
+from .closure_rt import push_value_stmt
 
 _U64 = (1 << 64) - 1
 
@@ -126,17 +126,6 @@ def register(comp, node) -> None:
             continue
         else:
             stack.extend(reversed(list(ir.children(n))))
-
-
-def _push_wrapper(e):
-    """Statement closure pushing the value of the value closure `e`."""
-    def push_value(st, fr, stk):
-        v = e(st, fr)
-        stk.append(v)
-        if v.__class__ is NdaVec:
-            _vec_in(st, v)
-        return CONTINUE
-    return push_value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +245,7 @@ class Elide(OptNode):
 
     def compile_stmt(self, comp):
         if comp.pure(self):
-            return _push_wrapper(self.compile_expr(comp))
+            return push_value_stmt(self.compile_expr(comp))
         register(comp, self.original)
         fn = comp.stmt(self.replacement)
         pre, post = _counter(self.prefix), _counter(self.suffix)
