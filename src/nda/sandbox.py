@@ -16,7 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 import time
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from . import errors as E
 from . import ir
 from .errors import NdaError
 from .state import Limits, RunState
-from .deepstack import fits
+from .deepstack import call_in_big_thread, fits
 from .values import quantize, to_f32, value_size
 
 TIER_NAMES = {"interp": 0, "closure": 1, "native": 2}
@@ -320,12 +320,6 @@ def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
     return 0 if fits(frames) else frames
 
 
-def _in_big_thread(fn: Callable[[], Any], frames: int) -> Any:
-    from .deepstack import call_in_big_thread
-
-    return call_in_big_thread(fn, frames)
-
-
 # ---------------------------------------------------------------------------------------------
 # Entry point
 
@@ -354,7 +348,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
                 "auto": str(tier).lower() == "auto"}
         frames = _needs_deep_stack(depth, has_call, limits)
         if frames:
-            ran = _in_big_thread(lambda: runner(seq, state, opts), frames)
+            ran = call_in_big_thread(lambda: runner(seq, state, opts), frames)
         else:
             ran = runner(seq, state, opts)
         res.tier = ran
