@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from nda import ir
-from nda.ir import name_hash
-from nda.store import SiteMap
+from nda.core import ir
+from nda.core.ir import name_hash
+from nda.store.sitemap import SiteMap
 
 X = name_hash("x")
 

@@ -21,10 +21,11 @@ import sys
 import time
 from collections import Counter
 
-from nda import ir
-from nda.binary_v1 import decode_v1, encode_v1
-from nda.binary_v2 import decode_container, decode_node, encode_container, encode_node, encode_program
-from nda.errors import DecodeError
+from nda.core import ir
+from nda.syntax.binary_v1 import decode_v1, encode_v1
+from nda.core.binary_v2 import decode_node, encode_container, encode_node, encode_program
+from nda.core.link import decode_file
+from nda.core.errors import DecodeError
 
 LEAVES = ("Int", "Float", "Load", "Break", "Call", "Spawn", "RegInt", "Triple", "Matrix", "Norm")
 
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for name, dec, seeds, deep, re in (
         ("v2 node", decode_node, v2, b"\x13", encode_node),
-        ("v2 container", decode_container, cont, b"\x00\x01\x00\x00\x00", None),
+        ("v2 container", decode_file, cont, b"\x00\x01\x00\x00\x00", None),
         ("v1", decode_v1, v1, b"RT", None),
     ):
         good, line = run(name, dec, seeds, args.n, rng, args.max_len, deep, re)

@@ -31,9 +31,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nda.errors import PARSE_ERROR, ParseError
-from nda.ir import node_depth
-from nda.text import InexpressibleError, parse_text_with_names, print_text
+from nda.core.errors import PARSE_ERROR, ParseError
+from nda.core.ir import node_depth
+from nda.syntax.text import InexpressibleError, parse_text_with_names, print_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from text_strategies import EXAMPLES, SNIPPETS  # noqa: E402

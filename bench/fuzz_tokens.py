@@ -1,4 +1,4 @@
-"""Fuzz the token-stream parser and verifier (`nda.tokens`): N random and mutated inputs.
+"""Fuzz the token-stream parser and verifier (`nda.syntax.tokens`): N random and mutated inputs.
 
 In: `--n` inputs (default 100000), `--seed`.
 Out: counts per generator (verified / TokenStreamError), invariant violations, and the slowest
@@ -27,13 +27,13 @@ import sys
 import time
 from collections import Counter
 
-from nda.errors import PARSE_ERROR
-from nda.hashing import h2, program_hash
-from nda.ir import Int, Scope
-from nda.tokens import (
+from nda.core.errors import PARSE_ERROR
+from nda.core.hashing import h2, program_hash
+from nda.core.ir import Int, Scope
+from nda.syntax.tokens import (
     SeededProvider, TokenStreamError, format_stream, generate, seeded_logits, verify_stream,
-    verify_text,
 )
+from nda.syntax.tokens_text import verify_text
 
 TARGET = h2(Scope((Int(7),)))
 EXISTS = frozenset({TARGET})

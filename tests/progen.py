@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from nda import ir
-from nda.state import Limits
+from nda.core import ir
+from nda.runtime.state import Limits
 
 VARS = [ir.name_hash(n) for n in ("x", "y", "z", "i")]
 DIMS = (8, 16)

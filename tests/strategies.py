@@ -19,7 +19,7 @@ from typing import Iterable
 
 from hypothesis import strategies as st
 
-from nda import ir
+from nda.core import ir
 
 # ------------------------------------------------------------------------------ scalars
 

@@ -9,22 +9,23 @@ import time
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from nda import ir
-from nda.binary_v1 import TAGS, decode_v1, decode_v1_prefix, encode_v1, v1_roundtrips, validate_v1
-from nda.binary_v2 import (
-    EncodeError, decode_container, decode_file, decode_node, decode_node_prefix, encode_container,
+from nda.core import ir
+from nda.syntax.binary_v1 import TAGS, decode_v1, decode_v1_prefix, encode_v1, v1_roundtrips, validate_v1
+from nda.core.binary_v2 import (
+    EncodeError, decode_container, decode_node, decode_node_prefix, encode_container,
     encode_module, encode_node, encode_program, encode_shallow,
 )
-from nda.errors import DECODE_ERROR, DecodeError
-from nda.hashing import call_target_h1, h2
-from nda.ir import (
+from nda.core.errors import DECODE_ERROR, DecodeError
+from nda.core.link import decode_file
+from nda.core.hashing import call_target_h1, h2
+from nda.core.ir import (
     Add, Alloc, Atomic, AtomicOp, Bitwise, BitwiseOp, Break, Call, Cast, CmpOp, Compare, Def,
     Dot, Float, Free, Gemv, GpuDispatch, GroupRef, Hash32, If, Int, Legacy64, Let, Load, Loop,
     Math, MathFunc, MathFuncKind, MathOp, Matrix, Module, NamedRef, Norm, Peek, Poke, Print,
     RegInt, Return, Scope, Spawn, Store, Syscall, Triple, TypeKind, VecOp, VecOpKind, While,
     name_hash,
 )
-from nda.link import link_module, rewrite_calls
+from nda.core.link import link_module, rewrite_calls
 from strategies import deep_chain, nodes, programs
 
 X = name_hash("x")
@@ -220,7 +221,7 @@ def test_v1_targets():
     d = bytes(32)
     assert encode_v1(Call(Hash32(d)), lambda dg: 0x1234) == b"C" + struct.pack("<Q", 0x1234)
     assert encode_v1(Call(GroupRef(1)), aliases=[1, 0xABCD]) == b"C" + struct.pack("<Q", 0xABCD)
-    from nda.hashing import HashTargetError
+    from nda.core.hashing import HashTargetError
     with pytest.raises(HashTargetError):
         encode_v1(Call(Hash32(d)))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nda.cli import main
+from nda.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -61,7 +61,7 @@ def test_run_limit_flags_and_failure_exit():
 
 
 def test_every_limit_has_a_flag():
-    from nda.state import Limits
+    from nda.runtime.state import Limits
 
     code, out = nda("run", "--help")
     for f in Limits.field_names():

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nda.cli import main
-from nda.cli_check import check_file
-from nda.store import SiteMap
+from nda.cli.app import main
+from nda.cli.check import check_file
+from nda.store.sitemap import SiteMap
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nda.cli import main
-from nda.pipeline import load_path
+from nda.cli.app import main
+from nda.pipeline.load import load_path
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -170,7 +170,7 @@ def test_every_verb_has_help_and_a_json_option():
 def test_every_verb_answers_json(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vec = tmp_path / "v.jsonl"
-    spec_vectors = Path(__import__("nda.conformance", fromlist=["spec_dir"]).spec_dir()) / "conformance" / "vectors.jsonl"
+    spec_vectors = Path(__import__("nda.pipeline.conformance", fromlist=["spec_dir"]).spec_dir()) / "conformance" / "vectors.jsonl"
     vec.write_text("".join(spec_vectors.read_text().splitlines(keepends=True)[:3]))
     root = {}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nda import ir
-from nda.closure import Engine
-from nda.sandbox import run
-from nda.sexpr import parse_sexpr
+from nda.core import ir
+from nda.tiers.closure import Engine
+from nda.sandbox.runner import run
+from nda.syntax.sexpr import parse_sexpr
 
 
 def _matrix(rows, cols, byte):
@@ -57,8 +57,8 @@ def test_block_results_do_not_depend_on_the_cache():
 
 
 def test_kernel_only_programs_skip_an_optimizer_that_would_not_change_them():
-    from nda.closure import _opt_inert
-    from nda.optimize import optimize_sequence
+    from nda.tiers.closure import _opt_inert
+    from nda.tiers.optimize import optimize_sequence
 
     seq = tuple(parse_sexpr(open_block4()).sequence)
     assert _opt_inert(seq)

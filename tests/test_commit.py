@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nda import ir
-from nda.commit import F32_MAX, commit, scope_validate
-from nda.ir import name_hash
-from nda.link import link_module
-from nda.pipeline import load_path
-from nda.sexpr import parse_sexpr
-from nda.state import Limits
-from nda.store import SiteMap
-from nda.triples import CALLS
+from nda.pipeline.load import load_stored
+from nda.core import ir
+from nda.pipeline.commit import F32_MAX, commit, scope_validate
+from nda.core.ir import name_hash
+from nda.core.link import link_module
+from nda.pipeline.load import load_path
+from nda.syntax.sexpr import parse_sexpr
+from nda.runtime.state import Limits
+from nda.store.sitemap import SiteMap
+from nda.syntax.triples import CALLS
 
 from test_store import SUM_MODULE
 
@@ -124,9 +125,9 @@ def test_commit_module_stores_group_and_binds_names(store):
     assert store.get_record(linked.by_name("sum").address).group == linked.by_name("sum").group
     assert len(store.log()) == 1
     # the stored program runs from the store alone
-    from nda.sandbox import run
+    from nda.sandbox.runner import run
 
-    ld = store.load_program_ref(r.root.hex()[:10])
+    ld = load_stored(store, r.root.hex()[:10])
     assert run(ld.sequence, [], store=ld.resolver).output_log == ["[print] [10.0]"]
     assert store.verify() == []
 
@@ -205,7 +206,7 @@ def test_store_failure_rolls_back(store, monkeypatch):
     before = snapshot_of(store)
 
     def boom(*a, **k):
-        from nda.errors import StoreError
+        from nda.core.errors import StoreError
 
         raise StoreError("disk on fire")
 
@@ -216,7 +217,7 @@ def test_store_failure_rolls_back(store, monkeypatch):
 
 
 def test_commit_without_the_gate_module(store, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nda.gate", None)  # import fails → gate skipped
+    monkeypatch.setitem(sys.modules, "nda.analysis.gate", None)  # import fails → gate skipped
     r = commit(store, parse_sexpr("(int 1)"))
     assert r.ok and not r.gate_checked
     r = commit(store, parse_sexpr("(if (scope) (then)) (if (scope) (then))"))  # rejected by the run

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from nda.conformance import check_vector, load_vectors, spec_dir
-from nda.sandbox import available_tiers
+from nda.pipeline.conformance import check_vector, load_vectors, spec_dir
+from nda.sandbox.runner import available_tiers
 
 SPEC_VECTORS = spec_dir() / "conformance" / "vectors.jsonl"
 OWN_DIR = Path(__file__).parent / "conformance"

@@ -5,8 +5,8 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 
-from nda.link import MemoryResolver, link_module
-from nda.sandbox import available_tiers, run
+from nda.core.link import MemoryResolver, link_module
+from nda.sandbox.runner import available_tiers, run
 
 from progen import programs
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nda.cli import main
+from nda.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"

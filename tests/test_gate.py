@@ -1,4 +1,4 @@
-"""The gate's static validation (`nda.gate`): every finding kind with the runtime's own message,
+"""The gate's static validation (`nda.analysis.gate`): every finding kind with the runtime's own message,
 checked against tier 0 where a run can fail; and no false positives — the conformance vectors
 and the text examples that succeed give no findings, and on random programs (tests/progen.py) a
 reported node that a tier-0 run evaluates always makes that run fail, inside that node."""
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from nda import ir
-from nda.conformance import load_vectors, prepare, spec_dir
-from nda.errors import VALIDATION_ERROR, NdaError, ValidationError
-from nda.gate import analyze, validate, validate_or_raise, validate_triples
-from nda.interp import Interpreter
-from nda.link import GroupInfo, MemoryResolver, link_module
-from nda.sandbox import run
-from nda.sexpr import parse_sexpr
-from nda.state import Limits, RunState
-from nda.values import quantize, value_size
+from nda.core import ir
+from nda.pipeline.conformance import load_vectors, prepare, spec_dir
+from nda.core.errors import VALIDATION_ERROR, NdaError, ValidationError
+from nda.analysis.gate import analyze, validate, validate_or_raise, validate_triples
+from nda.tiers.interp import Interpreter
+from nda.core.link import GroupInfo, MemoryResolver, link_module
+from nda.sandbox.runner import run
+from nda.syntax.sexpr import parse_sexpr
+from nda.runtime.state import Limits, RunState
+from nda.runtime.values import quantize, value_size
 
 from progen import programs
 from text_strategies import EXAMPLES
@@ -443,7 +443,7 @@ def test_conformance_vectors():
 
 @pytest.mark.parametrize("src", EXAMPLES)
 def test_text_examples_give_no_findings(src):
-    from nda.text import parse_text
+    from nda.syntax.text import parse_text
 
     linked = link_module(parse_text(src))
     store = MemoryResolver()

@@ -7,9 +7,10 @@ import textwrap
 
 DEEP_AFTER_CALL = textwrap.dedent("""
     import sys
-    from nda import ir, sandbox
-    from nda.link import link_module, MemoryResolver
-    from nda.sexpr import parse_sexpr
+    from nda.core import ir
+    from nda.sandbox import runner as sandbox
+    from nda.core.link import link_module, MemoryResolver
+    from nda.syntax.sexpr import parse_sexpr
     base = sys.getrecursionlimit()
     u = parse_sexpr("(module (def f (scope (int 1))) (def main (scope (call @f))))")
     linked = link_module(u.module); st = MemoryResolver(); st.add_linked(linked)
@@ -41,8 +42,8 @@ def test_sexpr_plane_expansion_is_budgeted():
     """Review #2: 39 bytes of S-expression used to expand to 1 GiB of planes."""
     import pytest
 
-    from nda.errors import ParseError
-    from nda.sexpr import parse_sexpr
+    from nda.core.errors import ParseError
+    from nda.syntax.sexpr import parse_sexpr
 
     with pytest.raises(ParseError) as e:
         parse_sexpr("(matrix 65535 65535 :sign aa :extra 55)")
@@ -57,12 +58,12 @@ def test_sexpr_deep_nesting_with_a_raised_max_depth():
     """Review #12: a raised max_depth used to hit Python's recursion limit (uncaught)."""
     import pytest
 
-    from nda.errors import ParseError
-    from nda.sexpr import parse_sexpr
+    from nda.core.errors import ParseError
+    from nda.syntax.sexpr import parse_sexpr
 
     src = "(scope " * 900 + ")" * 900
     node = parse_sexpr(src, max_depth=1000).sequence[0]
-    from nda import ir
+    from nda.core import ir
     assert ir.node_depth(node) == 900
     with pytest.raises(ParseError):
         parse_sexpr(src)
@@ -75,7 +76,7 @@ def test_cli_refuses_a_huge_dim_before_allocating():
 
     from click.testing import CliRunner
 
-    from nda.cli import main
+    from nda.cli.app import main
 
     ex = Path(__file__).resolve().parents[1] / "examples" / "counter.sexpr"
     r = CliRunner().invoke(main, ["run", str(ex), "--dim", "1000000000", "--json"])
@@ -91,9 +92,9 @@ def test_text_operator_chains_are_bounded_by_node_nesting(tmp_path):
     import pytest
     from click.testing import CliRunner
 
-    from nda.cli import main
-    from nda.errors import ParseError
-    from nda.text import parse_text
+    from nda.cli.app import main
+    from nda.core.errors import ParseError
+    from nda.syntax.text import parse_text
 
     chains = {
         "binary": "fn main() { let x = 1" + " + 1" * 100000 + " }",
@@ -140,10 +141,10 @@ def _agree(results):
 
 EMPTY_LOOPS = """
     import time
-    from nda import sandbox
-    from nda.sexpr import parse_sexpr
-    from nda.state import Limits
-    from nda.text import parse_text
+    from nda.sandbox import runner as sandbox
+    from nda.syntax.sexpr import parse_sexpr
+    from nda.runtime.state import Limits
+    from nda.syntax.text import parse_text
     TIERS = ("interp", "closure", "native")
     def agree(rs):
         assert all(r.observable() == rs[0].observable() for r in rs), [r.observable()[3:9] for r in rs]
@@ -187,9 +188,9 @@ def test_deadline_is_checked_after_costly_kernels():
 
     import numpy as np
 
-    from nda import sandbox
-    from nda.state import Limits
-    from nda.text import parse_text
+    from nda.sandbox import runner as sandbox
+    from nda.runtime.state import Limits
+    from nda.syntax.text import parse_text
 
     lim = Limits(deadline_ms=100)
     cases = [
@@ -214,8 +215,8 @@ def test_dot_sums_in_index_order_without_a_python_loop():
 
     import numpy as np
 
-    from nda import kernels as K
-    from nda.values import NdaVec
+    from nda.runtime import kernels as K
+    from nda.runtime.values import NdaVec
 
     def reference(l, r):
         acc = np.float32(0.0)
@@ -245,8 +246,9 @@ def test_dot_sums_in_index_order_without_a_python_loop():
 
 SYSCALL_ARGS = """
     import numpy as np
-    from nda import sandbox, sexpr
-    from nda.state import Limits
+    from nda.sandbox import runner as sandbox
+    from nda.syntax import sexpr
+    from nda.runtime.state import Limits
     inp = np.ones(1 << 20, dtype=np.float32)   # a Vector of 262,152 accounted bytes
     lim = Limits(max_memory_bytes=16 << 20)
     def prog(k):
@@ -280,8 +282,8 @@ def test_syscall_arguments_are_memory_check_points():
 
 BIG_MATRIX = """
     import resource
-    from nda import sandbox
-    from nda.text import parse_text
+    from nda.sandbox import runner as sandbox
+    from nda.syntax.text import parse_text
     def peak():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     prog = parse_text("fn main() { matrix[16384, 16384] }")   # 2 × 32 MiB of planes
@@ -308,8 +310,8 @@ def test_blocked_gemv_equals_the_whole_decode():
     import numpy as np
     import pytest
 
-    from nda import kernels_tensor as T
-    from nda.values import quantize
+    from nda.runtime import kernels_tensor as T
+    from nda.runtime.values import quantize
 
     rng = np.random.default_rng(3)
     rows, cols = 1100, 3997  # 4.4 M weights (> WHOLE_F32_BYTES / 4), padded rows
@@ -336,8 +338,8 @@ def test_blocked_gemv_equals_the_whole_decode():
 
 CACHE_GROWTH = """
     import gc
-    from nda import sandbox
-    from nda.text import parse_text
+    from nda.sandbox import runner as sandbox
+    from nda.syntax.text import parse_text
     def rss():
         with open("/proc/self/status") as f:
             for line in f:
@@ -349,7 +351,7 @@ CACHE_GROWTH = """
         assert r.is_success(), r.error
         gc.collect()
         after.append(rss())
-    from nda.closure import default_engine
+    from nda.tiers.closure import default_engine
     e = default_engine()
     assert e.program_bytes <= e.program_byte_budget and sandbox._PROGRAM_INFO.nbytes <= 64 << 20
     print(after[5], after[-1])
@@ -367,8 +369,9 @@ def test_compile_caches_are_bounded_in_bytes():
 def test_cache_byte_accounting():
     import numpy as np
 
-    from nda import ir, sandbox
-    from nda.closure import Engine
+    from nda.core import ir
+    from nda.sandbox import runner as sandbox
+    from nda.tiers.closure import Engine
 
     def matrix_prog(k):  # 64 × 1024: 8 KiB per plane, a distinct content per k
         return (ir.Matrix(64, 1024, 0, bytes([k]) * 8192, bytes([255 - k]) * 8192),)
@@ -396,9 +399,11 @@ def test_cache_byte_accounting():
 def test_callee_depth_is_checked_against_the_current_limits():
     """Review #9: a callee compiled by a run with max_node_depth 1000 kept that verdict for a
     later run with 256 (limit bypassed), and the reverse order failed with "exceeds 1000"."""
-    from nda import ir, sandbox, sexpr
-    from nda.closure import Engine
-    from nda.state import Limits
+    from nda.core import ir
+    from nda.sandbox import runner as sandbox
+    from nda.syntax import sexpr
+    from nda.tiers.closure import Engine
+    from nda.runtime.state import Limits
 
     u = sexpr.parse_sexpr("(module (def main (scope (call @f))) (def f (scope (int 1))))")
     n = ir.Int(1)
@@ -421,8 +426,10 @@ def test_native_scratch_pools_are_bounded_per_engine():
     """Found while fixing #4: cached tier 2 units keep their regions' spare scratch blocks
     (up to 4 × 8 MiB per region), +4 MB per distinct program here. The spare blocks of one
     engine's regions now share a byte budget."""
-    from nda import native, sandbox, sexpr
-    from nda.closure import Engine
+    from nda.tiers import native
+    from nda.sandbox import runner as sandbox
+    from nda.syntax import sexpr
+    from nda.tiers.closure import Engine
 
     eng = Engine()
     budget = native._BUDGETS.setdefault(eng, native._PoolBudget(3 << 20))
@@ -432,7 +439,7 @@ def test_native_scratch_pools_are_bounded_per_engine():
         assert r.is_success() and r.executed_nodes == 400006, r.error
         assert 0 <= budget.bytes <= 3 << 20
     assert budget.bytes >= 1 << 20  # blocks are still pooled within the budget
-    from nda import native_codegen
+    from nda.tiers import native_codegen
     assert all(native.buffer_offset(k) == native_codegen.buffer_offset(k) for k in range(40))
     eng.cache_clear()
     import gc

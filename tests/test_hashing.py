@@ -8,17 +8,17 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nda.binary_v2 import EncodeError, UnresolvedNameError, encode_node
-from nda.errors import CALL_TARGET_NOT_FOUND, VALIDATION_ERROR, NdaError
-from nda.hashing import (
+from nda.core.binary_v2 import EncodeError, UnresolvedNameError, encode_node
+from nda.core.errors import CALL_TARGET_NOT_FOUND, VALIDATION_ERROR, NdaError
+from nda.core.hashing import (
     HashTargetError, Hasher, alias_of, file_sha, group_hash, h1, h2, index_root, kv_token_hash,
     member_address, program_entry_hash, program_hash, snapshot_hash, string_hash,
 )
-from nda.ir import (
+from nda.core.ir import (
     Add, Bitwise, BitwiseOp, Call, CmpOp, Compare, Def, Float, GroupRef, Hash32, If, Int,
     Legacy64, Let, Load, Matrix, Module, NamedRef, Norm, Return, Scope, name_hash,
 )
-from nda.link import (
+from nda.core.link import (
     Callee, LinkError, MemoryResolver, build_group, link_module, rewrite_calls, tarjan_scc,
 )
 
@@ -304,7 +304,7 @@ def test_long_call_chain_links_without_recursion():
 
 
 def _walk(node):
-    from nda.ir import walk
+    from nda.core.ir import walk
     return walk(node)
 
 

@@ -1,4 +1,4 @@
-"""Tests for nda.kernels: GEMV, RMS norm, Add, VecOp, Compare, Bitwise, Math, MathFunc, Cast,
+"""Tests for nda.runtime.kernels: GEMV, RMS norm, Add, VecOp, Compare, Bitwise, Math, MathFunc, Cast,
 Dot, Gemv and the simulated machine (values-and-kernels.md §7–§13, language.md §3.2–§3.3)."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nda.errors import DIMENSION_MISMATCH, OUT_OF_BOUNDS, TYPE_ERROR, NdaRuntimeError
+from nda.core.errors import DIMENSION_MISMATCH, OUT_OF_BOUNDS, TYPE_ERROR, NdaRuntimeError
 from fractions import Fraction
 
-from nda.kernels import (
+from nda.runtime.kernels import (
     Machine, _cr_slow, _fraction_to_f32, add_vals, bitwise, bitwise_not, cast, compare, cos_f32,
     MatrixWeights, NormGain, decode_matrix_f32, dot, exp_f32, gemv, isqrt_inv, math, mathfunc,
     matrix_apply, matrix_weights, norm_apply, norm_gain, peek, poke, print_line, silu_f32, sin_f32, syscall_print_line, vec_add, vecop,
 )
-from nda.values import (
+from nda.runtime.values import (
     I32_MAX, I32_MIN, NdaVec, Scalar, bits_f32, encode, f32_bits, quantize, wrap32,
 )
 

@@ -7,10 +7,10 @@ import sys
 import anyio
 import pytest
 
-from nda.mcp_server import ServerConfig, Tools, build_server, clamp_limits
-from nda.sandbox import run
-from nda.sexpr import parse_sexpr
-from nda.state import Limits
+from nda.mcp.server import ServerConfig, Tools, build_server, clamp_limits
+from nda.sandbox.runner import run
+from nda.syntax.sexpr import parse_sexpr
+from nda.runtime.state import Limits
 
 COUNTER = "(let i (int 0)) (loop 5 (store i (add (load i) (int 1)))) (print (load i)) (load i)"
 MODULE = """(module
@@ -128,7 +128,7 @@ def test_nda_mcp_serves_on_stdio(tmp_path):
     from mcp import Client, StdioServerParameters
 
     params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "nda.cli", "mcp", "--store", str(tmp_path / "s.db")])
+                                   args=["-m", "nda", "mcp", "--store", str(tmp_path / "s.db")])
 
     async def go():
         with anyio.fail_after(60):

@@ -1,4 +1,4 @@
-"""Tier 2 (nda.native): pure scalar regions in native code must be indistinguishable from tier 0.
+"""Tier 2 (nda.tiers.native): pure scalar regions in native code must be indistinguishable from tier 0.
 
 Every test compares `SandboxResult.observable()` of tiers native and auto with the interpreter,
 and checks through a spy on `native.Region` that native code really ran (or, for the guards and
@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nda import ir
-from nda import native
-from nda.closure import Engine
-from nda.sandbox import available_tiers, run
-from nda.sexpr import parse_sexpr
-from nda.state import Limits
+from nda.core import ir
+from nda.tiers import native
+from nda.tiers.closure import Engine
+from nda.sandbox.runner import available_tiers, run
+from nda.syntax.sexpr import parse_sexpr
+from nda.runtime.state import Limits
 
 BIG = Limits(fuel=10**8, deadline_ms=60_000)
 
@@ -77,9 +77,9 @@ def test_native_tier_registered():
 
 
 def test_import_is_lazy():
-    code = ("import sys, nda.native, nda.sandbox; "
+    code = ("import sys, nda.tiers.native, nda.sandbox; "
             "assert 'llvmlite' not in sys.modules, 'llvmlite imported'; "
-            "assert 'nda.native_codegen' not in sys.modules; print('ok')")
+            "assert 'nda.tiers.native_codegen' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -87,11 +87,11 @@ def test_import_is_lazy():
 def test_without_llvmlite_runs_tier1(monkeypatch):
     monkeypatch.setattr(native, "_JIT", None)
     monkeypatch.setattr(native, "_FOUND", None)
-    for m in ("llvmlite", "llvmlite.binding", "nda.native_codegen"):
+    for m in ("llvmlite", "llvmlite.binding", "nda.tiers.native_codegen"):
         monkeypatch.setitem(sys.modules, m, None)
     # `from . import native_codegen` finds the package attribute left by an earlier import
-    import nda
-    monkeypatch.delattr(nda, "native_codegen", raising=False)
+    import nda.tiers
+    monkeypatch.delattr(nda.tiers, "native_codegen", raising=False)
     src = "(let s (int 0)) (loop 10 (store s (add (load s) (int 3)))) (load s)"
     oracle = run(_seq(src), [], tier="interp")
     for t in ("native", "auto"):

@@ -15,20 +15,20 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nda import ir
-from nda.closure import Compiler, Engine
-from nda.errors import NdaError
-from nda.interp import Interpreter
-from nda.opt_nodes import (
+from nda.core import ir
+from nda.tiers.closure import Compiler, Engine
+from nda.core.errors import NdaError
+from nda.tiers.interp import Interpreter
+from nda.tiers.opt_nodes import (
     DeadTail, Elide, Folded, IfFolded, Scev, Unrolled, format_sequence, strip_seq,
 )
-from nda.optimize import (
+from nda.tiers.optimize import (
     PASSES, dce_pass, fold_pass, match_scev, optimize_node, optimize_sequence, unroll_pass,
 )
-from nda.sandbox import available_tiers, run
-from nda.sexpr import parse_sexpr
-from nda.state import Limits, RunState
-from nda.values import NdaVec, Scalar, quantize, value_size
+from nda.sandbox.runner import available_tiers, run
+from nda.syntax.sexpr import parse_sexpr
+from nda.runtime.state import Limits, RunState
+from nda.runtime.values import NdaVec, Scalar, quantize, value_size
 
 H = ir.name_hash
 S, I, X, Y, Z = (H(n) for n in ("s", "i", "x", "y", "z"))
@@ -434,7 +434,7 @@ def test_timings_and_dump_api():
 
 
 def test_cli_dump_after_and_pass_timings(tmp_path):
-    from nda.cli import main
+    from nda.cli.app import main
 
     p = tmp_path / "p.sexpr"
     p.write_text("(let s (int 0)) (loop 3 (store s (add (load s) (int 1)))) (print (load s))")
@@ -626,7 +626,7 @@ def test_differential_pass_subsets_full_state(case, passes, kinds):
 
 
 def test_callee_optimization_through_the_sandbox():
-    from nda.sexpr import parse_sexpr as ps
+    from nda.syntax.sexpr import parse_sexpr as ps
 
     src = ("(module (def f (scope (let n (scope)) (if (scope) (then)) (let k (int 2))"
            "  (let t (int 0)) (loop 30 (store t (add (load t) (load n))) (store n (add (load n) (load k))))"

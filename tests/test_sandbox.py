@@ -6,13 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from nda import ir
-from nda.closure import Compiler, Engine
-from nda.interp import Interpreter
-from nda.link import MemoryResolver, link_module
-from nda.sandbox import SandboxResult, available_tiers, resolve_tier, run
-from nda.sexpr import parse_sexpr
-from nda.state import Limits
+from nda.core import ir
+from nda.tiers.closure import Compiler, Engine
+from nda.tiers.interp import Interpreter
+from nda.core.link import MemoryResolver, link_module
+from nda.sandbox.runner import SandboxResult, available_tiers, resolve_tier, run
+from nda.syntax.sexpr import parse_sexpr
+from nda.runtime.state import Limits
 
 TIERS = available_tiers()
 COUNTER = parse_sexpr("(let i (int 0)) (loop 1000 (store i (add (load i) (int 1)))) (load i)").sequence
@@ -123,7 +123,7 @@ def test_result_has_every_field():
 
 
 def test_program_hash_is_h2_of_scope():
-    from nda.hashing import h2
+    from nda.core.hashing import h2
 
     res = run((ir.Int(42),), [], tier="interp")
     assert res.program_hash == h2(ir.Scope((ir.Int(42),))).hex() == "3d6671a856c5b8970992b528883ab9fbb7f9957fb0848af92c5b7d15e8c46d3c"
@@ -154,7 +154,7 @@ def test_program_cache_keyed_by_h2_and_bounded():
 
 
 def test_callee_compiled_once_per_address(monkeypatch):
-    import nda.closure as C
+    import nda.tiers.closure as C
 
     calls = []
     real = C.compile_callee
@@ -204,7 +204,7 @@ ONE_OF_EACH = parse_sexpr(
 
 
 def test_sexpr_printer_handles_every_kind():
-    from nda.sexpr import _FORMS, parse_node, print_node
+    from nda.syntax.sexpr import _FORMS, parse_node, print_node
 
     assert len(_FORMS) == 34
     assert {type(n) for n in ONE_OF_EACH} == set(ir.NODE_CLASSES)

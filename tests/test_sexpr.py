@@ -5,9 +5,9 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nda import ir
-from nda.errors import ParseError
-from nda.sexpr import parse_node, parse_sexpr, print_module, print_node, print_sexpr, print_unit
+from nda.core import ir
+from nda.core.errors import ParseError
+from nda.syntax.sexpr import parse_node, parse_sexpr, print_module, print_node, print_sexpr, print_unit
 
 from strategies import nodes, programs
 

@@ -8,20 +8,21 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nda import ir
-from nda.errors import NdaError, StoreError, ValidationError
-from nda.hashing import (
+from nda.pipeline.load import load_stored
+from nda.core import ir
+from nda.core.errors import NdaError, StoreError, ValidationError
+from nda.core.hashing import (
     alias_of, h1, h2, kv_token_hash, program_entry_hash, program_hash, snapshot_hash,
 )
-from nda.ir import name_hash
-from nda.link import link_module
-from nda.pipeline import UsageError
-from nda.sandbox import run
-from nda.sexpr import parse_sexpr
-from nda.store import (
+from nda.core.ir import name_hash
+from nda.core.link import link_module
+from nda.pipeline.load import UsageError
+from nda.sandbox.runner import run
+from nda.syntax.sexpr import parse_sexpr
+from nda.store.sitemap import (
     EMPTY_ROOT, SiteMap, be8, commit_id_of, e_node, state_root_of,
 )
-from nda.store_sitemap_dir import decode_kv_record, encode_kv_record
+from nda.store.sitemap_dir import decode_kv_record, encode_kv_record
 
 from strategies import programs
 
@@ -188,19 +189,19 @@ def test_load_program_ref_hash_prefix_name(store):
     root = store.put_program(seq("(let x (int 5)) (print (load x))"))
     store.register_string("x")
     for ref in (root.hex(), root.hex()[:8], root.hex()[:13].upper()):
-        ld = store.load_program_ref(ref)
+        ld = load_stored(store, ref)
         assert ld.sequence == tuple(seq("(let x (int 5)) (print (load x))"))
         assert ld.resolver is store and ld.names == {name_hash("x"): "x"}
     store.bind_name("prog", root)
-    assert store.load_program_ref("prog").sequence[0] == ir.Let(name_hash("x"), ir.Int(5))
-    assert store.load_program_ref(f"#x:{h1(ir.Scope(tuple(seq('(let x (int 5)) (print (load x))')))):016x}")
+    assert load_stored(store, "prog").sequence[0] == ir.Let(name_hash("x"), ir.Int(5))
+    assert load_stored(store, f"#x:{h1(ir.Scope(tuple(seq('(let x (int 5)) (print (load x))')))):016x}")
     for bad in ("nothing", root.hex()[:7], "0" * 64, "zz" * 32):
         with pytest.raises(UsageError):
-            store.load_program_ref(bad)
+            load_stored(store, bad)
     # group member: GroupRef calls become Hash32 of the members
     linked = link_module(parse_sexpr(SUM_MODULE).module)
     store.put_module(linked)
-    ld = store.load_program_ref("sum")
+    ld = load_stored(store, "sum")
     assert not any(type(n) is ir.Call and type(n.target) is ir.GroupRef for s in ld.sequence for n in ir.walk(s))
 
 
@@ -377,7 +378,7 @@ def test_reopen_keeps_everything(tmp_path):
     with SiteMap.open(p) as s:
         assert (s.stats(), s.log(), s.root()) == state
         assert s.verify() == []
-        res = run(s.load_program_ref(root.hex()).sequence, [], store=s, tier="interp")
+        res = run(load_stored(s, root.hex()).sequence, [], store=s, tier="interp")
         assert res.output_log == ["[print] [10.0]"]
 
 

@@ -6,9 +6,9 @@ import random
 import select
 import signal
 
-from nda import ir
-from nda.ir import name_hash
-from nda.store import SiteMap
+from nda.core import ir
+from nda.core.ir import name_hash
+from nda.store.sitemap import SiteMap
 
 from test_store import kv_rec
 

@@ -6,9 +6,9 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from nda.cli import main
-from nda.ir import name_hash
-from nda.store import SiteMap
+from nda.cli.app import main
+from nda.core.ir import name_hash
+from nda.store.sitemap import SiteMap
 
 from test_store import SUM_MODULE
 from test_store_sitemap_dir import make_original

@@ -5,17 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from nda import ir
-from nda.binary_v1 import decode_v1, encode_v1
-from nda.hashing import (
+from nda.pipeline.load import load_stored
+from nda.core import ir
+from nda.syntax.binary_v1 import decode_v1, encode_v1
+from nda.core.hashing import (
     alias_of, file_sha, h1, h2, index_root, kv_token_hash, program_entry_hash, snapshot_hash,
 )
-from nda.ir import name_hash
-from nda.link import link_module
-from nda.sandbox import run
-from nda.sexpr import parse_sexpr
-from nda.store import SiteMap
-from nda.errors import StoreError
+from nda.core.ir import name_hash
+from nda.core.link import link_module
+from nda.sandbox.runner import run
+from nda.syntax.sexpr import parse_sexpr
+from nda.store.sitemap import SiteMap
+from nda.core.errors import StoreError
 
 from test_store import SUM_MODULE, kv_rec
 
@@ -97,7 +98,7 @@ def test_import_original_directory(tmp_path):
         assert s.find_triples(11) == [(11, 1, 12)]  # node-origin, historical only
         assert s.find_live_triples(11) == []
         assert s.resolve_string(name_hash("alice")) == "alice"
-        res = run(s.load_program_ref(h2(orig["caller"]).hex()).sequence, [], store=s, tier="interp")
+        res = run(load_stored(s, h2(orig["caller"]).hex()).sequence, [], store=s, tier="interp")
         assert res.is_success() and res.output_vec == [5.0]
         assert s.verify() == []
 

@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 
-from nda import ir
-from nda.link import link_module
-from nda.sexpr import parse_sexpr
-from nda.store import SiteMap, be8
+from nda.core import ir
+from nda.core.link import link_module
+from nda.syntax.sexpr import parse_sexpr
+from nda.store.sitemap import SiteMap, be8
 
 from test_store import SUM_MODULE, kv_rec
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from nda.errors import PARSE_ERROR, ParseError, Span
-from nda.text import MAX_NESTING, parse_text
+from nda.core.errors import PARSE_ERROR, ParseError, Span
+from nda.syntax.text import MAX_NESTING, parse_text
 
 
 def errors(src: str):

@@ -1,6 +1,6 @@
 """The six example programs of language.md §6: text → IR equals the given S-expression.
 
-Expected IR is written by hand with nda.ir constructors; the S-expression reader is used as a
+Expected IR is written by hand with nda.core.ir constructors; the S-expression reader is used as a
 second, independent witness, and the linked programs are run once end to end.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from nda.ir import (
+from nda.core.ir import (
     Add, Bitwise, BitwiseOp, Call, CmpOp, Compare, If, Int, Let, Load, Loop, Math, MathOp, Matrix,
     NamedRef, Norm, Peek, Poke, Print, Return, Scope, Store, While, name_hash,
 )
-from nda.text import parse_text, print_text, parse_text_with_names
+from nda.syntax.text import parse_text, print_text, parse_text_with_names
 from text_strategies import EXAMPLES
 
 s, x, n = name_hash("s"), name_hash("x"), name_hash("n")
@@ -74,7 +74,7 @@ def test_example_lowers_to_spec_ir(i):
 
 @pytest.mark.parametrize("i", range(6))
 def test_example_matches_sexpr_reader(i):
-    from nda.sexpr import parse_sexpr
+    from nda.syntax.sexpr import parse_sexpr
 
     m = parse_text(EXAMPLES[i])
     if i == 4:
@@ -123,8 +123,8 @@ RUNS = [  # (input, prints, output_vec prefix, output length, executed_nodes)
 
 @pytest.mark.parametrize("i", range(6))
 def test_example_runs_as_specified(i):
-    from nda.link import MemoryResolver, link_module
-    from nda.sandbox import run
+    from nda.core.link import MemoryResolver, link_module
+    from nda.sandbox.runner import run
 
     linked = link_module(parse_text(EXAMPLES[i]))
     resolver = MemoryResolver()

@@ -55,8 +55,8 @@ def test_fuzz_random_text(src):
 def test_bytes_input_is_decoded_with_replacement():
     import pytest
 
-    from nda.errors import ParseError
-    from nda.text import parse_text
+    from nda.core.errors import ParseError
+    from nda.syntax.text import parse_text
 
     assert parse_text(b"fn main() { 1 } // \xff\xfe").get("main").children[0].value == 1
     with pytest.raises(ParseError) as ei:

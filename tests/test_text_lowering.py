@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from nda.errors import Span
-from nda.ir import (
+from nda.core.errors import Span
+from nda.core.ir import (
     Add, Bitwise, BitwiseOp, Break, Call, Cast, CmpOp, Compare, Dot, Float, Gemv, If, Int, Let,
     Load, Loop, Math, MathFunc, MathFuncKind, MathOp, Matrix, Module, NamedRef, Norm, Peek, Poke,
     Print, Return, Scope, Store, TypeKind, VecOp, VecOpKind, While, name_hash,
 )
-from nda.text import parse_text, parse_text_with_names, tokenize
+from nda.syntax.text import parse_text, parse_text_with_names, tokenize
 
 x, y, z = name_hash("x"), name_hash("y"), name_hash("z")
 
@@ -133,7 +133,7 @@ def test_synthetic_matrices(src, node):
 
 
 def test_plane_budget_guard():
-    from nda.errors import ParseError
+    from nda.core.errors import ParseError
 
     with pytest.raises(ParseError) as ei:
         parse_text("fn main() { matrix[65535, 65535] }")
@@ -241,7 +241,7 @@ def test_columns_count_code_points():
     assert [(t.kind, t.line, t.col) for t in toks] == [
         ("STRING", 1, 1), ("IDENT", 1, 6), ("IDENT", 2, 2), ("EOF", 2, 3)]
     assert toks[0].value == "éé"
-    from nda.errors import ParseError
+    from nda.core.errors import ParseError
 
     with pytest.raises(ParseError) as ei:
         parse_text("fn main() { x = 'é' }")
@@ -257,7 +257,7 @@ def test_names_are_reported():
 
 
 def test_every_node_carries_a_span():
-    from nda.ir import walk
+    from nda.core.ir import walk
 
     from text_strategies import EXAMPLES
 

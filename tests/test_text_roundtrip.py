@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from nda.ir import (
+from nda.core.ir import (
     Add, Alloc, Atomic, AtomicOp, Bitwise, BitwiseOp, Call, Cast, Def, Float,
     GpuDispatch, GroupRef, Hash32, If, Int, Legacy64, Let, Load, Loop, Math, MathOp, Matrix,
     Module, NamedRef, Norm, Print, RegInt, Return, Scope, Spawn, Store, Syscall, Triple, TypeKind,
     VecOp, VecOpKind, name_hash, walk,
 )
-from nda.text import (
+from nda.syntax.text import (
     InexpressibleError, UnknownNameError, check_text_expressible, is_text_expressible, parse_text,
     parse_text_with_names, print_text, print_text_nodes,
 )
-from nda.text import lower as L
+from nda.syntax.text import lower as L
 from text_strategies import text_modules
 
 x, y = name_hash("x"), name_hash("y")

@@ -10,13 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nda import gate, sandbox
-from nda import tokens as T
-from nda.errors import PARSE_ERROR, ParseError
-from nda.hashing import h2, program_hash
-from nda.ir import Call, Hash32, Int, Norm, Op, Scope, walk
-from nda.link import MemoryResolver
-from nda.tokens import Tok, TokenStreamError
+from nda.pipeline.load import load_stored
+from nda.analysis import gate
+from nda.sandbox import runner as sandbox
+from nda.syntax import tokens as T
+from nda.syntax import tokens_text as TT
+from nda.pipeline.commit import commit_stream
+from nda.core.errors import PARSE_ERROR, ParseError
+from nda.core.hashing import h2, program_hash
+from nda.core.ir import Call, Hash32, Int, Norm, Op, Scope, walk
+from nda.core.link import MemoryResolver
+from nda.syntax.tokens import Tok, TokenStreamError
 
 _spec = importlib.util.spec_from_file_location(
     "fuzz_tokens", Path(__file__).resolve().parents[1] / "bench" / "fuzz_tokens.py")
@@ -153,7 +157,7 @@ def test_call_masked_without_an_existing_target():
 
 
 def test_store_provider_on_a_sitemap_uses_bound_names(tmp_path):
-    from nda.store import SiteMap
+    from nda.store.sitemap import SiteMap
 
     with SiteMap.open(str(tmp_path / "s.db")) as store:
         addr = store.put_node(CALLEE)
@@ -325,7 +329,7 @@ def test_verifier_accepts_generated_streams():
             q = T.verify_stream(p.tokens, budget=budget, target_exists=fuzz_tokens.target_exists)
             assert (q.scope, q.root, q.tokens) == (p.scope, p.root, p.tokens)
             assert q.forced == (p.forced if budget is not None else False)
-        q = T.verify_text(p.to_text())
+        q = TT.verify_text(p.to_text())
         assert (q.scope, q.root, q.forced, q.budget) == (p.scope, p.root, p.forced, p.budget)
         assert T.verify_stream(p.tokens, p.root, budget=p.budget).root == p.root
         # the claim may travel out of band: stream without its ROOT item
@@ -337,12 +341,12 @@ def test_text_form_roundtrip_and_syntax():
     text = p.to_text()
     assert text.startswith("BUDGET:40 COND:896 SCOPE MATRIX:128 NORM SCOPE INT:-3 CALL:" + CALLEE_H.hex())
     assert text.endswith("ROOT:" + p.root.hex())
-    parsed = T.parse_stream(text)
+    parsed = TT.parse_stream(text)
     assert parsed.budget == 40 and parsed.conditioning_len == 896
     assert parsed.items == tuple((int(t), v) for t, v in p.tokens)
     # names are case-insensitive, ids accepted, lines and tabs are whitespace
     alt = text.replace("SCOPE", "scope").replace(" NORM", "\n\t3")
-    assert T.verify_text(alt).root == p.root
+    assert TT.verify_text(alt).root == p.root
     assert T.format_stream(parsed.items) == text.split(" ", 2)[2]
 
 
@@ -444,7 +448,7 @@ def test_text_errors_carry_index_and_position():
     ]
     for src, index, reason, match, line, col in cases:
         with pytest.raises(TokenStreamError, match=match) as ei:
-            T.verify_text(src)
+            TT.verify_text(src)
         e = ei.value
         assert (e.index, e.reason) == (index, reason), (src, e.message)
         assert e.span is not None and e.span.line >= 1 and e.span.col >= 1
@@ -453,12 +457,12 @@ def test_text_errors_carry_index_and_position():
         d = e.diagnostics[0]
         assert d.code == PARSE_ERROR and d.message == e.message and d.span == e.span
     with pytest.raises(TokenStreamError, match="header BUDGET:40 differs from the expected 30"):
-        T.verify_text(text, budget=30)
-    assert T.verify_text(text, budget=40, conditioning_len=896).root == p.root
+        TT.verify_text(text, budget=30)
+    assert TT.verify_text(text, budget=40, conditioning_len=896).root == p.root
     stripped = " ".join(w for w in text.split() if not w.startswith(("BUDGET", "COND")))
-    assert T.verify_text(stripped, conditioning_len=896).budget is None
+    assert TT.verify_text(stripped, conditioning_len=896).budget is None
     with pytest.raises(TokenStreamError, match="root mismatch"):
-        T.verify_text(stripped, conditioning_len=64)  # widths feed Matrix cols / Norm size
+        TT.verify_text(stripped, conditioning_len=64)  # widths feed Matrix cols / Norm size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,7 +517,7 @@ def test_random_logits_give_valid_verified_programs(logits, budget, seed, with_c
     exists = T.target_checker(r)
     q = T.verify_stream(p.tokens, p.root, budget=budget, conditioning_len=cond, target_exists=exists)
     assert (q.scope, q.root, q.forced) == (p.scope, p.root, p.forced)
-    q = T.verify_text(p.to_text(), target_exists=exists)
+    q = TT.verify_text(p.to_text(), target_exists=exists)
     assert (q.scope, q.root, q.forced) == (p.scope, p.root, p.forced)
     if cond <= 64 and budget <= 40:
         res = sandbox.run(p.sequence, [1.0] * cond, store=r, tier="interp")
@@ -569,8 +573,8 @@ def test_fuzz_text_raises_only_the_typed_error(text):
 def _cli():
     import click
 
-    from nda import cli_tokens
-    from nda.cli import NdaGroup
+    from nda.cli import tokens as cli_tokens
+    from nda.cli.app import NdaGroup
 
     @click.group(cls=NdaGroup)
     def g():
@@ -612,7 +616,7 @@ def test_cli_store_targets(tmp_path):
 
     from click.testing import CliRunner
 
-    from nda.store import SiteMap
+    from nda.store.sitemap import SiteMap
 
     db = str(tmp_path / "s.db")
     with SiteMap.open(db) as store:
@@ -648,7 +652,7 @@ def test_huge_and_deep_values_raise_only_the_typed_error():
         (lambda: T.verify_stream([0, (5, deep)]), 1), (lambda: T.verify_stream([0, (0, deep)]), 1),
         (lambda: T.verify_stream([0, 1, (6, deep)]), 2), (lambda: T.verify_stream([0, 1], huge), 0),
         (lambda: T.verify_stream([0, 1], deep), 0), (lambda: T.step(T.start(5), huge), 1),
-        (lambda: T.step(T.start(5), deep), 1), (lambda: T.parse_stream(None), 0), (lambda: T.verify_text(5), 0),
+        (lambda: T.step(T.start(5), deep), 1), (lambda: TT.parse_stream(None), 0), (lambda: TT.verify_text(5), 0),
     ]
     for k, (call, index) in enumerate(cases):
         with pytest.raises(TokenStreamError) as ei:
@@ -662,17 +666,17 @@ def test_huge_and_deep_values_raise_only_the_typed_error():
 
 
 def test_commit_stream_stores_the_verified_root_and_refuses_forced_or_off_scope(tmp_path):
-    from nda.store import SiteMap
+    from nda.store.sitemap import SiteMap
 
     store = SiteMap.open(str(tmp_path / "s.db"))
     try:
         s = T.start(10)
         for tok in (T.Tok.NORM, T.Tok.END_SCOPE):
             s = T.step(s, tok)
-        good = T.verify_text(T.finish(s).to_text())
-        res = T.commit_stream(store, good, "norm", name="n")
+        good = TT.verify_text(T.finish(s).to_text())
+        res = commit_stream(store, good, "norm", name="n")
         assert res.ok and res.root == good.root and res.scope["passed"]
-        assert store.load_program_ref("n").sequence == good.sequence
+        assert load_stored(store, "n").sequence == good.sequence
         before = len(store.log())
 
         forced = T.start(2)
@@ -680,13 +684,13 @@ def test_commit_stream_stores_the_verified_root_and_refuses_forced_or_off_scope(
             forced = T.step(forced, tok)
         forced = T.finish(forced)
         assert forced.forced
-        res = T.commit_stream(store, forced)
+        res = commit_stream(store, forced)
         assert not res.ok and res.stage == "tokens" and "forced" in res.reason
 
         s = T.start(10)
         for tok in (T.Tok.BIT1, T.Tok.END_SCOPE):  # output [1.0] vs 896 ones: similarity 0
             s = T.step(s, tok)
-        res = T.commit_stream(store, T.finish(s))
+        res = commit_stream(store, T.finish(s))
         assert not res.ok and res.stage == "scope"
         assert len(store.log()) == before  # nothing written by the rejections
     finally:
@@ -698,7 +702,7 @@ def test_tokens_commit_verb(tmp_path):
 
     from click.testing import CliRunner
 
-    from nda.cli import main
+    from nda.cli.app import main
 
     s = T.start(10)
     for tok in (T.Tok.NORM, T.Tok.END_SCOPE):

@@ -3,13 +3,13 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from nda import ir
-from nda.errors import DecodeError, ParseError
-from nda.hashing import alias_of, h1
-from nda.ir import name_hash
-from nda.link import MemoryResolver, link_module
-from nda.sexpr import parse_sexpr
-from nda.triples import (
+from nda.core import ir
+from nda.core.errors import DecodeError, ParseError
+from nda.core.hashing import alias_of, h1
+from nda.core.ir import name_hash
+from nda.core.link import MemoryResolver, link_module
+from nda.syntax.sexpr import parse_sexpr
+from nda.syntax.triples import (
     CALLS, DEFINES, IMPORTS, TripleRecord, decode_record, decode_records, derived_triples,
     encode_record, format_triples_text, node_triples, parse_triples_text, validate_triples,
 )
@@ -95,7 +95,7 @@ def test_validation_messages_in_the_original_order():
 
 
 def test_validation_agrees_with_the_gate():
-    from nda.gate import validate_triples as gate_validate
+    from nda.analysis.gate import validate_triples as gate_validate
 
     batch = [(0, 0, 0), (1, 1, 1), (2, 3, 4), (2, 3, 4)]
     assert validate_triples(batch) == gate_validate(batch)

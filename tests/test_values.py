@@ -1,4 +1,4 @@
-"""Tests for nda.values: codes and planes, ENCODE, the quantizer, broadcasts, JitVal helpers,
+"""Tests for nda.runtime.values: codes and planes, ENCODE, the quantizer, broadcasts, JitVal helpers,
 memory sizes and print formats (values-and-kernels.md §1–§6, runtime.md §5–§6)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nda.values import (
+from nda.runtime.values import (
     I32_MAX, I32_MIN, NdaVec, Scalar, bits_f32, broadcast_float, broadcast_scalar, encode,
     encode_array, f32, f32_bits, fmt_f32, fmt_list, is_vector, kind_name, make_scalar, pow2_f32,
     quantize, quantize1, real, sat_i8, to_f32, to_f32_list, truthy, value_size, wrap32,

@@ -4,16 +4,20 @@ typed error — never an AttributeError/KeyError from a missing case."""
 
 import pytest
 
-from nda import binary_v1, binary_v2, gate, hashing, ir
-from nda.errors import NdaError
-from nda.link import MemoryResolver
-from nda.native import analyze as native_analyze
-from nda.optimize import optimize_sequence
-from nda.opt_nodes import strip
-from nda.sandbox import run
-from nda.sexpr import parse_node, print_node
-from nda.text import InexpressibleError, print_text_nodes
-from nda.triples import node_triples
+from nda.syntax import binary_v1
+from nda.core import binary_v2
+from nda.analysis import gate
+from nda.core import hashing
+from nda.core import ir
+from nda.core.errors import NdaError
+from nda.core.link import MemoryResolver
+from nda.tiers.native import analyze as native_analyze
+from nda.tiers.optimize import optimize_sequence
+from nda.tiers.opt_nodes import strip
+from nda.sandbox.runner import run
+from nda.syntax.sexpr import parse_node, print_node
+from nda.syntax.text import InexpressibleError, print_text_nodes
+from nda.syntax.triples import node_triples
 
 from test_sandbox import ONE_OF_EACH
 

@@ -1,7 +1,7 @@
 """Hypothesis strategies for the text front end.
 
 In: nothing (hypothesis draws).
-Out: `text_modules()` — pairs `(module, names)` of random *text-expressible* `nda.ir.Module`s
+Out: `text_modules()` — pairs `(module, names)` of random *text-expressible* `nda.core.ir.Module`s
 (every construct of `language.md` §4.3: prologues, calls between the module's functions,
 static and dynamic loops with correctly numbered `_loop_cnt_{i}` counters, else-if chains,
 synthetic matrices and norms, negative and special float literals, all operators) and the
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from nda.ir import (
+from nda.core.ir import (
     Add, Bitwise, BitwiseOp, Break, Cast, CmpOp, Compare, Def, Dot, Float, Gemv, If, Int, Let,
     Load, Loop, Math, MathFunc, MathFuncKind, MathOp, Module, Peek, Poke, Print, Return, Scope,
     Store, VecOp, VecOpKind, While, name_hash,
 )
-from nda.text import KEYWORDS
-from nda.text import lower as L
+from nda.syntax.text import KEYWORDS
+from nda.syntax.text import lower as L
 
 IDENTS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,7}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
 I32 = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, 1, -1, 2**31 - 1, -(2**31)]))

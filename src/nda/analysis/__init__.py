@@ -1,0 +1,6 @@
+"""Analysis: the gate — static validation before anything runs or is stored.
+
+In: an IR sequence (and optionally the input width, limits and a call resolver).
+Out: every finding at once as `Diagnostic`s (`gate.check_program`), each with the code the
+run would give. `gate_absint` is its abstract interpreter over stacks of abstract values.
+"""

@@ -1,0 +1,796 @@
+"""The gate's abstract interpreter: stack, shape, unbound-Load and limit findings (runtime.md §7).
+
+In: one frame's top-level sequence (the program, or a linked function's node as a one-element
+sequence), the starting abstract stack (`[Vec(len(input))]` for the program, unknown for other
+functions), `Limits`.
+Out: `Frame.findings()` — `(node, message, hint, kind)` for every node that fails **every time it
+is reached**, with tier 0's own message (`interp.py` is the definition mirrored here), and
+`Syntax.min_cost` — lower bounds on executed nodes for the fuel check (`gate.fuel_check`).
+
+Abstract values (a plain `str` or `int`, so that stacks are hashable tuples):
+`"i"` Int0 = `Scalar(_, 0)`, `"s"` any Scalar, `"f"` Float, `n: int` Vec(n), `"v"` Vec(?),
+`"a"` Any. A state is `St(stack, env, clean)`: `stack` a tuple (bottom first, nothing below it)
+or `None` = unknown; `env` maps a name hash to the abstract value last written; `clean` says no
+Poke or Call can have filled the MMIO map (memory messages are then exact). `None` instead of
+a state means unreachable. Each node yields an `Outcome(cont, brk, ret)`: the state when it
+signals Continue, Break or Return. Expression children (operands, conditions, Let inits, Return
+values) ignore signals, so their three states are joined; sequences stop at Break/Return and
+do not check code after an unconditional one.
+
+Soundness rules (never report a node that could succeed when reached):
+- joins: equal depth → element-wise (different kinds → Any, Vec(n)⊔Vec(m) → Vec(?),
+  Int0⊔Scalar → Scalar); different depth → unknown stack; a Call → unknown stack. With an
+  unknown stack only unbound-Load findings remain.
+- Loop with count ≤ UNROLL is unrolled (a finding survives only if the node fails in every
+  copy where it is reached); other loops and While run to a fixpoint from `entry ⊔ body-out`,
+  and only the stable pass reports. Findings are keyed by node identity: a node (object) is
+  reported only if no analysed occurrence of it could succeed.
+- If/While conditions that are Int/Float literals select their branch (the other is
+  unreachable). Children of no-op nodes are never evaluated, so never checked.
+- Unbound Load (our reading of §7, chosen conservatively): a Load is reported only when no
+  Let/Store of that name occurs earlier in evaluation order in the frame (a Let binds after its
+  init, in any branch or nested scope, even one that returns) nor anywhere in an enclosing
+  Loop/While; Lets inside no-op children do not count (they never run).
+- A check that follows another that might fail is reported only when the earlier ones surely
+  pass, so the message is exact; a failure that is certain but whose message is not only makes
+  the code after it unreachable. Beyond §7's list, other certain failures are reported too:
+  Cast of a Vector to Int/Float, a Vector address in Peek/Poke, constant (Int literal)
+  addresses outside the heap and below the MMIO range, a Vector poked to a constant heap
+  address, Gemv with an empty vector operand.
+- Limits (program frame only): memory at a statement boundary whose known stack alone exceeds
+  `max_memory_bytes`; a While with a constant true literal condition whose body can complete
+  but never breaks or returns (WHILE_LIMIT, or fuel when even the loop's cheapest run to the
+  cap exceeds it); fuel for the whole program is checked by `gate.fuel_check` with `min_cost`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from nda.core import ir
+from nda.runtime.state import HEAP_BYTES, Limits
+
+UNROLL = 8  # Loop counts up to this are unrolled exactly
+MAX_ROUNDS = 6  # fixpoint rounds before giving up (the lattice is short)
+
+I0, SC, FL, VQ, AN = "i", "s", "f", "v", "a"
+NONVEC = (I0, SC, FL)
+
+
+def is_vec(x) -> bool:
+    return type(x) is int or x == VQ
+
+
+def vlen(x):
+    return x if type(x) is int else None
+
+
+def join_val(a, b):
+    if a == b:
+        return a
+    if is_vec(a) and is_vec(b):
+        return VQ
+    if a in (I0, SC) and b in (I0, SC):
+        return SC
+    return AN
+
+
+def size_lo(x) -> tuple[int, bool]:
+    """(lower bound of value_size, exact?) — runtime.md §5 accounting."""
+    if type(x) is int:
+        return 8 + 2 * ((x + 7) >> 3), True
+    return 8, x in NONVEC
+
+
+class St(NamedTuple):
+    stack: tuple | None
+    env: dict
+    clean: bool
+
+
+class Outcome(NamedTuple):
+    cont: St | None
+    brk: St | None
+    ret: St | None
+
+
+UNK = St(None, {}, False)
+NONE_OUT = Outcome(None, None, None)
+FAIL_OWN = Outcome(None, None, None)  # distinct object: the node itself reported a failure
+
+
+def join(a: St | None, b: St | None) -> St | None:
+    if a is None:
+        return b
+    if b is None or a is b:
+        return a
+    if a.stack is None or b.stack is None or len(a.stack) != len(b.stack):
+        return UNK
+    stack = tuple(join_val(x, y) for x, y in zip(a.stack, b.stack))
+    env = {k: join_val(v, b.env[k]) for k, v in a.env.items() if k in b.env}
+    return St(stack, env, a.clean and b.clean)
+
+
+def join_out(a: Outcome, b: Outcome) -> Outcome:
+    return Outcome(join(a.cont, b.cont), join(a.brk, b.brk), join(a.ret, b.ret))
+
+
+def merged(o: Outcome) -> St | None:
+    """The state after an expression child (its Break/Return signal is ignored)."""
+    return join(join(o.cont, o.brk), o.ret)
+
+
+def push(s: St, v) -> St:
+    return s if s.stack is None else St(s.stack + (v,), s.env, s.clean)
+
+
+def const_truth(n: ir.Node):
+    """True/False for an Int or Float literal condition (truthy = value > 0), else None."""
+    if type(n) is ir.Int:
+        return n.value > 0
+    if type(n) is ir.Float:
+        v = n.value
+        return v > 0 if v == v else False
+    return None
+
+
+MMIO_BASE = 0xF0000000  # MMIO keys are only ever created at or above this address
+
+
+def const_addr(n: ir.Node):
+    """The u32 address an Int literal address operand converts to, else None."""
+    return n.value & 0xFFFFFFFF if type(n) is ir.Int else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Syntactic helpers (memoized per node object; results depend only on the subtree)
+
+
+class Syntax:
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._bound: dict[int, frozenset] = {}
+        self._sig: dict[int, frozenset] = {}
+        self._cost: dict[int, int] = {}
+        self._keep: list = []  # keep memoized nodes alive so ids stay unique
+
+    def bound(self, n: ir.Node) -> frozenset:
+        """Names written by Let/Store anywhere in `n` (no-op children excluded: they never run)."""
+        k = id(n)
+        r = self._bound.get(k)
+        if r is None:
+            if isinstance(n, ir.NOOP_KINDS):
+                r = frozenset()
+            else:
+                acc = set()
+                if type(n) in (ir.Let, ir.Store):
+                    acc.add(n.name)
+                for c in ir.children(n):
+                    acc |= self.bound(c)
+                r = frozenset(acc)
+            self._bound[k] = r
+            self._keep.append(n)
+        return r
+
+    def plus(self, names: frozenset, n: ir.Node) -> frozenset:
+        """`names` with the names `n` writes (no copy when nothing is new)."""
+        b = self.bound(n)
+        return names if b <= names else names | b
+
+    def signals(self, n: ir.Node) -> frozenset:
+        """Signals ('B', 'R') that `n` may produce as a sequence element."""
+        k = id(n)
+        r = self._sig.get(k)
+        if r is None:
+            t = type(n)
+            if t is ir.Break:
+                r = frozenset("B")
+            elif t is ir.Return:
+                r = frozenset("R")
+            elif t is ir.Scope:
+                r = self.seq_signals(n.children)
+            elif t is ir.If:
+                r = self.seq_signals(n.then_body) | self.seq_signals(n.else_body or ())
+            elif t in (ir.Loop, ir.While):
+                r = self.seq_signals(n.body) - {"B"}
+            else:
+                r = frozenset()
+            self._sig[k] = r
+            self._keep.append(n)
+        return r
+
+    def seq_signals(self, nodes) -> frozenset:
+        out = frozenset()
+        for c in nodes:
+            out |= self.signals(c)
+        return out
+
+    def seq_min_cost(self, nodes) -> int:
+        """Fewest nodes a run of this sequence evaluates without failing (it may stop at a signal)."""
+        total = 0
+        for c in nodes:
+            total += self.min_cost(c)
+            if self.signals(c):
+                break
+        return total
+
+    def while_cap_cost(self, n: ir.While) -> int:
+        """Cheapest run of a never-ending While up to its WHILE_LIMIT failure."""
+        iters = max(self.limits.max_while_iterations, 1)
+        return 1 + iters * (self.min_cost(n.cond) + self.seq_min_cost(n.body))
+
+    def min_cost(self, n: ir.Node) -> int:
+        """Lower bound of executed nodes for any evaluation of `n` that does not fail earlier."""
+        k = id(n)
+        r = self._cost.get(k)
+        if r is not None:
+            return r
+        t = type(n)
+        if isinstance(n, ir.NOOP_KINDS) or t in (ir.Int, ir.Float, ir.Load, ir.Break):
+            r = 1
+        elif t is ir.Call:
+            r = 2  # the Call and at least the callee's root
+        elif t is ir.Scope:
+            r = 1 + self.seq_min_cost(n.children)
+        elif t is ir.Loop:
+            body = self.seq_min_cost(n.body)
+            if n.count <= 0:
+                r = 1
+            elif self.seq_signals(n.body):
+                r = 1 + body  # may leave during the first iteration
+            else:
+                r = 1 + n.count * body
+        elif t is ir.While:
+            truth = const_truth(n.cond)
+            if truth and not self.seq_signals(n.body):
+                r = self.while_cap_cost(n)
+            else:
+                r = 1 + self.min_cost(n.cond)
+        elif t is ir.If:
+            truth = const_truth(n.cond)
+            then = self.seq_min_cost(n.then_body)
+            other = self.seq_min_cost(n.else_body) if n.else_body is not None else 0
+            pick = then if truth is True else other if truth is False else min(then, other)
+            r = 1 + self.min_cost(n.cond) + pick
+        elif t is ir.Bitwise:
+            r = 1 + self.min_cost(n.lhs)
+            if n.op != ir.BitwiseOp.Not and n.rhs is not None:
+                r += self.min_cost(n.rhs)
+        else:
+            r = 1 + sum(self.min_cost(c) for c in ir.children(n))
+        self._cost[k] = r
+        self._keep.append(n)
+        return r
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings collection
+
+
+class Collector:
+    """Findings of one analysis pass: key → (node, message, hint, kind); `ok` = keys that passed."""
+
+    __slots__ = ("found", "ok")
+
+    def __init__(self):
+        self.found: dict = {}
+        self.ok: set = set()
+
+    def absorb(self, other: "Collector") -> None:
+        for k, v in other.found.items():
+            self.found.setdefault(k, v)
+        self.ok |= other.ok
+
+
+# ---------------------------------------------------------------------------------------------
+# The abstract interpreter
+
+
+class Frame:
+    """Analyse one frame. `run(sequence, start)`; then `findings()`.
+
+    `is_program`: limit findings (memory, WHILE_LIMIT) apply only to the program frame.
+    `budget`: node visits before the analysis degrades to unknown stacks (still sound).
+    """
+
+    def __init__(self, syntax: Syntax, limits: Limits, input_len: int | None, is_program: bool,
+                 budget: int):
+        self.sx = syntax
+        self.limits = limits
+        self.input_len = input_len
+        self.is_program = is_program
+        self.budget = budget
+        self.cols = [Collector()]
+        self.stop_index: int | None = None  # top-level element after which nothing runs
+
+    def run(self, sequence, start: St) -> None:
+        self.seq(sequence, start, frozenset(), top=True)
+
+    def findings(self) -> list:
+        col = self.cols[0]
+        return [v for k, v in col.found.items() if k not in col.ok]
+
+    # -- reporting
+    def fail(self, n, message: str, hint: str, kind: str = "runtime") -> Outcome:
+        self.cols[-1].found.setdefault(id(n), (n, message, hint, kind))
+        return FAIL_OWN
+
+    def pop(self, s: St, n, message: str):
+        """→ (value, state) or (None, None) after reporting a definite underflow."""
+        if s.stack is None:
+            return AN, s
+        if not s.stack:
+            self.fail(n, message, "the stack is empty here on every path")
+            return None, None
+        return s.stack[-1], St(s.stack[:-1], s.env, s.clean)
+
+    # -- sequences and statement boundaries
+    def seq(self, nodes, s: St, names: frozenset, top: bool = False) -> Outcome:
+        brk = ret = None
+        for i, e in enumerate(nodes):
+            o = self.node(e, s, names)
+            names = self.sx.plus(names, e)
+            o = self.boundary(e, o)
+            brk, ret = join(brk, o.brk), join(ret, o.ret)
+            s = o.cont
+            if s is None:
+                if top:
+                    self.stop_index = i
+                break
+        return Outcome(s, brk, ret)
+
+    def boundary(self, e, o: Outcome) -> Outcome:
+        """The memory check after a statement: drop outcomes whose known stack is over the limit."""
+        if not self.is_program or o is FAIL_OWN or o == NONE_OUT:
+            return o
+        limit = self.limits.max_memory_bytes
+        parts, over = [], []
+        for st in o:
+            if st is None or st.stack is None:
+                parts.append(st)
+                continue
+            used, exact = HEAP_BYTES, st.clean
+            for v in st.stack:
+                b, ex = size_lo(v)
+                used += b
+                exact = exact and ex
+            if used > limit:
+                over.append((used, exact))
+                parts.append(None)
+            else:
+                parts.append(st)
+        key = ("mem", id(e))
+        col = self.cols[-1]
+        if over and all(p is None for p in parts):
+            used, exact = over[0]
+            hint = "the stack here needs these bytes on every path" if exact else \
+                f"lower bound: the stack alone needs at least {used} bytes here"
+            col.found.setdefault(key, (e, f"memory limit exceeded: {used} > {limit} bytes", hint, "limit"))
+        else:
+            col.ok.add(key)
+        return Outcome(*parts)
+
+    # -- one node
+    def node(self, n, s: St, names: frozenset) -> Outcome:
+        self.budget -= 1
+        o = getattr(self, "n_" + type(n).__name__)(n, s, names)
+        if o is FAIL_OWN:
+            return NONE_OUT
+        self.cols[-1].ok.add(id(n))
+        return o
+
+    def expr(self, n, s: St, names: frozenset) -> St | None:
+        return merged(self.node(n, s, names))
+
+    def exprs(self, nodes, s: St, names: frozenset) -> St | None:
+        for c in nodes:
+            s = self.expr(c, s, names)
+            if s is None:
+                return None
+            names = self.sx.plus(names, c)
+        return s
+
+    # -- passes with their own collector
+    def _pass(self, fn: Callable[[], object]):
+        self.cols.append(Collector())
+        try:
+            r = fn()
+        finally:
+            col = self.cols.pop()
+        return r, col
+
+    def _degraded(self, s: St) -> St:
+        return UNK if self.budget <= 0 and s is not None else s
+
+    # -- control flow
+    def n_Scope(self, n, s, names):
+        return self.seq(n.children, s, names)
+
+    def n_Loop(self, n, s, names):
+        if n.count <= 0:
+            return Outcome(s, None, None)
+        inner = self.sx.plus(names, n)
+        s = self._degraded(s)
+        if s.stack is not None and n.count <= UNROLL:
+            cur, brk, ret, cols = s, None, None, []
+            for _ in range(n.count):
+                o, col = self._pass(lambda cur=cur: self.seq(n.body, cur, inner))
+                cols.append(col)
+                brk, ret, cur = join(brk, o.brk), join(ret, o.ret), o.cont
+                if cur is None:
+                    break
+            for col in cols:
+                self.cols[-1].absorb(col)
+            return Outcome(join(cur, brk), None, ret)
+        o, col = self._fixpoint(s, lambda x: self.seq(n.body, x, inner), lambda o: o.cont)
+        self.cols[-1].absorb(col)
+        return Outcome(join(o.cont, o.brk), None, o.ret)
+
+    def _fixpoint(self, s: St, body: Callable, back: Callable):
+        x = s
+        for _ in range(MAX_ROUNDS):
+            o, col = self._pass(lambda: body(x))
+            x2 = join(s, back(o))
+            if x2 == x:
+                return o, col
+            x = self._degraded(x2)
+        x = UNK
+        return self._pass(lambda: body(x))
+
+    def n_While(self, n, s, names):
+        inner = self.sx.plus(names, n)
+        truth = const_truth(n.cond)
+        s = self._degraded(s)
+        entry: dict = {}
+
+        def body(x):
+            cs = self.expr(n.cond, x, inner)
+            b = None
+            if cs is not None:
+                _, b = self.pop(cs, n, "Stack underflow in While condition")
+            entry["after_cond"] = b
+            if b is None or truth is False:
+                return NONE_OUT
+            return self.seq(n.body, b, inner)
+
+        o, col = self._fixpoint(s, body, lambda o: o.cont)
+        self.cols[-1].absorb(col)
+        after = entry.get("after_cond")
+        if after is None:  # the condition never yields a value (its own pop or an operand fails)
+            return FAIL_OWN if id(n) in col.found else NONE_OUT
+        if truth is True and o.brk is None and o.ret is None and o.cont is not None \
+                and self.is_program:
+            cap = self.sx.while_cap_cost(n)
+            fuel = self.limits.fuel
+            if cap > fuel:
+                msg = f"fuel exhausted after {fuel} nodes"
+                hint = f"this loop never ends: reaching its iteration cap takes at least {cap} nodes"
+            else:
+                msg = f"while loop exceeded MAX_WHILE_ITERATIONS ({self.limits.max_while_iterations})"
+                hint = "the condition is a constant true literal and the body never breaks or returns"
+            return self.fail(n, msg, hint, "limit")
+        exit_ = o.brk if truth is True else join(after, o.brk)
+        return Outcome(exit_, None, o.ret)
+
+    def n_If(self, n, s, names):
+        cs = self.expr(n.cond, s, names)
+        if cs is None:
+            return NONE_OUT
+        _, b = self.pop(cs, n, "Stack underflow in If condition")
+        if b is None:
+            return FAIL_OWN
+        names = self.sx.plus(names, n.cond)
+        truth = const_truth(n.cond)
+        then = self.seq(n.then_body, b, names) if truth is not False else NONE_OUT
+        if truth is True:
+            other = NONE_OUT
+        elif n.else_body is None:
+            other = Outcome(b, None, None)
+        else:
+            other = self.seq(n.else_body, b, names)
+        return join_out(then, other)
+
+    def n_Return(self, n, s, names):
+        v = self.expr(n.value, s, names)
+        return Outcome(None, None, v)
+
+    def n_Break(self, n, s, names):
+        return Outcome(None, s, None)
+
+    def n_Call(self, n, s, names):
+        return Outcome(UNK, None, None)  # fresh callee frame; signals are swallowed
+
+    # -- leaves and variables
+    def n_Int(self, n, s, names):
+        return Outcome(push(s, I0), None, None)
+
+    def n_Float(self, n, s, names):
+        return Outcome(push(s, FL), None, None)
+
+    def n_Load(self, n, s, names):
+        if n.name not in names:
+            return self.fail(n, f"undefined variable (hash {n.name:016x})",
+                             "no Let/Store of this variable runs earlier in this frame")
+        return Outcome(push(s, s.env.get(n.name, AN)), None, None)
+
+    def _bind(self, n, child, s, names, message):
+        s = self.expr(child, s, names)
+        if s is None:
+            return NONE_OUT
+        if s.stack is None:
+            return Outcome(s, None, None)
+        if not s.stack:
+            return self.fail(n, message, "the stack is empty here on every path")
+        env = dict(s.env)
+        env[n.name] = s.stack[-1]
+        return Outcome(St(s.stack, env, s.clean), None, None)
+
+    def n_Let(self, n, s, names):
+        return self._bind(n, n.init, s, names, "Stack underflow in Let init")
+
+    def n_Store(self, n, s, names):
+        return self._bind(n, n.value, s, names, "Stack underflow in Store value")
+
+    # -- operators (pop order and messages exactly as interp.py)
+    # `_unary` / `_binary` return the popped values and either the new state or, when the node
+    # cannot get past its operands, the Outcome to return (FAIL_OWN if its own pop failed).
+    def _unary(self, n, child, s, names, message):
+        s = self.expr(child, s, names)
+        if s is None:
+            return None, NONE_OUT
+        v, s = self.pop(s, n, message)
+        return (None, FAIL_OWN) if s is None else (v, s)
+
+    def _binary(self, n, a, b, s, names, m_rhs, m_lhs):
+        s = self.exprs((a, b), s, names)
+        if s is None:
+            return None, None, NONE_OUT
+        r, s = self.pop(s, n, m_rhs)
+        if s is None:
+            return None, None, FAIL_OWN
+        l, s = self.pop(s, n, m_lhs)
+        return (None, None, FAIL_OWN) if s is None else (l, r, s)
+
+    def n_Matrix(self, n, s, names):
+        x, s = self.pop(s, n, "Stack underflow in Matrix GEMV")
+        if s is None:
+            return FAIL_OWN
+        if type(x) is int and x != n.cols:
+            return self.fail(n, f"Matrix GEMV dimension mismatch: input len {x} \u2260 matrix cols {n.cols}",
+                             f"the input is a {x}-element vector on every path")
+        return Outcome(push(s, n.rows), None, None)
+
+    def n_Norm(self, n, s, names):
+        x, s = self.pop(s, n, "Stack underflow in Norm")
+        if s is None:
+            return FAIL_OWN
+        if type(x) is int and x != n.size:
+            return self.fail(n, f"Norm dimension mismatch: input len {x} \u2260 norm size {n.size}",
+                             f"the input is a {x}-element vector on every path")
+        return Outcome(push(s, n.size), None, None)
+
+    def n_Compare(self, n, s, names):
+        l, r, s = self._binary(n, n.lhs, n.rhs, s, names, "Stack underflow in Compare rhs",
+                               "Stack underflow in Compare lhs")
+        if type(s) is Outcome:
+            return s
+        if is_vec(l) or is_vec(r):
+            nl = vlen(l) if is_vec(l) else (1 if l in NONVEC else None)
+            nr = vlen(r) if is_vec(r) else (1 if r in NONVEC else None)
+            res = max(nl, nr) if nl is not None and nr is not None else VQ
+        else:
+            res = AN if AN in (l, r) else I0
+        return Outcome(push(s, res), None, None)
+
+    def n_Add(self, n, s, names):
+        l, r, s = self._binary(n, n.lhs, n.rhs, s, names, "Stack underflow in Add rhs",
+                               "Stack underflow in Add lhs")
+        if type(s) is Outcome:
+            return s
+        if l == I0 and r == I0:
+            res = I0
+        elif is_vec(l) or is_vec(r):
+            if is_vec(l) and is_vec(r):
+                a, b = vlen(l), vlen(r)
+                if a is not None and b is not None and a != b:
+                    return self.fail(n, f"Add dimension mismatch: lhs len {a} \u2260 rhs len {b}",
+                                     "both operands are vectors of these lengths on every path")
+                res = a if a is not None else (b if b is not None else VQ)
+            else:
+                res = l if is_vec(l) else r  # the other one is broadcast (or equal on success)
+        elif AN in (l, r):
+            res = AN
+        else:
+            res = FL if FL in (l, r) else SC
+        return Outcome(push(s, res), None, None)
+
+    def n_VecOp(self, n, s, names):
+        x, s = self._unary(n, n.operand, s, names, "Stack underflow in VecOp operand")
+        if type(s) is Outcome:
+            return s
+        op = n.op
+        if op in (1, 2):
+            res = x
+        elif op == 3:
+            res = SC if is_vec(x) else x
+        elif op == 0:
+            res = SC if x in (I0, SC) else x
+        else:
+            res = AN
+        return Outcome(push(s, res), None, None)
+
+    def n_Print(self, n, s, names):
+        _, s = self._unary(n, n.source, s, names, "Stack underflow in Print source")
+        if type(s) is Outcome:
+            return s
+        return Outcome(s, None, None)
+
+    def n_Bitwise(self, n, s, names):
+        l, s = self._unary(n, n.lhs, s, names, "Stack underflow in Bitwise lhs")
+        if type(s) is Outcome:
+            return s
+        if n.op == ir.BitwiseOp.Not:
+            return Outcome(push(s, l), None, None)
+        if n.rhs is None:
+            return NONE_OUT  # "Missing rhs for binary Bitwise op": reported by the structure check
+        s = self.expr(n.rhs, s, self.sx.plus(names, n.lhs))
+        if s is None:
+            return NONE_OUT
+        r, s = self.pop(s, n, "Stack underflow in Bitwise rhs")
+        if s is None:
+            return FAIL_OWN
+        if is_vec(l) or is_vec(r):
+            if is_vec(l) and is_vec(r):
+                a, b = vlen(l), vlen(r)
+                res = min(a, b) if a is not None and b is not None else VQ
+            else:
+                v, other = (l, r) if is_vec(l) else (r, l)
+                res = v if other in NONVEC else VQ
+        elif AN in (l, r):
+            res = AN
+        elif FL in (l, r):
+            res = FL
+        else:
+            res = l
+        return Outcome(push(s, res), None, None)
+
+    def n_Math(self, n, s, names):
+        l, r, s = self._binary(n, n.lhs, n.rhs, s, names, "Stack underflow in Math rhs",
+                               "Stack underflow in Math lhs")
+        if type(s) is Outcome:
+            return s
+        if is_vec(l) or is_vec(r):
+            return self.fail(n, "Unsupported type mismatch in Math", "an operand is a Vector on every path")
+        return Outcome(push(s, FL), None, None)
+
+    def n_MathFunc(self, n, s, names):
+        x, s = self._unary(n, n.operand, s, names, "Stack underflow in MathFunc")
+        if type(s) is Outcome:
+            return s
+        if is_vec(x):
+            return self.fail(n, "MathFunc operand must be scalar", "the operand is a Vector on every path")
+        return Outcome(push(s, FL), None, None)
+
+    def n_Cast(self, n, s, names):
+        x, s = self._unary(n, n.operand, s, names, "Stack underflow in Cast operand")
+        if type(s) is Outcome:
+            return s
+        to = n.to_type
+        if to in (0, 1):
+            if is_vec(x):
+                word = "Int" if to == 0 else "Float"
+                return self.fail(n, f"Cannot cast Vector to {word}", "the operand is a Vector on every path")
+            res = I0 if to == 0 else FL
+        elif to == 2:
+            if is_vec(x):
+                res = x
+            elif x in NONVEC and self.input_len is not None:
+                res = self.input_len
+            else:
+                res = VQ
+        else:
+            res = AN
+        return Outcome(push(s, res), None, None)
+
+    def n_Peek(self, n, s, names):
+        a, s = self._unary(n, n.addr, s, names, "Stack underflow in Peek")
+        if type(s) is Outcome:
+            return s
+        if is_vec(a):
+            return self.fail(n, "Peek address must be scalar", "the address is a Vector on every path")
+        addr = const_addr(n.addr)
+        if addr is not None and HEAP_BYTES < addr + 4 and addr < MMIO_BASE:
+            return self.fail(n, f"Out of bounds MMIO/heap read at address {addr}",
+                             "a constant address outside the heap that can never be an MMIO key")
+        return Outcome(push(s, AN), None, None)
+
+    def n_Poke(self, n, s, names):
+        a, _v, s = self._binary(n, n.addr, n.value, s, names, "Stack underflow in Poke value",
+                                "Stack underflow in Poke address")
+        if type(s) is Outcome:
+            return s
+        if is_vec(a):
+            return self.fail(n, "Poke address must be scalar", "the address is a Vector on every path")
+        # a constant address pops as itself when the value child pushes exactly one value
+        addr = const_addr(n.addr) if type(n.value) in (ir.Int, ir.Float, ir.Load) else None
+        if addr is not None and addr < MMIO_BASE:
+            if HEAP_BYTES < addr + 4:
+                return self.fail(n, f"Out of bounds MMIO/heap write at address {addr}",
+                                 "a constant address outside the heap that can never be an MMIO key")
+            if is_vec(_v):
+                return self.fail(n, "Poke value must be scalar", "a Vector written to the heap")
+        return Outcome(s._replace(clean=False), None, None)
+
+    def n_Gemv(self, n, s, names):
+        s = self.exprs((n.matrix, n.vector), s, names)
+        if s is None:
+            return NONE_OUT
+        v, s = self.pop(s, n, "Stack underflow in Gemv vector")
+        if s is None:
+            return FAIL_OWN
+        if v in NONVEC:
+            return self.fail(n, "Gemv vector operand must be a Vector", "the operand is never a Vector here")
+        m, s = self.pop(s, n, "Stack underflow in Gemv matrix")
+        if s is None:
+            return FAIL_OWN
+        # a later check is reported only when the earlier ones surely pass (exact message);
+        # a failure that is certain but whose message is not makes the rest unreachable
+        if m in NONVEC:
+            if not is_vec(v):
+                return NONE_OUT
+            return self.fail(n, "Gemv matrix operand must be a Vector", "the operand is never a Vector here")
+        if v == 0:
+            if not is_vec(m):
+                return NONE_OUT  # m is Any: a TYPE_ERROR or this DIMENSION_MISMATCH
+            return self.fail(n, "Gemv cols cannot be zero", "the vector operand is always empty here")
+        a, b = vlen(m), vlen(v)
+        res = a // b if a is not None and b else VQ
+        return Outcome(push(s, res), None, None)
+
+    def n_Dot(self, n, s, names):
+        s = self.exprs((n.lhs, n.rhs), s, names)
+        if s is None:
+            return NONE_OUT
+        r, s = self.pop(s, n, "Stack underflow in Dot rhs")
+        if s is None:
+            return FAIL_OWN
+        if r in NONVEC:
+            return self.fail(n, "Dot rhs operand must be a Vector", "the operand is never a Vector here")
+        l, s = self.pop(s, n, "Stack underflow in Dot lhs")
+        if s is None:
+            return FAIL_OWN
+        if l in NONVEC:
+            if not is_vec(r):
+                return NONE_OUT  # fails either way, but the rhs check may speak first
+            return self.fail(n, "Dot lhs operand must be a Vector", "the operand is never a Vector here")
+        a, b = vlen(l), vlen(r)
+        if a is not None and b is not None and a != b:
+            return self.fail(n, "Dot vector length mismatch", f"the operands always have lengths {a} and {b}")
+        return Outcome(push(s, FL), None, None)
+
+    def n_Syscall(self, n, s, names):
+        s = self.exprs(n.args, s, names)
+        if s is None:
+            return NONE_OUT
+        k = len(n.args)
+        if s.stack is None:
+            return Outcome(s if n.num == 1 else push(s, I0), None, None)
+        if len(s.stack) < k:
+            return self.fail(n, "Stack underflow in Syscall args",
+                             f"{k} arguments but only {len(s.stack)} values on the stack on every path")
+        s = St(s.stack[: len(s.stack) - k], s.env, s.clean)
+        return Outcome(s if n.num == 1 else push(s, I0), None, None)
+
+    # -- no-op nodes: counted, children never evaluated, stack untouched
+    def _noop(self, n, s, names):
+        return Outcome(s, None, None)
+
+    n_Spawn = n_Atomic = n_Alloc = n_Free = n_RegInt = n_GpuDispatch = n_Triple = _noop
+
+
+def program_start(input_len: int | None) -> St:
+    """The program's initial abstract state: [Vec(len(input))] with nothing below."""
+    return St((VQ if input_len is None else input_len,), {}, True)
+
+
+__all__ = ["Frame", "Syntax", "St", "UNK", "program_start", "const_truth"]

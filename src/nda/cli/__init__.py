@@ -1,0 +1,5 @@
+"""CLI: the `nda` command (click + rich) — arguments in, exit status and text or JSON out.
+
+`app` defines the command group and the run/fmt/hash verbs; `check`, `store`, `tokens` and
+`bench` add their verbs; `benchsuite` holds the benchmarks `nda bench` runs.
+"""

@@ -1,0 +1,274 @@
+"""`nda check FILE`: parse and statically validate a program without running it.
+
+In: a program file (`.nda` text, `.sexpr`, `.ndab` binary v2, or with a store a stored
+hash/name), `--dim N` (the conditioning width; without it the width is unknown and shapes that
+depend on it are not checked), the run limits (`--fuel` …) the gate's provable-limit checks use,
+and the store (`--store`) that call targets outside the file must exist in.
+Out: every finding at once — all parse errors (the text parser recovers; the S-expression and
+binary readers stop at their first error), or else every gate finding (`commit.static_findings`,
+the very check `commit` applies) plus warnings — rendered for people as
+`file:line:col: CODE: message`, the source line and a caret (text and S-expression sources),
+or with `--json` one object `{ok, file, kind, input_len, errors, warnings, diagnostics: [...]}`.
+Exit status: 0 no error (warnings allowed), 1 any error finding (parse, link or gate),
+2 usage or input error (bad flag, unreadable file, unknown extension).
+
+Additions over the gate's own diagnostics, all driven by the names the source spelt:
+- an unbound-variable finding names the variable in its hint and suggests the closest bound
+  name or keyword ("did you mean 'let'?");
+- a Load of a name that no Let/Store anywhere in its function (or program) binds, and that the
+  gate did not report (code after a definite failure is unreachable, so the gate is silent
+  there), is a *warning* (UNDEFINED_VARIABLE): it fails whenever it is reached.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+_pending: list = []  # groups that asked to register before this module finished importing
+
+
+def register(main: click.Group) -> None:
+    """Add `check` to `main` (deferred while this module is still importing)."""
+    if "check_cmd" not in globals():
+        _pending.append(main)
+        return
+    if check_cmd.name not in main.commands:
+        main.add_command(check_cmd)
+
+
+from nda.core import ir  # noqa: E402
+from nda.cli.app import (  # noqa: E402  (nda.cli imports this module at its end)
+    EXIT_FAIL, EXIT_OK, Exit, emit_json, json_option, limit_options, limits_from, open_store,
+    store_option, usage_fail,
+)
+from nda.core.errors import UNDEFINED_VARIABLE, Diagnostic, NdaError, Span, render_text  # noqa: E402
+from nda.runtime.state import Limits  # noqa: E402
+
+_KEYWORD_HINTS = ("let", "loop", "while", "if", "else", "return", "break", "print", "fn")
+_MAX_SUGGESTIONS = 50  # did-you-mean searches per check (bounded work on error-heavy files)
+
+
+@dataclass
+class CheckReport:
+    """The outcome of checking one program."""
+
+    file: str
+    kind: str | None = None
+    input_len: int | None = None
+    diagnostics: list = field(default_factory=list)
+    source: str | None = None
+    stage: str = "gate"              # parse | gate (where checking stopped)
+    functions: list = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def warnings(self) -> int:
+        return sum(d.severity == "warning" for d in self.diagnostics)
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "file": self.file, "kind": self.kind, "stage": self.stage,
+                "input_len": self.input_len, "errors": self.errors, "warnings": self.warnings,
+                "functions": self.functions, "diagnostics": [d.to_dict() for d in self.diagnostics]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Library entry point
+
+
+def check_file(ref: str, *, input_len: int | None = None, limits: Limits = Limits(),
+               store=None) -> CheckReport:
+    """Parse `ref` and run the gate; raises `pipeline.UsageError` for unreadable input."""
+    from nda.pipeline.load import load_any
+
+    report = CheckReport(ref, input_len=input_len)
+    try:
+        report.source = Path(ref).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        report.source = None
+    try:
+        loaded = load_any(ref, store)
+    except NdaError as e:
+        from nda.pipeline.load import UsageError
+
+        if isinstance(e, UsageError):
+            raise
+        report.stage = "parse"
+        report.diagnostics = list(getattr(e, "diagnostics", None) or (e.diagnostic(),))
+        return report
+    report.kind = loaded.kind
+    if loaded.source is not None:
+        report.source = loaded.source
+    report.functions = [] if loaded.module is None else [d.name for d in loaded.module.defs]
+    report.diagnostics = gate_diagnostics(loaded, input_len=input_len, limits=limits, store=store)
+    return report
+
+
+def gate_diagnostics(loaded, *, input_len: int | None, limits: Limits = Limits(), store=None) -> list:
+    """The gate's findings for a loaded program, named and completed with warnings."""
+    from nda.pipeline.commit import static_findings
+    from nda.analysis.gate import PROGRAM
+
+    linked = loaded.module
+    units: dict[str, tuple] = {PROGRAM: tuple(loaded.sequence)}
+    if linked is not None:
+        units.update((d.name, (d.node,)) for d in linked.defs if d.name != "main")
+    findings = static_findings(loaded.sequence, linked, input_len=input_len, limits=limits, store=store)
+    names = dict(loaded.names)
+    budget = [_MAX_SUGGESTIONS]
+    bound_by_unit = {u: _bound_names(roots) for u, roots in units.items()}
+    reported: set = set()
+    out: list[Diagnostic] = []
+    for f in findings:
+        d = f.diagnostic
+        if type(f.node) is ir.Load:
+            reported.add(id(f.node))
+            if d.message.startswith("undefined variable"):
+                d = _name_hint(d, f.node.name, names, bound_by_unit.get(f.unit, set()), budget)
+        out.append(d)
+    for unit, roots in units.items():
+        where = (f"function '{unit}'" if unit != PROGRAM else
+                 "function 'main'" if linked is not None else "the program")
+        bound = bound_by_unit[unit]
+        for node in _evaluated_nodes(roots):
+            if type(node) is ir.Load and node.name not in bound and id(node) not in reported:
+                reported.add(id(node))
+                label = names.get(node.name, f"#x:{node.name:016x}")
+                d = Diagnostic(UNDEFINED_VARIABLE,
+                               f"variable '{label}' is never assigned in {where}",
+                               node.span, severity="warning",
+                               hint="this Load fails with 'undefined variable' whenever it runs")
+                out.append(_name_hint(d, node.name, names, bound, budget, keep_hint=True))
+    return _in_source_order(out)
+
+
+def _evaluated_nodes(roots):
+    """Pre-order over `roots`, not entering the children of no-op nodes (never evaluated)."""
+    stack = list(reversed(roots))
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, ir.NOOP_KINDS):
+            continue
+        stack.extend(reversed(list(ir.children(n))))
+
+
+def _bound_names(roots) -> set:
+    return {n.name for n in _evaluated_nodes(roots) if type(n) in (ir.Let, ir.Store)}
+
+
+def _name_hint(d: Diagnostic, h: int, names: dict, bound: set, budget: list,
+               keep_hint: bool = False) -> Diagnostic:
+    """`d` with a hint naming the variable and, when one is close, a did-you-mean."""
+    name = names.get(h)
+    if name is None:
+        return d
+    suggestion = None
+    if budget[0] > 0 and len(name) <= 64:
+        budget[0] -= 1
+        candidates = sorted({names[b] for b in bound if b in names and names[b] != name})
+        pool = [c for c in candidates if abs(len(c) - len(name)) <= 3][:500]
+        got = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+        if got:
+            suggestion = f"did you mean '{got[0]}'?"
+        else:
+            kw = difflib.get_close_matches(name, _KEYWORD_HINTS, n=1, cutoff=0.6)
+            if kw:
+                suggestion = f"'{name}' is not a keyword; did you mean '{kw[0]}'?"
+    if keep_hint:
+        hint = d.hint if suggestion is None else f"{suggestion} ({d.hint})"
+    else:
+        base = f"variable '{name}': {d.hint}" if d.hint else f"variable '{name}'"
+        hint = base if suggestion is None else f"{base}; {suggestion}"
+    return Diagnostic(d.code, d.message, d.span, d.severity, hint)
+
+
+def _in_source_order(diags: list) -> list:
+    def key(item):
+        i, d = item
+        s = d.span
+        return (0, s.line, s.col, i) if s is not None and s.line else (1, 0, 0, i)
+
+    return [d for _, d in sorted(enumerate(diags), key=key)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def render_report(report: CheckReport) -> str:
+    """Every diagnostic (location, source line, caret, hint), then a one-line summary."""
+    blocks = []
+    for d in report.diagnostics:
+        text = render_text([d], report.source)
+        if d.severity != "error":
+            where = f"{d.span}: " if d.span is not None else ""
+            first, _, rest = text.partition("\n")
+            first = f"{where}{d.severity}: {first[len(where):]}"
+            text = first + ("\n" + rest if rest else "")
+        blocks.append(text)
+    if report.ok:
+        width = "unknown" if report.input_len is None else str(report.input_len)
+        fns = f", {len(report.functions)} function(s)" if report.functions else ""
+        summary = click.style("ok", fg="green") + f" {report.file}: gate passed (input width {width}{fns})"
+        if report.warnings:
+            summary += f", {report.warnings} warning(s)"
+    else:
+        what = "parse" if report.stage == "parse" else "gate"
+        summary = (click.style("rejected", fg="red") + f" {report.file}: {report.errors} error(s)"
+                   + (f", {report.warnings} warning(s)" if report.warnings else "") + f" ({what})")
+    return "\n".join(blocks + [summary])
+
+
+# ---------------------------------------------------------------------------------------------
+# The verb
+
+
+@click.command("check")
+@click.argument("file")
+@click.option("--dim", type=int, default=None,
+              help="Width of the conditioning vector (default: unknown, so shapes that depend "
+                   "on the input are not checked).")
+@store_option
+@limit_options
+@json_option
+def check_cmd(file, dim, store_path, as_json, **lim):
+    """Parse and statically check a program (no run); report every finding at once.
+
+    Exit 0 when there is no error (warnings allowed), 1 on any parse or gate error, 2 on usage
+    errors.
+    """
+    from nda.pipeline.load import UsageError
+
+    if dim is not None and dim < 0:
+        usage_fail("--dim must be >= 0", as_json)
+    store = open_store(store_path)
+    try:
+        report = check_file(file, input_len=dim, limits=limits_from(lim), store=store)
+    except UsageError as e:
+        usage_fail(e.message, as_json)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(render_report(report))
+    raise Exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+
+for _group in _pending:
+    register(_group)
+
+
+__all__ = ["register", "check_cmd", "check_file", "gate_diagnostics", "render_report", "CheckReport"]

@@ -1,0 +1,258 @@
+"""Hashes: v2 content addresses (H2), v1 legacy hashes (H1) and the other v1-family hashes.
+
+In: IR nodes (`nda.core.ir`) whose call targets are already resolved (Hash32 / Legacy64 / GroupRef;
+a `NamedRef` raises `UnresolvedNameError`), top-level sequences, byte strings.
+Out: `h2(node)` = SHA-256(0x02 ‖ shallow(node)) (formats.md §3.2, 32 bytes), `program_hash`,
+`h1(node)` (the original's u64, §3.1), the group digests of §3.3 (`group_hash`,
+`member_address`, `alias_of`) and the §3.4 family (`program_entry_hash`, `snapshot_hash`,
+`kv_token_hash`, `string_hash`, `index_root`, `file_sha`).
+
+Every walk is iterative (post-order with an explicit stack), so deep trees are fine, and each
+distinct node object is hashed once per call. `Hasher` keeps that memo across several calls of
+one batch of work (it pins the nodes it has seen, so drop it when the batch is done); there is
+no global cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Callable, Iterable, Optional, Sequence
+
+from nda.core.binary_v2 import EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts
+from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
+from nda.core.ir import (
+    GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
+)
+
+VERSION_BYTE = b"\x02"
+_sha256 = hashlib.sha256
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+CalleeH1 = Callable[[bytes], Optional[int]]
+
+
+class HashTargetError(NdaError):
+    """H1 needs a call target's v1 hash and nobody could supply it."""
+
+    code = CALL_TARGET_NOT_FOUND
+
+    def __init__(self, message: str):
+        super().__init__(message, CALL_TARGET_NOT_FOUND)
+
+
+# ---------------------------------------------------------------------------------------------
+# H2
+
+
+def _postorder(root: Node, done: dict) -> Iterable[Node]:
+    """Nodes of `root` not yet in `done` (keyed by id), children before parents, each once."""
+    stack: list = [(root, False)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        n, expanded = pop()
+        if id(n) in done:
+            continue
+        if expanded or is_leaf_kind(type(n)):
+            yield n
+            continue
+        push((n, True))
+        for c in children(n):
+            if id(c) not in done:
+                push((c, False))
+
+
+class Hasher:
+    """Memoizing H2 computer for one batch of work (e.g. linking one module, storing one program).
+
+    `h2(node)` hashes each distinct node object once; the memo holds the nodes it has seen
+    (so their ids stay unique) and lives as long as the Hasher.
+    """
+
+    __slots__ = ("_memo",)
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Node, bytes]] = {}
+
+    def h2(self, node: Node) -> bytes:
+        memo = self._memo
+        hit = memo.get(id(node))
+        if hit is not None:
+            return hit[1]
+
+        def digest_of(c: Node) -> bytes:
+            return memo[id(c)][1]
+
+        for n in _postorder(node, memo):
+            if id(n) in memo:  # shared subtree pushed twice before it was hashed
+                continue
+            memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, digest_of)).digest())
+        return memo[id(node)][1]
+
+    def subtree_digests(self, node: Node) -> list[tuple[Node, bytes]]:
+        """(node, H2) for every distinct node object of the tree, children first."""
+        self.h2(node)
+        out, seen = [], set()
+        for n in _postorder(node, {}):
+            if id(n) not in seen:
+                seen.add(id(n))
+                out.append((n, self._memo[id(n)][1]))
+        return out
+
+
+def h2(node: Node) -> bytes:
+    """SHA-256(0x02 ‖ shallow(node)) — the 32-byte v2 content address (§3.2)."""
+    return Hasher().h2(node)
+
+
+def program_hash(sequence: Sequence[Node]) -> bytes:
+    """A program's identity: H2(Scope{top-level sequence})."""
+    return h2(Scope(tuple(sequence)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Recursive groups (§3.3)
+
+
+def group_hash(member_digests: Sequence[bytes]) -> bytes:
+    """G = SHA-256(0x02 ‖ "grp" ‖ u32 k ‖ D_0 ‖ … ‖ D_{k−1})."""
+    return _sha256(VERSION_BYTE + b"grp" + _U32.pack(len(member_digests)) + b"".join(member_digests)).digest()
+
+
+def member_address(group: bytes, index: int) -> bytes:
+    """SHA-256(0x02 ‖ "mem" ‖ G ‖ u32 j)."""
+    return _sha256(VERSION_BYTE + b"mem" + group + _U32.pack(index)).digest()
+
+
+def alias_of(member_addr: bytes) -> int:
+    """The v1 alias of a group member: its address's first 8 bytes as LE u64."""
+    return int.from_bytes(member_addr[:8], "little")
+
+
+# ---------------------------------------------------------------------------------------------
+# H1 (v1 legacy hash, §3.1)
+
+
+def _first_u64(data: bytes) -> int:
+    return int.from_bytes(_sha256(data).digest()[:8], "little")
+
+
+_H1_TAG = {
+    "Scope": b"S", "Loop": b"LP", "While": b"WH", "If": b"IF", "Compare": b"CMP", "Break": b"BRK",
+    "Let": b"LET", "Load": b"LD", "Store": b"ST", "Add": b"ADD", "VecOp": b"VOP", "Print": b"PRT",
+    "Return": b"RET", "Bitwise": b"BW", "Float": b"FL", "Math": b"MTH", "MathFunc": b"MFC",
+    "Peek": b"PEK", "Poke": b"POK", "Gemv": b"GMV", "Dot": b"DOT", "Syscall": b"SYS",
+    "Spawn": b"SPW", "Atomic": b"ATC", "Alloc": b"ALC", "Free": b"FRE", "RegInt": b"RGI",
+    "Cast": b"CST", "GpuDispatch": b"GPD", "Triple": b"TPL", "Matrix": b"M", "Norm": b"N",
+    "Call": b"C", "Int": b"I",
+}
+
+
+def call_target_h1(target, aliases: Sequence[int] | None, callee_h1: CalleeH1 | None) -> int:
+    """The u64 a Call contributes to H1 and writes to v1 (§1.1, §3.1)."""
+    t = type(target)
+    if t is Legacy64:
+        return target.value
+    if t is Hash32:
+        v = callee_h1(target.digest) if callee_h1 is not None else None
+        if v is None:
+            raise HashTargetError(f"call target {target.digest.hex()} not found (needed for its v1 hash)")
+        return v
+    if t is GroupRef:
+        if aliases is None or not 0 <= target.index < len(aliases):
+            raise HashTargetError(f"call target g:{target.index} not found (no group member alias)")
+        return aliases[target.index]
+    if t is NamedRef:
+        raise UnresolvedNameError(f"unresolved call target '@{target.name}' cannot be hashed (link the module first)")
+    raise EncodeError(f"invalid call target {target!r}")
+
+
+def _h1_preimage(n: Node, child: Callable[[Node], bytes], target: Callable) -> bytes:
+    """§3.1 preimage; child(c) is H1(c) as 8 LE bytes. Fields are packed via the v2 parts."""
+    name = type(n).__name__
+    tag = _H1_TAG.get(name) if isinstance(n, Node) else None
+    if tag is None:
+        raise EncodeError(f"not a node: {name}")
+    if name == "Call":
+        return tag + _U64.pack(target(n.target))
+    if name == "If":
+        out = [tag, child(n.cond), _U32.pack(len(n.then_body))]
+        out.extend(child(c) for c in n.then_body)
+        if n.else_body is not None:
+            out.append(b"EL")
+            out.append(_U32.pack(len(n.else_body)))
+            out.extend(child(c) for c in n.else_body)
+        return b"".join(out)
+    if name == "Bitwise":  # rhs without a presence marker
+        out = [tag, bytes((int(n.op),)), child(n.lhs)]
+        if n.rhs is not None:
+            out.append(child(n.rhs))
+        return b"".join(out)
+    # every other kind: the v2 field layout (scale i8 == its u8 byte) minus the opcode
+    parts = node_parts(n, child)
+    return tag + b"".join(parts[1:])
+
+
+def h1(node: Node, aliases: Sequence[int] | None = None, callee_h1: CalleeH1 | None = None) -> int:
+    """The original's 64-bit hash (§3.1).
+
+    `aliases[i]` is the alias of member i of the group `node` belongs to (GroupRef(i) → alias);
+    `callee_h1(digest)` gives the H1 of a Hash32 callee (or the alias of a member address).
+    A missing one raises `HashTargetError`; a `NamedRef` raises `UnresolvedNameError`.
+    """
+    memo: dict[int, bytes] = {}
+
+    def child(c: Node) -> bytes:
+        return memo[id(c)]
+
+    def target(t) -> int:
+        return call_target_h1(t, aliases, callee_h1)
+
+    for n in _postorder(node, memo):
+        if id(n) in memo:
+            continue
+        memo[id(n)] = _sha256(_h1_preimage(n, child, target)).digest()[:8]
+    return int.from_bytes(memo[id(node)], "little")
+
+
+# ---------------------------------------------------------------------------------------------
+# Other v1-family hashes (§3.4)
+
+
+def program_entry_hash(root_h1: int) -> int:
+    """u64 of "prog" ‖ root H1 (LE u64)."""
+    return _first_u64(b"prog" + _U64.pack(root_h1))
+
+
+def snapshot_hash(path: str) -> int:
+    """u64 of "snapshot" ‖ UTF-8 path."""
+    return _first_u64(b"snapshot" + path.encode("utf-8"))
+
+
+def kv_token_hash(token: int, layer: int, weight_root: int) -> int:
+    """u64 of "kv" ‖ token u32 ‖ layer u32 ‖ weight_root u64."""
+    return _first_u64(b"kv" + _U32.pack(token) + _U32.pack(layer) + _U64.pack(weight_root))
+
+
+def string_hash(s: str) -> int:
+    """u64 of the UTF-8 string (same as `name_hash`)."""
+    return name_hash(s)
+
+
+def index_root(entry_hashes: Iterable[int]) -> int:
+    """u64 of "IDX" ‖ all entry hashes sorted ascending (duplicates kept), each LE u64."""
+    return _first_u64(b"IDX" + b"".join(_U64.pack(h) for h in sorted(entry_hashes)))
+
+
+def file_sha(data: bytes) -> str:
+    """Full SHA-256 of the file bytes, lowercase hex."""
+    return _sha256(data).hexdigest()
+
+
+__all__ = [
+    "VERSION_BYTE", "HashTargetError", "UnresolvedNameError", "Hasher", "h2", "program_hash",
+    "group_hash", "member_address", "alias_of", "call_target_h1", "h1", "program_entry_hash",
+    "snapshot_hash", "kv_token_hash", "string_hash", "index_root", "file_sha", "name_hash",
+]

@@ -1,0 +1,399 @@
+"""Linking modules into content-addressed definitions, and resolving calls.
+
+In: an `nda.core.ir.Module` whose calls name other defs (`NamedRef`), or the groups read back from a
+v2 module container; later, call targets met at run time.
+Out: `link_module` → `LinkedModule` (every def with its address and stored form; recursive and
+mutually recursive defs hashed as groups, formats.md §3.3), `build_group` /
+`build_module_from_groups` (rebuild groups from stored GroupRef forms), and the call resolver
+protocol (`Callee`, `Resolver`) with an in-memory implementation (`MemoryResolver`) that the
+tiers use and the SQLite store mirrors.
+
+Linking: call graph by NamedRef → Tarjan SCC (iterative) → components callees-first. An
+ordinary def's calls become Hash32 of the callees' addresses and its address is H2. A group
+(k ≥ 2, or one def calling itself) is ordered by (anonymous digest, UTF-8 name), its intra-group
+calls become GroupRef(index), `D_j = H2(member)`, `G = SHA-256(0x02‖"grp"‖u32 k‖D…)` and member
+j's address is `SHA-256(0x02‖"mem"‖G‖u32 j)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol, Sequence
+
+from nda.core.binary_v2 import DEFAULT_MAX_DEPTH, ModuleGroups, decode_container
+from nda.core.errors import VALIDATION_ERROR, DecodeError, Diagnostic, NdaError, ValidationError
+from nda.core.hashing import Hasher, alias_of, group_hash, h1, member_address, program_entry_hash
+from nda.core.ir import (
+    Call, GroupRef, Hash32, Legacy64, Module, NamedRef, Node, Scope, children, replace_children,
+    walk,
+)
+
+ANON_GROUPREF = GroupRef(0xFFFFFFFF)
+
+
+class LinkError(ValidationError):
+    """A module cannot be linked (unknown or duplicate function, no main)."""
+
+    def __init__(self, message: str, span=None):
+        super().__init__(message, (Diagnostic(VALIDATION_ERROR, message, span),))
+        self.span = span
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A recursive group: its hash G and its member addresses by index."""
+
+    hash: bytes
+    members: tuple[bytes, ...]
+
+    @property
+    def aliases(self) -> tuple[int, ...]:
+        """v1 aliases of the members (first 8 bytes LE of each address)."""
+        return tuple(alias_of(m) for m in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedDef:
+    """One def after linking. `node` is the stored form (GroupRef calls inside groups)."""
+
+    name: str
+    address: bytes
+    node: Node
+    group: GroupInfo | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedModule:
+    """Linked defs in callee-first order (group members contiguous, in index order)."""
+
+    defs: tuple[LinkedDef, ...]
+    groups: tuple[GroupInfo, ...] = ()
+
+    def by_name(self, name: str) -> LinkedDef | None:
+        for d in self.defs:
+            if d.name == name:
+                return d
+        return None
+
+    def main_sequence(self) -> tuple[Node, ...]:
+        """Children of `main`'s Scope (a non-Scope main is a one-node sequence).
+
+        If main is itself a group member, its GroupRef(i) calls become Hash32 of member i's
+        address, since the top-level sequence runs outside any group.
+        """
+        d = self.by_name("main")
+        if d is None:
+            raise LinkError("no 'main' function found.")
+        node = d.node
+        if d.group is not None:
+            members = d.group.members
+
+            def fix(t):
+                if type(t) is GroupRef and 0 <= t.index < len(members):
+                    return Hash32(members[t.index])
+                return None
+
+            node = rewrite_calls(node, fix)
+        return tuple(node.children) if type(node) is Scope else (node,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tree helpers (iterative)
+
+
+def rewrite_calls(node: Node, fn: Callable[[object], object | None]) -> Node:
+    """A copy of `node` where each Call target `t` with `fn(t)` not None is replaced by it."""
+    done: dict[int, Node] = {}
+    stack: list = [(node, False)]
+    while stack:
+        n, expanded = stack.pop()
+        if id(n) in done:
+            continue
+        if not expanded:
+            stack.append((n, True))
+            stack.extend((c, False) for c in children(n) if id(c) not in done)
+            continue
+        if type(n) is Call:
+            t = fn(n.target)
+            done[id(n)] = n if t is None else Call(t, n.span)
+        else:
+            done[id(n)] = replace_children(n, lambda c: done[id(c)])
+    return done[id(node)]
+
+
+def _named_calls(node: Node) -> list[Call]:
+    return [n for n in walk(node) if type(n) is Call and type(n.target) is NamedRef]
+
+
+def _contains_groupref(node: Node) -> bool:
+    return any(type(n) is Call and type(n.target) is GroupRef for n in walk(node))
+
+
+def tarjan_scc(n: int, edges: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Strongly connected components of vertices 0..n−1, callees first (iterative Tarjan)."""
+    index = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    out: list[list[int]] = []
+    counter = 0
+    for root in range(n):
+        if index[root] >= 0:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work[-1]
+            if i == 0 and index[v] < 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on_stack[v] = True
+            succ = edges[v]
+            descended = False
+            while i < len(succ):
+                w = succ[i]
+                i += 1
+                if index[w] < 0:
+                    work[-1] = (v, i)
+                    work.append((w, 0))
+                    descended = True
+                    break
+                if on_stack[w] and index[w] < low[v]:
+                    low[v] = index[w]
+            if descended:
+                continue
+            work.pop()
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(comp)
+            if work:
+                u = work[-1][0]
+                if low[v] < low[u]:
+                    low[u] = low[v]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Linking
+
+
+def link_module(module: Module) -> LinkedModule:
+    """Resolve every NamedRef and give each def its address (formats.md §3.3)."""
+    defs = module.defs
+    pos: dict[str, int] = {}
+    for i, d in enumerate(defs):
+        if d.name in pos:
+            raise LinkError(f"duplicate function '{d.name}'", d.span)
+        pos[d.name] = i
+    edges: list[list[int]] = []
+    for d in defs:
+        succ: list[int] = []
+        for c in _named_calls(d.node):
+            j = pos.get(c.target.name)
+            if j is None:
+                raise LinkError(f"unknown function '{c.target.name}'", c.span)
+            if j not in succ:
+                succ.append(j)
+        edges.append(succ)
+
+    hasher = Hasher()
+    address: dict[str, bytes] = {}
+    linked: list[LinkedDef] = []
+    groups: list[GroupInfo] = []
+
+    def outside(t):
+        return Hash32(address[t.name]) if type(t) is NamedRef else None
+
+    for comp in tarjan_scc(len(defs), edges):
+        if len(comp) == 1 and comp[0] not in edges[comp[0]]:
+            d = defs[comp[0]]
+            node = rewrite_calls(d.node, outside)
+            addr = hasher.h2(node)
+            address[d.name] = addr
+            linked.append(LinkedDef(d.name, addr, node))
+            continue
+        members = {defs[i].name for i in comp}
+
+        def anon(t, members=members):
+            if type(t) is NamedRef:
+                return ANON_GROUPREF if t.name in members else Hash32(address[t.name])
+            return None
+
+        keyed = []
+        for i in comp:
+            a = hasher.h2(rewrite_calls(defs[i].node, anon))
+            keyed.append((a, defs[i].name.encode("utf-8"), i))
+        keyed.sort()
+        order = {defs[i].name: j for j, (_, _, i) in enumerate(keyed)}
+
+        def final(t, order=order):
+            if type(t) is NamedRef:
+                j = order.get(t.name)
+                return GroupRef(j) if j is not None else Hash32(address[t.name])
+            return None
+
+        nodes = [rewrite_calls(defs[i].node, final) for _, _, i in keyed]
+        info = _group_info([hasher.h2(n) for n in nodes])
+        groups.append(info)
+        for j, ((_, _, i), node) in enumerate(zip(keyed, nodes)):
+            address[defs[i].name] = info.members[j]
+            linked.append(LinkedDef(defs[i].name, info.members[j], node, info, j))
+    return LinkedModule(tuple(linked), tuple(groups))
+
+
+def _group_info(digests: Sequence[bytes]) -> GroupInfo:
+    g = group_hash(digests)
+    return GroupInfo(g, tuple(member_address(g, j) for j in range(len(digests))))
+
+
+def build_group(nodes: Sequence[Node], hasher: Hasher | None = None) -> GroupInfo:
+    """The GroupInfo of stored GroupRef-form members given in index order."""
+    hasher = hasher or Hasher()
+    return _group_info([hasher.h2(n) for n in nodes])
+
+
+def build_module_from_groups(groups: Iterable[Sequence[tuple[str, Node]]]) -> LinkedModule:
+    """Rebuild a LinkedModule from container groups (names and stored forms, callee-first).
+
+    A single-member group is recursive iff its node contains a GroupRef (formats.md §2).
+    """
+    hasher = Hasher()
+    linked: list[LinkedDef] = []
+    infos: list[GroupInfo] = []
+    for block in groups:
+        if len(block) == 1 and not _contains_groupref(block[0][1]):
+            name, node = block[0]
+            linked.append(LinkedDef(name, hasher.h2(node), node))
+            continue
+        info = build_group([n for _, n in block], hasher)
+        infos.append(info)
+        for j, (name, node) in enumerate(block):
+            linked.append(LinkedDef(name, info.members[j], node, info, j))
+    return LinkedModule(tuple(linked), tuple(infos))
+
+
+def decode_file(data: bytes, max_depth: int | None = None):
+    """A binary v2 container → Node, list of nodes, or (module kind) a `LinkedModule` with its
+    groups rebuilt. An invalid module is a `DecodeError` at the end of the input."""
+    decoded = decode_container(data, DEFAULT_MAX_DEPTH if max_depth is None else max_depth)
+    if not isinstance(decoded, ModuleGroups):
+        return decoded
+    try:
+        return build_module_from_groups(decoded)
+    except NdaError as e:
+        raise DecodeError(f"v2: invalid module: {e.message}", len(data)) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Call resolution
+
+
+@dataclass(frozen=True, slots=True)
+class Callee:
+    """What a call runs: the stored node at `address`, and its group when it is a member."""
+
+    address: bytes
+    node: Node
+    group: GroupInfo | None = None
+
+
+class Resolver(Protocol):
+    def resolve_call(self, target, group: GroupInfo | None) -> Callee | None:
+        """The callee of `target` (Hash32 / Legacy64 / GroupRef) from code running in `group`."""
+        ...
+
+
+class MemoryResolver:
+    """An in-memory store of callable nodes (tests, tiers, conformance runs).
+
+    Hash32 resolves nodes (under H2), program roots (the H2 of their Scope) and group members
+    (under the member address, to the GroupRef-form node with its group); Legacy64 resolves
+    through an H1 index of what was added (members also under their alias, programs also
+    under their v1 program entry hash); GroupRef(i) is
+    member i of the caller's group. Unknown targets resolve to None.
+    """
+
+    def __init__(self) -> None:
+        self._by_address: dict[bytes, Callee] = {}
+        self._by_h1: dict[int, bytes] = {}
+        self._h1_of: dict[bytes, int] = {}
+
+    def _put(self, callee: Callee, v1: int | None) -> None:
+        self._by_address.setdefault(callee.address, callee)
+        if v1 is not None:
+            self._h1_of.setdefault(callee.address, v1)
+            self._by_h1.setdefault(v1, callee.address)
+
+    def _try_h1(self, node: Node, aliases=None) -> int | None:
+        from nda.core.hashing import HashTargetError
+
+        try:
+            return h1(node, aliases, self.callee_h1)
+        except HashTargetError:
+            return None
+
+    def add_node(self, node: Node) -> bytes:
+        """Store `node` under its H2; returns the address."""
+        addr = Hasher().h2(node)
+        if addr not in self._by_address:
+            self._put(Callee(addr, node), self._try_h1(node))
+        return addr
+
+    def add_program(self, sequence: Sequence[Node]) -> bytes:
+        """Store a program; its root (H2 of its Scope) resolves to that Scope, and so does the
+        Legacy64 of its v1 program entry hash (formats.md §3.4)."""
+        root = self.add_node(Scope(tuple(sequence)))
+        v1 = self._h1_of.get(root)
+        if v1 is not None:
+            self._by_h1.setdefault(program_entry_hash(v1), root)
+        return root
+
+    def add_linked(self, linked: LinkedModule) -> None:
+        """Store every def of a linked module (members with their group)."""
+        for d in linked.defs:
+            if d.group is None:
+                self._put(Callee(d.address, d.node), self._try_h1(d.node))
+            else:
+                callee = Callee(d.address, d.node, d.group)
+                alias = alias_of(d.address)
+                self._put(callee, alias)
+                member_h1 = self._try_h1(d.node, d.group.aliases)
+                if member_h1 is not None:
+                    self._by_h1.setdefault(member_h1, d.address)
+
+    def get(self, address: bytes) -> Callee | None:
+        return self._by_address.get(bytes(address))
+
+    def callee_h1(self, digest: bytes) -> int | None:
+        """The v1 hash a call to `digest` contributes (H1 of the node, alias for members)."""
+        return self._h1_of.get(bytes(digest))
+
+    def resolve_call(self, target, group: GroupInfo | None) -> Callee | None:
+        t = type(target)
+        if t is Hash32:
+            return self._by_address.get(target.digest)
+        if t is Legacy64:
+            addr = self._by_h1.get(target.value)
+            return None if addr is None else self._by_address.get(addr)
+        if t is GroupRef:
+            if group is None or not 0 <= target.index < len(group.members):
+                return None
+            return self._by_address.get(group.members[target.index])
+        return None
+
+    def __len__(self) -> int:
+        return len(self._by_address)
+
+
+__all__ = [
+    "ANON_GROUPREF", "LinkError", "GroupInfo", "LinkedDef", "LinkedModule", "rewrite_calls",
+    "tarjan_scc", "link_module", "build_group", "build_module_from_groups", "Callee", "Resolver",
+    "MemoryResolver",
+]

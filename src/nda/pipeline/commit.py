@@ -1,0 +1,313 @@
+"""The commit gate (runtime.md §7): gate → sandbox → optional scope check → one store write.
+
+In: a `store.SiteMap`, a program (top-level sequence, single node, `ir.Module`,
+`link.LinkedModule`, `sexpr.SexprUnit` or `pipeline.Loaded`), the conditioning vector (default
+896 ones), a commit message, `Limits`, an optional scope threshold (and optionally a name to bind
+and the source path whose live triples the commit replaces).
+Out: `CommitResult` — ok, program root (H2), v1 program entry hash, state_root, commit_id, seq,
+reason / error_code / diagnostics on rejection, the `SandboxResult`, the scope report.
+`scope_validate(output, conditioning, threshold)` is the ScopeValidator of §7;
+`static_check(program, input_len=, limits=, store=)` is step (2) alone (what `nda check` runs).
+
+Order: (1) parse/decode happened before (the caller holds nodes); (2) static validation with
+`nda.analysis.gate.validate` (skipped, and reported as `gate_checked=False`, when the gate module is not
+importable), call targets checked against the store plus the commit's own defs; (3) sandbox run
+on the conditioning — any error rejects; (4) scope check when `scope_threshold` is given;
+(5) one `store.transaction`: the module's defs (groups, names bound), the program, the names
+spelt in the source (string dictionary), an optional name binding, and — when `path` is given —
+the file's live triple set (derived DEFINES/CALLS triples, see `nda.syntax.triples`, plus the Triple
+nodes in the committed code). Nothing is written unless every step passed, so a rejected commit
+leaves the store file untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from nda.core import ir
+from nda.core.errors import INTERNAL, VALIDATION_ERROR, Diagnostic, NdaError
+from nda.runtime.state import Limits
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scope validator
+
+
+def scope_validate(output, conditioning, threshold: float = 0.10) -> dict:
+    """Cosine similarity and distances of `output` against `conditioning`, accumulated in f32 in
+    index order (runtime.md §7). → {similarity, passed, threshold, euclidean_distance,
+    manhattan_distance, vector_dim}."""
+    a = np.asarray(output, dtype=np.float32).ravel()
+    b = np.asarray(conditioning, dtype=np.float32).ravel()
+    if a.shape[0] == 0 or a.shape[0] != b.shape[0]:
+        return {"similarity": 0.0, "passed": False, "threshold": threshold,
+                "euclidean_distance": F32_MAX, "manhattan_distance": F32_MAX, "vector_dim": 0}
+    with np.errstate(all="ignore"):
+        diff = a - b
+        # np.cumsum accumulates strictly left to right in the array dtype: the running f32 sums
+        dot = np.cumsum(a * b, dtype=np.float32)[-1]
+        na = np.cumsum(a * a, dtype=np.float32)[-1]
+        nb = np.cumsum(b * b, dtype=np.float32)[-1]
+        eu = np.cumsum(diff * diff, dtype=np.float32)[-1]
+        man = np.cumsum(np.abs(diff), dtype=np.float32)[-1]
+        tiny = np.float32(1e-8)
+        if na > tiny and nb > tiny:
+            sim = np.float32(dot / np.float32(np.sqrt(na) * np.sqrt(nb)))
+        else:
+            sim = np.float32(0.0)
+        euclid = np.float32(np.sqrt(eu))
+    sim_f = float(sim)
+    return {"similarity": sim_f, "passed": bool(sim >= np.float32(threshold)), "threshold": threshold,
+            "euclidean_distance": float(euclid), "manhattan_distance": float(man),
+            "vector_dim": int(a.shape[0])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass
+class CommitResult:
+    ok: bool
+    root: bytes | None = None
+    program_v1: int | None = None
+    state_root: bytes | None = None
+    commit_id: bytes | None = None
+    seq: int | None = None
+    reason: str | None = None
+    error_code: str | None = None
+    stage: str | None = None            # gate | sandbox | scope | store (on rejection)
+    diagnostics: list = field(default_factory=list)
+    sandbox: Any = None
+    scope: dict | None = None
+    gate_checked: bool = False
+    names: dict = field(default_factory=dict)   # def name → address (modules)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "root": _hex(self.root),
+            "program_v1": None if self.program_v1 is None else f"{self.program_v1:016x}",
+            "state_root": _hex(self.state_root), "commit_id": _hex(self.commit_id), "seq": self.seq,
+            "reason": self.reason, "error_code": self.error_code, "stage": self.stage,
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "gate_checked": self.gate_checked, "scope": self.scope,
+            "functions": {k: v.hex() for k, v in self.names.items()},
+            "sandbox": None if self.sandbox is None else self.sandbox.to_dict(tier_as_name=True),
+        }
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else b.hex()
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalizing the input
+
+
+def _normalize(program) -> tuple[tuple, Any, dict, str | None, str | None]:
+    """→ (top-level sequence, LinkedModule or None, names, source path, source text)."""
+    from nda.core.link import LinkedModule, link_module
+    from nda.pipeline.load import Loaded
+
+    if isinstance(program, Loaded):
+        names = dict(program.names)
+        if program.kind == "text" and program.source is not None and not names:
+            try:
+                from nda.syntax.text import parse_text_with_names
+
+                names = parse_text_with_names(program.source)[1]
+            except (ImportError, NdaError):
+                names = {}
+        path = program.path if program.kind in ("text", "sexpr", "binary") else None
+        return tuple(program.sequence), program.module, names, path, program.source
+    if isinstance(program, ir.Node):
+        return (program,), None, {}, None, None
+    if isinstance(program, ir.Module):
+        linked = link_module(program)
+        return tuple(linked.main_sequence()), linked, {}, None, None
+    if isinstance(program, LinkedModule):
+        return tuple(program.main_sequence()), program, {}, None, None
+    unit_seq = getattr(program, "sequence", None)
+    if hasattr(program, "module") and hasattr(program, "names"):  # sexpr.SexprUnit
+        if program.module is not None:
+            linked = link_module(program.module)
+            return tuple(linked.main_sequence()), linked, dict(program.names), None, None
+        return tuple(unit_seq), None, dict(program.names), None, None
+    return tuple(program), None, {}, None, None
+
+
+def _reject(stage: str, reason: str, code: str, diags=(), sandbox=None, scope=None,
+            gate_checked=False) -> CommitResult:
+    return CommitResult(False, reason=reason, error_code=code, stage=stage, diagnostics=list(diags),
+                        sandbox=sandbox, scope=scope, gate_checked=gate_checked)
+
+
+# ---------------------------------------------------------------------------------------------
+# commit
+
+
+def commit(store, program, conditioning=None, message: str = "", limits: Limits = Limits(),
+           scope_threshold: float | None = None, *, name: str | None = None,
+           path: str | None = None, tier: str = "auto") -> CommitResult:
+    """Gate, run, (scope-check) and store `program` in one transaction (see module docstring)."""
+    from nda.core.link import MemoryResolver
+    from nda.sandbox.runner import ChainResolver, run
+
+    try:
+        seq, linked, names, src_path, _source = _normalize(program)
+    except NdaError as e:
+        return _reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
+    path = path if path is not None else src_path
+    cond = [1.0] * 896 if conditioning is None else conditioning
+    input_len = len(cond)
+
+    # (2) static validation
+    gate_checked = False
+    try:
+        import nda.analysis.gate  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        gate_checked = True
+        try:
+            diags = [f.diagnostic for f in static_findings(seq, linked, input_len=input_len,
+                                                           limits=limits, store=store)]
+        except NdaError as e:
+            diags = [Diagnostic(VALIDATION_ERROR, e.message)]
+        if diags:
+            return _reject("gate", f"validation: {diags[0].message}", VALIDATION_ERROR, diags,
+                           gate_checked=True)
+
+    # (3) sandbox run
+    resolver = store
+    if linked is not None:
+        mem = MemoryResolver()
+        mem.add_linked(linked)
+        resolver = ChainResolver(mem, store)
+    try:
+        res = run(seq, cond, store=resolver, limits=limits, tier=tier)
+    except (ValueError, NdaError) as e:  # bad arguments (tier name, conditioning)
+        code = getattr(e, "code", INTERNAL)
+        return _reject("sandbox", str(e), code, gate_checked=gate_checked)
+    if not res.is_success():
+        return _reject("sandbox", f"{res.error_code}: {res.error}", res.error_code or INTERNAL,
+                       [Diagnostic(res.error_code or INTERNAL, res.error or "")], res,
+                       gate_checked=gate_checked)
+
+    # (4) scope check
+    scope = None
+    if scope_threshold is not None:
+        scope = scope_validate(res.output_array, cond, scope_threshold)
+        if not scope["passed"]:
+            return _reject("scope", f"scope check failed: similarity {scope['similarity']} < "
+                           f"threshold {scope_threshold}", VALIDATION_ERROR, sandbox=res,
+                           scope=scope, gate_checked=gate_checked)
+
+    # (5) one transaction
+    try:
+        with store.transaction(message) as tx:
+            addrs = store.put_module(linked) if linked is not None else {}
+            root = store.put_program(seq)
+            if names:
+                store.register_strings(sorted(set(names.values())))
+            if name:
+                store.bind_name(name, root)
+            program_v1 = store.program_v1(root)
+            if path is not None:
+                _replace_live_triples(store, path, seq, linked, program_v1)
+    except NdaError as e:
+        return _reject("store", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),),
+                       res, scope, gate_checked)
+    entry = tx.entry
+    return CommitResult(True, root, program_v1, entry.state_root, entry.commit_id, entry.seq,
+                        sandbox=res, scope=scope, gate_checked=gate_checked, names=addrs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate step on its own
+
+
+def has_target_in(store, linked) -> "Callable":
+    """`has_target(t)` for the gate: t is a def of `linked` (by address, or by v1 alias for a
+    group member) or is in `store` (None = no store: nothing outside the commit exists)."""
+    own: set = set()
+    own_v1: set = set()
+    if linked is not None:
+        for d in linked.defs:
+            own.add(d.address)
+            if d.group is not None:
+                own_v1.add(d.group.aliases[d.index])
+
+    def has_target(t) -> bool:
+        if type(t) is ir.Hash32:
+            return t.digest in own or (store is not None and store.has_target(t))
+        if type(t) is ir.Legacy64:
+            return t.value in own_v1 or (store is not None and store.has_target(t))
+        return False
+
+    return has_target
+
+
+def static_findings(seq, linked, *, input_len: int | None, limits: Limits = Limits(), store=None) -> list:
+    """The gate's findings (`nda.analysis.gate.Finding`) for a top-level sequence and its linked module:
+    the program, then each def other than `main`, calls checked against the module and store."""
+    from nda.analysis.gate import analyze
+
+    functions = [] if linked is None else [(d.name, d.node, d.group) for d in linked.defs if d.name != "main"]
+    return analyze(seq, input_len=input_len, limits=limits, has_target=has_target_in(store, linked),
+                   functions=functions)
+
+
+def static_check(program, *, input_len: int | None = None, limits: Limits = Limits(),
+                 store=None) -> list:
+    """Step (2) of `commit` alone: every gate finding for `program` (any form `commit` takes)
+    as VALIDATION_ERROR diagnostics; [] = the gate passes. `input_len` None = width unknown."""
+    seq, linked, _names, _path, _source = _normalize(program)
+    return [f.diagnostic for f in static_findings(seq, linked, input_len=input_len, limits=limits,
+                                                  store=store)]
+
+
+def _replace_live_triples(store, path: str, seq, linked, program_v1: int) -> None:
+    from nda.core.hashing import alias_of
+    from nda.syntax.triples import derived_triples, node_triples
+
+    def def_v1(d):
+        return alias_of(d.address) if d.group is not None else store.callee_h1(d.address)
+
+    trips, tnames = derived_triples(linked, program_v1, seq, store.callee_h1, def_v1)
+    seen = dict.fromkeys(trips)
+    roots = list(seq) if linked is None else [d.node for d in linked.defs]
+    for r in roots:
+        for t in node_triples(r):
+            if t.subject and t.object and t.subject != t.object:
+                seen.setdefault(t, None)
+    store.put_file_snapshot(path, list(seen), tnames)
+
+
+SCOPE_THRESHOLD = 0.10  # the token-stream pipeline's scope check (runtime.md §7)
+
+
+def commit_stream(store, program: "TokenProgram", message: str = "", *, name: str | None = None,
+                  limits=None, conditioning=None, scope_threshold: float = SCOPE_THRESHOLD):
+    """Store a verified stream's program (runtime.md §7, formats.md §5): a forced program is
+    refused; otherwise `commit` gates it, runs it on the conditioning (default: ones of
+    the stream's conditioning length), requires the scope check and writes it in one
+    transaction. The stored root is the outermost Scope's H2 (= `program.root`).
+    → `CommitResult`."""
+    if program.forced:
+        return _reject("tokens", "forced program: shown, never stored", VALIDATION_ERROR)
+    cond = [1.0] * program.conditioning_len if conditioning is None else conditioning
+    res = commit(store, program.sequence, cond, message=message, limits=limits or Limits(),
+                 scope_threshold=scope_threshold, name=name)
+    if res.ok and res.root != program.root:  # the stored identity must be the verified root
+        raise AssertionError("stored root differs from the stream's root")
+    return res
+
+
+__all__ = ["commit", "CommitResult", "scope_validate", "static_check", "static_findings",
+           "has_target_in", "F32_MAX", "commit_stream", "SCOPE_THRESHOLD"]

@@ -1,0 +1,180 @@
+"""The thin pipeline: source → front end → link → (gate) → sandbox.
+
+In: a path (`.nda` text, `.sexpr` S-expression, `.ndab` binary v2 container), source text, or
+a stored hash/name (when a store is given).
+Out: `Loaded` — the top-level sequence to run, a resolver for its calls, the linked module
+(if any) and its source form (`raw_module`: as parsed, or for a binary module the defs with
+calls by name again), the names spelt in the source (name_hash → identifier, for printers and
+diagnostics), and the source text for diagnostics.
+
+Each stage lives in its own module; this one only chains them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nda.core import ir
+from nda.core.errors import NdaError, ParseError, UsageError
+
+EXTENSIONS = {".nda": "text", ".sexpr": "sexpr", ".ndab": "binary"}
+
+
+@dataclass
+class Loaded:
+    sequence: tuple
+    resolver: object
+    module: object = None          # link.LinkedModule for module programs
+    raw_module: ir.Module | None = None
+    names: dict = field(default_factory=dict)
+    source: str | None = None
+    path: str | None = None
+    kind: str = "sexpr"
+
+
+def detect_kind(path: str) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in EXTENSIONS:
+        raise UsageError(f"{path}: unknown program file extension '{ext}' (expected .nda, .sexpr or .ndab)")
+    return EXTENSIONS[ext]
+
+
+def parse_source(text: str, kind: str, file: str | None = None):
+    """→ (sequence or None, ir.Module or None, names)."""
+    if kind == "sexpr":
+        from nda.syntax.sexpr import parse_sexpr
+
+        unit = parse_sexpr(text, file=file)
+        return unit.sequence, unit.module, dict(unit.names)
+    if kind == "text":
+        from nda.syntax.text import parse_text_with_names
+
+        module, names = parse_text_with_names(text, file=file)
+        return None, module, names
+    raise UsageError(f"cannot parse {kind} as text")
+
+
+def from_parts(sequence, module, names, store=None, source=None, path=None, kind="sexpr") -> Loaded:
+    from nda.core.link import MemoryResolver, link_module
+
+    if module is not None:
+        from nda.sandbox.runner import ChainResolver
+
+        linked = link_module(module)
+        resolver = MemoryResolver()
+        resolver.add_linked(linked)
+        return Loaded(tuple(linked.main_sequence()), ChainResolver(resolver, store), linked, module,
+                      names, source, path, kind)
+    return Loaded(tuple(sequence), store, None, None, names, source, path, kind)
+
+
+def load_text(text: str, kind: str = "sexpr", store=None, file: str | None = None) -> Loaded:
+    seq, module, names = parse_source(text, kind, file)
+    return from_parts(seq, module, names, store, text, file, kind)
+
+
+def load_bytes(data: bytes, store=None, file: str | None = None) -> Loaded:
+    from nda.core.link import LinkedModule, MemoryResolver, decode_file
+
+    decoded = decode_file(data)
+    from nda.sandbox.runner import ChainResolver
+
+    if isinstance(decoded, LinkedModule):
+        resolver = MemoryResolver()
+        resolver.add_linked(decoded)
+        return Loaded(tuple(decoded.main_sequence()), ChainResolver(resolver, store), decoded,
+                      unlink_module(decoded), {}, None, file, "binary")
+    if isinstance(decoded, ir.Node):
+        return Loaded((decoded,), store, None, None, {}, None, file, "binary")
+    return Loaded(tuple(decoded), store, None, None, {}, None, file, "binary")
+
+
+def unlink_module(linked) -> ir.Module:
+    """The source form of a linked module: the same defs (in the container's order), with each
+    call to a def of the module (a Hash32 of its address, or a GroupRef inside its group) turned
+    back into a call by name. Linking the result gives the same addresses; calls to code
+    outside the module keep their targets."""
+    from nda.core.link import rewrite_calls
+
+    by_address = {d.address: d.name for d in linked.defs}
+    defs = []
+    for d in linked.defs:
+        members = d.group.members if d.group is not None else ()
+
+        def named(t, members=members):
+            if type(t) is ir.Hash32 and t.digest in by_address:
+                return ir.NamedRef(by_address[t.digest])
+            if type(t) is ir.GroupRef and 0 <= t.index < len(members) and members[t.index] in by_address:
+                return ir.NamedRef(by_address[members[t.index]])
+            return None
+
+        defs.append(ir.Def(d.name, rewrite_calls(d.node, named)))
+    return ir.Module(tuple(defs))
+
+
+def format_loaded(loaded: Loaded, to: str, names: dict | None = None) -> str | bytes:
+    """`loaded` as `to`: "text" or "sexpr" (str, ending in a newline) or "binary" (v2 bytes).
+
+    `names` (name_hash → identifier) defaults to the names spelt in the source. Text cannot
+    express every program (raw name hashes, non-synthetic planes, calls to stored code, the
+    machine nodes other than peek/poke): `text.InexpressibleError` (an NdaError) says why.
+    """
+    names = loaded.names if names is None else names
+    if to == "binary":
+        from nda.core.binary_v2 import encode_module, encode_program
+
+        return encode_module(loaded.module) if loaded.module is not None else encode_program(loaded.sequence)
+    if to == "sexpr":
+        from nda.syntax.sexpr import print_module, print_sexpr
+
+        return (print_module(loaded.raw_module, names) if loaded.raw_module is not None
+                else print_sexpr(loaded.sequence, names)) + "\n"
+    if to == "text":
+        from nda.syntax.text import print_text
+
+        module = loaded.raw_module
+        if module is None:
+            module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
+        return print_text(module, names=names)
+    raise UsageError(f"unknown format '{to}' (expected text, sexpr or binary)")
+
+
+def load_path(path: str, store=None) -> Loaded:
+    kind = detect_kind(path)
+    p = Path(path)
+    try:
+        if kind == "binary":
+            return load_bytes(p.read_bytes(), store, str(path))
+        text = p.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read file: {e.strerror or e}") from e
+    return load_text(text, kind, store, str(path))
+
+
+def load_stored(store, ref: str) -> Loaded:
+    """`Loaded` for a stored ref (see `SiteMap.resolve_ref`). A program root runs its
+    children; a group member runs with its GroupRef calls turned into Hash32."""
+    from nda.core.link import rewrite_calls
+
+    rec = store.get_record(store.resolve_ref(ref))
+    node = rec.node
+    if rec.group is not None:
+        members = rec.group.members
+        node = rewrite_calls(node, lambda t: ir.Hash32(members[t.index])
+                             if type(t) is ir.GroupRef and 0 <= t.index < len(members) else None)
+    seq = tuple(node.children) if type(node) is ir.Scope else (node,)
+    return Loaded(seq, store, None, None, store.names_for(seq), None, ref, "stored")
+
+
+def load_any(ref: str, store=None) -> Loaded:
+    """A file path, or (with a store) a stored hash, unique hash prefix, or bound name."""
+    if Path(ref).suffix.lower() in EXTENSIONS or Path(ref).exists():
+        return load_path(ref, store)
+    if store is not None and hasattr(store, "resolve_ref"):
+        return load_stored(store, ref)
+    raise UsageError(f"{ref}: no such file" + ("" if store is None else " and no stored program of that hash or name"))
+
+
+__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any", "load_stored", "unlink_module",
+           "detect_kind", "format_loaded", "ParseError"]

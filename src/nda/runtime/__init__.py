@@ -1,0 +1,7 @@
+"""Runtime: values, kernels and the state of one run — what the tiers execute with.
+
+In: core IR values (quad planes, scales) and limits.
+Out: `values` (quad codes, bit planes, the quantizer), `kernels` / `kernels_tensor` (GEMV,
+RMS norm, SiLU, vector and scalar arithmetic, exactly as the language defines them) and
+`state` (`Limits`, `RunState`, and the error constructors every tier raises).
+"""

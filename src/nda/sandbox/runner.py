@@ -1,0 +1,380 @@
+"""The sandbox: run a program on a chosen tier under limits and return a structured result.
+
+In: a program (top-level sequence of nodes, an `ir.Module`, or a `link.LinkedModule`), the
+conditioning vector (floats), an optional call resolver/store, `Limits`, a tier name.
+Out: `SandboxResult` (runtime.md §5). `run` never raises for anything the program does: NDA
+errors become `error`/`error_code`, any other exception becomes `panicked=True`, code INTERNAL.
+Invalid *arguments* (an unknown tier name) raise `ValueError` at once.
+
+Tiers register here by name: tier 0 (`interp`) always; tier 1 (`closure`) and tier 2
+(`native`) when their modules exist. `auto` picks the best available tier.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nda.core import errors as E
+from nda.core import ir
+from nda.core.errors import NdaError
+from nda.runtime.state import Limits, RunState
+from nda.core.deepstack import call_in_big_thread, fits
+from nda.runtime.values import quantize, to_f32, value_size
+
+TIER_NAMES = {"interp": 0, "closure": 1, "native": 2}
+TIER_ALIASES = {"0": "interp", "1": "closure", "2": "native", "tier0": "interp",
+                "tier1": "closure", "tier2": "native"}
+
+
+_RESULT_FIELDS = (
+    "executed_nodes", "matrix_count", "norm_count", "output_vec", "output_dim", "panicked",
+    "error", "elapsed_us", "kind_counts", "output_log", "loop_iterations", "error_code", "tier",
+    "compile_us", "run_us", "program_hash", "fuel_used",
+)
+
+
+class SandboxResult:
+    """Every field of runtime.md §5 (the original's, then ours).
+
+    `output_vec` is a list of floats; it is materialized from the f32 output array on first
+    access, so that callers who never look at it (benchmarks, gates) do not pay for it.
+    """
+
+    __slots__ = tuple(f for f in _RESULT_FIELDS if f != "output_vec") + ("_out_arr", "_out_list")
+
+    def __init__(self, tier: int = 0):
+        self.executed_nodes = self.matrix_count = self.norm_count = 0
+        self._out_arr = None
+        self._out_list: list | None = []
+        self.output_dim = 0
+        self.panicked = False
+        self.error: str | None = None
+        self.elapsed_us = 0
+        self.kind_counts: dict = {}
+        self.output_log: list = []
+        self.loop_iterations = 0
+        self.error_code: str | None = None
+        self.tier = tier
+        self.compile_us = self.run_us = 0
+        self.program_hash = ""
+        self.fuel_used = 0
+
+    @property
+    def output_vec(self) -> list:
+        if self._out_list is None:
+            self._out_list = self._out_arr.tolist()
+        return self._out_list
+
+    @output_vec.setter
+    def output_vec(self, value) -> None:
+        if isinstance(value, np.ndarray):
+            self._out_arr, self._out_list = value.astype(np.float32, copy=False), None
+        else:
+            self._out_arr, self._out_list = None, list(value)
+
+    @property
+    def output_array(self) -> np.ndarray:
+        """The output as a float32 array (no conversion cost)."""
+        if self._out_arr is None:
+            self._out_arr = np.asarray(self._out_list, dtype=np.float32)
+        return self._out_arr
+
+    def is_success(self) -> bool:
+        return not self.panicked and self.error is None
+
+    def to_dict(self, tier_as_name: bool = False) -> dict:
+        d = {k: getattr(self, k) for k in _RESULT_FIELDS}
+        d["output_vec"] = [_json_float(x) for x in self.output_vec]
+        d["output_log"] = list(self.output_log)
+        d["kind_counts"] = dict(self.kind_counts)
+        if tier_as_name:
+            d["tier"] = {0: "interp", 1: "closure", 2: "native"}[self.tier]
+        return d
+
+    def __repr__(self) -> str:
+        return "SandboxResult(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in _RESULT_FIELDS) + ")"
+
+    def observable(self) -> tuple:
+        """The fields every tier must agree on (timing and tier excluded)."""
+        bits = tuple(self.output_array.view(np.uint32).tolist())
+        return (bits, self.output_dim, tuple(self.output_log), self.error_code, self.error,
+                self.executed_nodes, self.matrix_count, self.norm_count, self.loop_iterations,
+                tuple(sorted(self.kind_counts.items())), self.panicked)
+
+
+def _json_float(x: float):
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Tier registry
+
+Runner = Callable[[Sequence[ir.Node], RunState, dict], int]  # returns the tier that ran
+
+
+def _run_interp(seq, state, opts) -> int:
+    from nda.tiers.interp import run_tier0
+
+    run_tier0(seq, state)
+    return 0
+
+
+def _load_runner(name: str) -> Runner | None:
+    if name == "interp":
+        return _run_interp
+    if name == "closure":
+        try:
+            from nda.tiers.closure import run_tier1
+        except ImportError:
+            return None
+        return run_tier1
+    if name == "native":
+        try:
+            from nda.tiers.native import run_tier2
+        except ImportError:
+            return None
+        return run_tier2
+    return None
+
+
+_RUNNERS: dict = {}  # a cache of what the imports found (modules never change in a process)
+
+
+def _tier_runner(name: str) -> Runner | None:
+    try:
+        return _RUNNERS[name]
+    except KeyError:
+        r = _RUNNERS[name] = _load_runner(name)
+        return r
+
+
+def available_tiers() -> list[str]:
+    return [n for n in ("interp", "closure", "native") if _tier_runner(n) is not None]
+
+
+def resolve_tier(tier) -> str:
+    """Normalize a tier argument to 'interp' / 'closure' / 'native' (auto → best available)."""
+    t = str(tier).lower()
+    t = TIER_ALIASES.get(t, t)
+    if t == "auto":
+        for cand in ("native", "closure", "interp"):
+            if _tier_runner(cand) is not None:
+                return cand
+    if t not in TIER_NAMES:
+        raise ValueError(f"unknown tier {tier!r} (expected auto, interp, closure or native)")
+    if _tier_runner(t) is None:
+        raise ValueError(f"tier {t!r} is not available in this build (available: {', '.join(available_tiers())})")
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# Program preparation
+
+
+class ChainResolver:
+    """Resolves a call through each resolver in turn (a module's own defs, then the store)."""
+
+    def __init__(self, *resolvers):
+        self.resolvers = tuple(r for r in resolvers if r is not None)
+
+    def resolve_call(self, target, group):
+        for r in self.resolvers:
+            c = r.resolve_call(target, group)
+            if c is not None:
+                return c
+        return None
+
+
+def _prepare(program, store):
+    """→ (top-level sequence, resolver). Modules are linked and layered over the store."""
+    if type(program) is tuple and all(isinstance(n, ir.Node) for n in program):
+        return program, store  # the common case: a top-level sequence
+    from nda.core import link
+
+    if isinstance(program, ir.Node):
+        return (program,), store
+    if isinstance(program, ir.Module):
+        program = link.link_module(program)
+    if isinstance(program, link.LinkedModule):
+        resolver = link.MemoryResolver()
+        resolver.add_linked(program)
+        return tuple(program.main_sequence()), ChainResolver(resolver, store)
+    seq = getattr(program, "sequence", None)  # sexpr.SexprUnit
+    if seq is not None or getattr(program, "module", None) is not None:
+        if program.module is not None:
+            return _prepare(program.module, store)
+        return tuple(seq), store
+    return tuple(program), store
+
+
+def _convert_input(conditioning, limits: Limits) -> np.ndarray:
+    if conditioning is None:
+        conditioning = [1.0] * 896
+    if isinstance(conditioning, np.ndarray) and conditioning.dtype == np.float32 and conditioning.ndim == 1:
+        if conditioning.shape[0] > limits.max_input_len:
+            raise NdaError(f"conditioning vector too long: {conditioning.shape[0]} > {limits.max_input_len}",
+                           E.INPUT_INVALID)
+        return conditioning
+    try:
+        arr = np.asarray(conditioning, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise NdaError(f"conditioning vector must be a list of numbers: {e}", E.INPUT_INVALID) from e
+    if arr.ndim != 1:
+        raise NdaError("conditioning vector must be one-dimensional", E.INPUT_INVALID)
+    if arr.shape[0] > limits.max_input_len:
+        raise NdaError(f"conditioning vector too long: {arr.shape[0]} > {limits.max_input_len}",
+                       E.INPUT_INVALID)
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float32)
+
+
+NODE_BYTES = 128  # host bytes charged per held node by the program-info cache
+
+
+class _ProgramInfoCache:
+    """(H2, deepest nesting, has a Call) per program, keyed by the *identity* of its top-level
+    nodes (a bounded LRU that holds the nodes, so identities stay valid). Never hashes or
+    compares node trees structurally: that recursion would follow the tree's depth, and a
+    hostile program may be arbitrarily deep. Bounded in entries and in the host bytes the held
+    programs pin (`NODE_BYTES` per node plus their Matrix/Norm planes); a program over the
+    whole budget is not kept."""
+
+    def __init__(self, capacity: int = 512, byte_budget: int = 64 << 20):
+        self.capacity = capacity
+        self.byte_budget = byte_budget
+        self.nbytes = 0
+        self._lock = threading.Lock()
+        self._d: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+    def get(self, seq: tuple) -> tuple[bytes, int, bool]:
+        key = tuple(map(id, seq))
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit[0], seq)):
+                self._d.move_to_end(key)
+                return hit[1]
+        info, size = _compute_program_info(seq)
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self.nbytes -= old[2]
+            self._d[key] = (seq, info, size)
+            self.nbytes += size
+            while self._d and (len(self._d) > self.capacity or self.nbytes > self.byte_budget):
+                self.nbytes -= self._d.popitem(last=False)[1][2]
+        return info
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _compute_program_info(seq: tuple) -> tuple[tuple[bytes, int, bool], int]:
+    """((H2, depth, has a Call), host bytes the program pins) — all iterative."""
+    from nda.core.hashing import program_hash
+
+    depth = max((ir.node_depth(n) for n in seq), default=0)
+    has_call = False
+    nodes = 0
+    planes: dict = {}  # id → length: a plane shared by several nodes counts once
+    for top in seq:
+        for m in ir.walk(top):
+            nodes += 1
+            t = type(m)
+            if t is ir.Call:
+                has_call = True
+            elif t is ir.Matrix:
+                planes[id(m.sign)], planes[id(m.extra)] = len(m.sign), len(m.extra)
+            elif t is ir.Norm:
+                planes[id(m.weight)], planes[id(m.bias)] = len(m.weight), len(m.bias)
+    size = NODE_BYTES * nodes + sum(planes.values())
+    return (program_hash(seq), depth, has_call), size
+
+
+_PROGRAM_INFO = _ProgramInfoCache()
+
+
+def program_info(seq: tuple) -> tuple[bytes, int, bool]:
+    """(H2 of the program, deepest node nesting, whether it contains a Call) — cached."""
+    return _PROGRAM_INFO.get(seq)
+
+
+def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
+    """Python frames the run may need (4 per nesting level), or 0 if the caller's stack will do."""
+    nesting = depth + (limits.max_node_depth * limits.max_call_depth + limits.max_node_depth if has_call else 0)
+    frames = 4 * nesting + 200
+    return 0 if fits(frames) else frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(program, conditioning=None, store=None, limits: Limits | None = None, tier="auto",
+        optimize: bool = True, collect_kind_counts: bool = False, engine=None) -> SandboxResult:
+    """Run `program` in the sandbox on `tier`. Never raises for program failures."""
+    limits = limits or Limits()
+    tier_name = resolve_tier(tier)
+    runner = _tier_runner(tier_name)
+    res = SandboxResult(tier=TIER_NAMES[tier_name])
+    t0 = time.perf_counter_ns()
+    state = None
+    try:
+        seq, resolver = _prepare(program, store)
+        phash, depth, has_call = program_info(seq)
+        res.program_hash = phash.hex()
+        inp = _convert_input(conditioning, limits)
+        if depth > limits.max_node_depth:
+            raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
+        state = RunState(limits, resolver, int(inp.shape[0]), collect_kind_counts)
+        state.stack.append(quantize(inp))
+        state.mem_extra = value_size(state.stack[0]) - 8
+        state.recompute_max_entries()
+        opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine,
+                "auto": str(tier).lower() == "auto"}
+        frames = _needs_deep_stack(depth, has_call, limits)
+        if frames:
+            ran = call_in_big_thread(lambda: runner(seq, state, opts), frames)
+        else:
+            ran = runner(seq, state, opts)
+        res.tier = ran
+        res.compile_us = int(opts["timing"].get("compile_us", 0))
+        stack = state.stack
+        if stack:
+            out = to_f32(stack[-1])
+            res.output_vec = out
+            res.output_dim = int(out.shape[0])
+    except NdaError as e:
+        res.error, res.error_code = e.message, e.code
+        res.output_vec, res.output_dim = [], 0
+    except BaseException as e:  # panic safety: nothing escapes to the host
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        desc = f"{type(e).__name__}: {e}" if str(e) or type(e) is not Exception else ""
+        res.error = f"panic: {desc}" if desc else "panic: unknown panic during JIT execution"
+        res.error_code, res.panicked = E.INTERNAL, True
+        res.output_vec, res.output_dim = [], 0
+    if state is not None:
+        res.executed_nodes = res.fuel_used = state.executed
+        res.matrix_count, res.norm_count = state.matrix_count, state.norm_count
+        res.loop_iterations = state.loop_iterations
+        res.output_log = list(state.log)
+        res.kind_counts = dict(state.kind_counts) if state.kind_counts is not None else {}
+    elapsed = (time.perf_counter_ns() - t0) // 1000
+    res.elapsed_us = int(elapsed)
+    res.run_us = max(0, res.elapsed_us - res.compile_us)
+    return res

@@ -1,0 +1,7 @@
+"""Store: the SiteMap — a content-addressed store of nodes, programs, names and triples.
+
+In: linked IR (nodes with H2 addresses) and commit messages.
+Out: `sitemap.SiteMap` on SQLite (atomic transactions, an append-only log of roots,
+`verify` that recomputes every hash, call resolution for the sandbox); `sitemap_dir`
+imports and exports the original's directory layout.
+"""
