@@ -170,7 +170,9 @@ def test_every_verb_has_help_and_a_json_option():
 def test_every_verb_answers_json(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vec = tmp_path / "v.jsonl"
-    spec_vectors = Path(__import__("nda.pipeline.conformance", fromlist=["spec_dir"]).spec_dir()) / "conformance" / "vectors.jsonl"
+    from nda.pipeline.conformance import vector_path
+
+    spec_vectors = vector_path("spec")
     vec.write_text("".join(spec_vectors.read_text().splitlines(keepends=True)[:3]))
     root = {}
 

@@ -1,29 +1,28 @@
 """Every conformance vector (the spec's and ours) on every registered tier, with and without
 the optimizer. Per-tier known-failure lists must stay empty for tier 0 (the oracle)."""
 
-from pathlib import Path
-
 import pytest
 
-from nda.pipeline.conformance import check_vector, load_vectors, spec_dir
+from nda.pipeline.conformance import VECTOR_SETS, builtin_vectors, load_vectors, vector_path, check_vector
 from nda.sandbox.runner import available_tiers
-
-SPEC_VECTORS = spec_dir() / "conformance" / "vectors.jsonl"
-OWN_DIR = Path(__file__).parent / "conformance"
 
 # Vectors a tier is known to fail, by id. Tier 0 is the oracle: its list must be empty.
 KNOWN_FAILURES: dict[str, set[str]] = {"interp": set(), "closure": set(), "native": set()}
 
 
-def _all_vectors():
-    assert SPEC_VECTORS.exists(), f"spec vectors not found at {SPEC_VECTORS}"
-    vecs = load_vectors(SPEC_VECTORS)
-    for p in sorted(OWN_DIR.glob("*.jsonl")):
-        vecs += load_vectors(p)
-    return vecs
+VECTORS = builtin_vectors()
 
 
-VECTORS = _all_vectors()
+def test_shipped_vector_sets():
+    """Both sets ship with the package: the specification's 54 vectors (ids kept) and ours."""
+    spec = load_vectors(vector_path("spec"))
+    own = load_vectors(vector_path("own"))
+    assert len(spec) == 54 and len(own) >= 100
+    assert len(VECTORS) == len(spec) + len(own)
+    assert {v.id for v in spec}.isdisjoint({v.id for v in own})
+    with pytest.raises(ValueError):
+        vector_path("nope")
+    assert set(VECTOR_SETS) == {"spec", "own"}
 
 
 def test_vector_ids_unique():

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from nda.core import ir
-from nda.pipeline.conformance import load_vectors, prepare, spec_dir
+from nda.pipeline.conformance import load_vectors, prepare, vector_path
 from nda.core.errors import VALIDATION_ERROR, NdaError, ValidationError
 from nda.analysis.gate import analyze, validate, validate_or_raise, validate_triples
 from nda.tiers.interp import Interpreter
@@ -421,7 +421,7 @@ def test_pathological_loop_nest_stays_fast():
 
 def test_conformance_vectors():
     detected = set()
-    for v in load_vectors(spec_dir() / "conformance" / "vectors.jsonl"):
+    for v in load_vectors(vector_path("spec")):
         sequence, store = prepare(v)
         unit = parse_sexpr(v.program)
         fns = []

@@ -1,4 +1,4 @@
-"""Writes own.jsonl: our conformance vectors. Expectations are derived by hand from the spec
+"""Writes src/nda/pipeline/vectors/own.jsonl: our conformance vectors. Expectations are derived by hand from the spec
 (the reasoning is in the comments), never copied from an implementation's output.
 Run: python tests/conformance/make_own_vectors.py"""
 import json
@@ -192,6 +192,6 @@ vec("own_dynamic_loop_example", "(let n (int 3)) (scope (let _loop_cnt_0 (load n
 vec("own_bits_memory_example", "(poke (int 16) (bitwise shl (bitwise and (int 6) (int 3)) (int 4))) (print (peek (int 16)))",
     out=[], nodes=10, prints=["[print] [32.0]"])
 
-out = Path(__file__).with_name("own.jsonl")
+out = Path(__file__).resolve().parents[2] / "src" / "nda" / "pipeline" / "vectors" / "own.jsonl"
 out.write_text("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in V), encoding="utf-8")
 print(f"wrote {len(V)} vectors to {out}")

@@ -439,11 +439,12 @@ def hash_(file, as_json):
 @click.argument("files", nargs=-1)
 @json_option
 def conformance(tiers, files, as_json):
-    """Run conformance vectors (default: the spec's) on every tier."""
-    from nda.pipeline.conformance import check_vector, load_vectors, spec_dir
+    """Run conformance vectors on every tier (default: the shipped sets, the specification's
+    and ours; FILES: JSON-lines vector files)."""
+    from nda.pipeline.conformance import VECTOR_SETS, check_vector, load_vectors, vector_path
     from nda.sandbox.runner import available_tiers
 
-    paths = list(files) or [str(spec_dir() / "conformance" / "vectors.jsonl")]
+    paths = list(files) or [vector_path(name) for name in VECTOR_SETS]
     vecs = []
     for p in paths:
         try:

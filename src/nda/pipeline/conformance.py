@@ -1,15 +1,19 @@
 """Conformance vectors: load them and check one against a tier.
 
-In: JSON-lines files in the format of `shared/spec/conformance/README.md`.
+In: JSON-lines files of vectors (one JSON object a line: id, program in S-expression form,
+input, expect, optional limits, prints and executed_nodes; `//` lines are comments).
 Out: `Vector` records and, for a vector and a tier, the list of mismatches (empty = pass).
 
-Used by the test suite (every vector × every registered tier) and by `nda conformance`.
+Two sets ship with the package (`vectors/`, package data): `spec` — the NDA specification's
+conformance vectors, copied with their ids — and `own` — ours, derived by hand from the
+specification (tests/conformance/make_own_vectors.py writes them). Used by the test suite
+(every vector × every tier) and by `nda conformance`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,22 +35,29 @@ class Vector:
     origin: str
 
 
-def spec_dir() -> Path:
-    """The shared spec: $NDA_SPEC_DIR, else ../shared/spec beside the repository."""
-    env = os.environ.get("NDA_SPEC_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent.parent / "shared" / "spec"
-        if (parent / "pyproject.toml").exists() and cand.exists():
-            return cand
-    return here.parents[3] / "shared" / "spec"
+VECTOR_SETS = ("spec", "own")
 
 
-def load_vectors(path: str | Path) -> list[Vector]:
+def vector_path(name: str):
+    """The shipped vector file of set `name` ("spec" or "own"), as a readable resource."""
+    if name not in VECTOR_SETS:
+        raise ValueError(f"unknown vector set {name!r} (expected one of {', '.join(VECTOR_SETS)})")
+    return resources.files("nda.pipeline").joinpath("vectors", f"{name}.jsonl")
+
+
+def builtin_vectors(sets=VECTOR_SETS) -> list["Vector"]:
+    """Every shipped vector of the given sets, spec first."""
+    out: list[Vector] = []
+    for name in sets:
+        out += load_vectors(vector_path(name))
+    return out
+
+
+def load_vectors(path) -> list[Vector]:
+    """Vectors of one JSON-lines file (a path or a package resource)."""
     out = []
-    with open(path, encoding="utf-8") as f:
+    src = Path(path) if isinstance(path, str) else path
+    with src.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("//"):

@@ -85,8 +85,18 @@ class SandboxResult:
             self._out_arr = np.asarray(self._out_list, dtype=np.float32)
         return self._out_arr
 
-    def is_success(self) -> bool:
+    @property
+    def output(self) -> np.ndarray:
+        """The output vector as a float32 array (`output_vec` holds the same values as a list)."""
+        return self.output_array
+
+    @property
+    def ok(self) -> bool:
+        """True when the run ended without an error or a panic."""
         return not self.panicked and self.error is None
+
+    def is_success(self) -> bool:
+        return self.ok
 
     def to_dict(self, tier_as_name: bool = False) -> dict:
         d = {k: getattr(self, k) for k in _RESULT_FIELDS}
