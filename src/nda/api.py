@@ -23,7 +23,9 @@ import numpy as np
 
 from nda.core import ir
 from nda.core.errors import Diagnostic, UsageError
-from nda.pipeline.load import EXTENSIONS, Loaded, format_loaded, from_parts, load_bytes, load_path, load_text
+from nda.pipeline.load import (
+    EXTENSIONS, Loaded, format_loaded, from_parts, guess_kind, load_bytes, load_path, load_text,
+)
 from nda.runtime.state import Limits
 from nda.sandbox.runner import SandboxResult
 from nda.store.sitemap import SiteMap
@@ -106,11 +108,7 @@ def _guess_kind(source: str, file: str | None) -> str:
         ext = Path(file).suffix.lower()
         if ext in EXTENSIONS:
             return EXTENSIONS[ext]
-    head = source.lstrip()
-    while head.startswith(";") or head.startswith("//"):  # comments of either syntax
-        nl = head.find("\n")
-        head = "" if nl < 0 else head[nl + 1:].lstrip()
-    return "sexpr" if head.startswith("(") or head == "" else "text"
+    return guess_kind(source)
 
 
 def parse(source, kind: str | None = None, *, file: str | None = None) -> Program:

@@ -78,9 +78,12 @@ def open_store(path: str | None, create: bool = False):
 
 
 def load_program(ref: str, as_json: bool, store=None):
-    from nda.pipeline.load import UsageError, load_any
+    """The program at `ref` (a path, `-` for standard input, or a stored hash/name)."""
+    from nda.pipeline.load import UsageError, load_any, load_stdin
 
     try:
+        if ref == "-":
+            return load_stdin(sys.stdin.buffer, store)
         return load_any(ref, store)
     except UsageError as e:
         usage_fail(e.message, as_json)
@@ -229,7 +232,7 @@ def _summary(res, console) -> None:
 
 
 @main.command()
-@click.argument("file")
+@click.argument("file", metavar="FILE|REF|-")
 @click.option("--input", "input_spec", default=None, help="Conditioning vector: 1,2,-1 | @file.json | @file.npy")
 @click.option("--dim", type=int, default=None, help="Use N ones as the conditioning vector.")
 @click.option("--tier", default="auto", show_default=True, help="auto | interp | closure | native (or 0 / 1 / 2)")
@@ -250,7 +253,12 @@ def _summary(res, console) -> None:
 def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_gate, store_path,
         as_json, **lim):
     """Run a program (a module runs `main`) in the sandbox, after the gate's static validation
-    (a program the gate proves wrong is not run: its findings are reported, exit 1)."""
+    (a program the gate proves wrong is not run: its findings are reported, exit 1).
+
+    FILE is a .sexpr, .nda or .ndab file, `-` to read the program from standard input (the
+    text syntax or an S-expression, recognised by its first character), or with a store a
+    stored hash, hash prefix or bound name. A run-time error is reported with the span of the
+    node that failed."""
     from rich.console import Console
 
     from nda.sandbox.runner import resolve_tier, run as sandbox_run
@@ -271,11 +279,19 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_
     optimizing = not no_opt and tier_name != "interp"
     timings, dump = _optimizer_report(loaded, dump_after,
                                       dump_after is not None or show_passes or (as_json and optimizing))
+    diag = None
+    if not res.ok:
+        from nda.sandbox.locate import error_diagnostic
+
+        diag = error_diagnostic(res, loaded.sequence, inp, loaded.resolver, limits_from(lim), loaded.names)
     if as_json:
         d = res.to_dict(tier_as_name=True)
+        d["stage"] = "run"
         d["pass_timings_us"] = timings if (optimizing or dump_after) else {}
         if dump_after is not None:
             d["dump"] = dump
+        if diag is not None:
+            d["diagnostics"] = [diag.to_dict()]
         emit_json(d)
     else:
         if dump_after is not None:
@@ -285,6 +301,10 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_
         for line in res.output_log:
             click.echo(line)
         _summary(res, Console(stderr=False, highlight=False))
+        if diag is not None and diag.span is not None:
+            from nda.core.errors import render_text
+
+            click.echo(render_text([diag], loaded.source), err=True)
     raise Exit(EXIT_OK if res.is_success() else EXIT_FAIL)
 
 

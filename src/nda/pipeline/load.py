@@ -152,6 +152,27 @@ def load_path(path: str, store=None) -> Loaded:
     return load_text(text, kind, store, str(path))
 
 
+def guess_kind(text: str) -> str:
+    """The source form of `text`: an S-expression when its first significant character is "(",
+    else the text syntax (comment lines of either form are skipped)."""
+    for line in text.splitlines():
+        t = line.strip()
+        if not t or t.startswith(";") or t.startswith("//"):
+            continue
+        return "sexpr" if t.startswith("(") else "text"
+    return "sexpr"
+
+
+def load_stdin(stream, store=None) -> Loaded:
+    """A program read from a binary stream (standard input): binary v2 when it starts with the
+    container magic, else source text whose form `guess_kind` recognises."""
+    data = stream.read()
+    if data[:4] == b"NDA2":
+        return load_bytes(data, store, "<stdin>")
+    text = data.decode("utf-8", errors="replace")
+    return load_text(text, guess_kind(text), store, "<stdin>")
+
+
 def load_stored(store, ref: str) -> Loaded:
     """`Loaded` for a stored ref (see `SiteMap.resolve_ref`). A program root runs its
     children; a group member runs with its GroupRef calls turned into Hash32."""
@@ -176,5 +197,5 @@ def load_any(ref: str, store=None) -> Loaded:
     raise UsageError(f"{ref}: no such file" + ("" if store is None else " and no stored program of that hash or name"))
 
 
-__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any", "load_stored", "unlink_module",
+__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any", "load_stored", "load_stdin", "guess_kind", "unlink_module",
            "detect_kind", "format_loaded", "ParseError"]

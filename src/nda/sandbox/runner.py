@@ -46,7 +46,7 @@ class SandboxResult:
     access, so that callers who never look at it (benchmarks, gates) do not pay for it.
     """
 
-    __slots__ = tuple(f for f in _RESULT_FIELDS if f != "output_vec") + ("_out_arr", "_out_list")
+    __slots__ = tuple(f for f in _RESULT_FIELDS if f != "output_vec") + ("_out_arr", "_out_list", "error_node")
 
     def __init__(self, tier: int = 0):
         self.executed_nodes = self.matrix_count = self.norm_count = 0
@@ -64,6 +64,7 @@ class SandboxResult:
         self.compile_us = self.run_us = 0
         self.program_hash = ""
         self.fuel_used = 0
+        self.error_node = None  # the failing node when the tier knows it (tier 0 always does)
 
     @property
     def output_vec(self) -> list:
@@ -99,7 +100,8 @@ class SandboxResult:
         return self.ok
 
     def to_dict(self, tier_as_name: bool = False) -> dict:
-        d = {k: getattr(self, k) for k in _RESULT_FIELDS}
+        d = {"ok": self.ok}
+        d.update((k, getattr(self, k)) for k in _RESULT_FIELDS)
         d["output_vec"] = [_json_float(x) for x in self.output_vec]
         d["output_log"] = list(self.output_log)
         d["kind_counts"] = dict(self.kind_counts)
@@ -370,6 +372,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
             res.output_dim = int(out.shape[0])
     except NdaError as e:
         res.error, res.error_code = e.message, e.code
+        res.error_node = getattr(e, "node", None)
         res.output_vec, res.output_dim = [], 0
     except BaseException as e:  # panic safety: nothing escapes to the host
         if isinstance(e, (KeyboardInterrupt, SystemExit)):

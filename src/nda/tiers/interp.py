@@ -13,6 +13,9 @@ a Loop with an empty body skips its iterations (nothing observable happens in th
 Syscall argument is a memory check point; a kernel that processes ≥ `HEAVY_WORK` elements
 checks the clock right after it (pushing such a Vector counts).
 
+A failure records its innermost node on the exception (`e.node`): the sandbox keeps it so that
+surfaces can show the span of the statement that failed.
+
 Signals: CONTINUE, BREAK, RETURN. Only sequences (Scope children, loop bodies, If branches,
 the top level) look at the signal of their elements; the signal of an expression child
 (an operand, a condition, a Return value) is ignored, as in the original closure JIT.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from nda.core import ir
+from nda.core.errors import NdaError
 from nda.runtime import kernels as K
 from nda.runtime import values as V
 from nda.runtime.state import (
@@ -79,10 +83,15 @@ class Interpreter:
     # -- one node -----------------------------------------------------------------------------
     def eval(self, node: ir.Node) -> int:
         st = self.st
-        st.executed += 1
-        if st.executed > st.next_check:
-            st.slow_check(type(node).__name__)
-        return getattr(self, "eval_" + type(node).__name__)(node)
+        try:
+            st.executed += 1
+            if st.executed > st.next_check:
+                st.slow_check(type(node).__name__)
+            return getattr(self, "eval_" + type(node).__name__)(node)
+        except NdaError as e:  # the innermost failing node, for the error's span
+            if getattr(e, "node", None) is None:
+                e.node = node
+            raise
 
     def eval_Scope(self, n: ir.Scope) -> int:
         return self.run_seq(n.children)
