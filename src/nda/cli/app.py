@@ -10,6 +10,7 @@ the library (`pipeline`, `sandbox`, `sexpr`, `hashing`, …).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,20 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 class Exit(Exception):
     def __init__(self, code: int):
         self.code = code
+
+
+def style(text: str, **kwargs) -> str:
+    """`click.style`, except under NO_COLOR (https://no-color.org): then the plain text."""
+    return text if os.environ.get("NO_COLOR") else click.style(text, **kwargs)
+
+
+def console(stderr: bool = False, **kwargs):
+    """A rich Console for the verbs: every color and style off under NO_COLOR."""
+    from rich.console import Console
+
+    if os.environ.get("NO_COLOR"):
+        kwargs.setdefault("color_system", None)
+    return Console(stderr=stderr, **kwargs)
 
 
 def emit_json(obj) -> None:
@@ -259,8 +274,6 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_
     text syntax or an S-expression, recognised by its first character), or with a store a
     stored hash, hash prefix or bound name. A run-time error is reported with the span of the
     node that failed."""
-    from rich.console import Console
-
     from nda.sandbox.runner import resolve_tier, run as sandbox_run
 
     try:
@@ -300,7 +313,7 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_
             click.echo("passes: " + " · ".join(f"{k} {v} µs" for k, v in timings.items()), err=True)
         for line in res.output_log:
             click.echo(line)
-        _summary(res, Console(stderr=False, highlight=False))
+        _summary(res, console(highlight=False))
         if diag is not None and diag.span is not None:
             from nda.core.errors import render_text
 

@@ -9,7 +9,7 @@ import click
 
 
 def register(main: click.Group) -> None:
-    from nda.cli.app import Exit, emit_json, json_option, usage_fail
+    from nda.cli.app import Exit, console as make_console, emit_json, json_option, usage_fail
 
     @main.command()
     @click.argument("names", nargs=-1)
@@ -18,7 +18,6 @@ def register(main: click.Group) -> None:
     @json_option
     def bench(names, runs, tiers, as_json):
         """Run the benchmark suite (block4, loop100k, calls10k)."""
-        from rich.console import Console
         from rich.table import Table
 
         from nda.cli.benchsuite import BENCHMARKS, rows_to_json, run_suite
@@ -33,7 +32,7 @@ def register(main: click.Group) -> None:
         unknown = [n for n in names if n not in BENCHMARKS]
         if unknown:
             usage_fail(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})", as_json)
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         if as_json:
             rows = run_suite(names, runs, tiers)
             emit_json({"ok": True, "runs": runs, "rows": rows_to_json(rows)})
@@ -47,5 +46,5 @@ def register(main: click.Group) -> None:
             ratio = "" if r.ratio is None else f"{r.ratio:.2f}× vs {r.baseline}"
             met = "" if r.met is None else ("[green]yes[/green]" if r.met else "[red]no[/red]")
             table.add_row(r.bench, r.tier, f"{r.median_us:,.1f}", f"{r.min_us:,.1f}", ratio, r.target or "", met)
-        Console().print(table)
+        make_console().print(table)
         raise Exit(0)

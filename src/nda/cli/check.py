@@ -43,7 +43,7 @@ def register(main: click.Group) -> None:
 from nda.core import ir  # noqa: E402
 from nda.cli.app import (  # noqa: E402  (nda.cli imports this module at its end)
     EXIT_FAIL, EXIT_OK, Exit, emit_json, json_option, limit_options, limits_from, open_store,
-    store_option, usage_fail,
+    store_option, style, usage_fail,
 )
 from nda.core.errors import UNDEFINED_VARIABLE, Diagnostic, NdaError, Span, render_text  # noqa: E402
 from nda.runtime.state import Limits  # noqa: E402
@@ -220,12 +220,12 @@ def render_report(report: CheckReport) -> str:
     if report.ok:
         width = "unknown" if report.input_len is None else str(report.input_len)
         fns = f", {len(report.functions)} function(s)" if report.functions else ""
-        summary = click.style("ok", fg="green") + f" {report.file}: gate passed (input width {width}{fns})"
+        summary = style("ok", fg="green") + f" {report.file}: gate passed (input width {width}{fns})"
         if report.warnings:
             summary += f", {report.warnings} warning(s)"
     else:
         what = "parse" if report.stage == "parse" else "gate"
-        summary = (click.style("rejected", fg="red") + f" {report.file}: {report.errors} error(s)"
+        summary = (style("rejected", fg="red") + f" {report.file}: {report.errors} error(s)"
                    + (f", {report.warnings} warning(s)" if report.warnings else "") + f" ({what})")
     return "\n".join(blocks + [summary])
 

@@ -47,10 +47,10 @@ DEFAULT_STORE = ".nda/sitemap.db"
 def _console():
     import sys
 
-    from rich.console import Console
+    from nda.cli.app import console
 
     # full hashes must stay on one line when the output is piped or captured
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+    return console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 
 
 def _table(*columns: str):
