@@ -43,6 +43,10 @@ def console(stderr: bool = False, **kwargs):
 
 
 def emit_json(obj) -> None:
+    """Print one JSON object. Every object has `ok`: a verb that reports a failure sets it to
+    false; a report that does not say is a success (`ok` first)."""
+    if isinstance(obj, dict) and "ok" not in obj:
+        obj = {"ok": True, **obj}
     click.echo(json.dumps(obj, ensure_ascii=False, default=_json_default))
 
 
