@@ -151,3 +151,28 @@ def test_the_test_sees_a_cycle_and_an_upward_import(tmp_path):
     t = tmp_path / "t.py"
     t.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import b\n")
     assert _imports(t, "pkg.t", {"pkg.t": t, "pkg.b": a}) == set()
+
+
+def test_no_file_names_a_path_outside_the_repository():
+    """The repository stands alone: no file refers to the specification's folder beside it or
+    to a developer's machine."""
+    import subprocess
+
+    repo = ROOT.parents[1]
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True,
+                               check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):  # not a checkout (an installed package)
+        files = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()]
+    outside = ["../" + "shared", "/" + "work/main", "/" + "work/shared", "/" + "work/wt", "shared/" + "spec"]
+    bad = []
+    for f in files:
+        p = repo / f
+        if not p.is_file() or p.suffix in (".db", ".ndab", ".npy", ".png"):
+            continue
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        bad += [f"{f}: {o}" for o in outside if o in text]
+    assert not bad, bad
