@@ -512,7 +512,8 @@ def _register_optional_verbs() -> None:
     """Verbs from other modules (store, gate, bench) register themselves when present."""
     import importlib
 
-    for mod in ("nda.cli.store", "nda.cli.check", "nda.cli.bench", "nda.cli.tokens", "nda.mcp.server"):
+    for mod in ("nda.cli.store", "nda.cli.check", "nda.cli.bench", "nda.cli.tokens", "nda.cli.graph",
+                "nda.mcp.server"):
         try:
             m = importlib.import_module(mod)
         except ImportError as e:

@@ -10,7 +10,8 @@ The store is `./.nda/sitemap.db` unless `--store PATH` or `$NDA_STORE` says othe
 and `import-sitemap` create it (and its directory), the other verbs require it to exist. A
 commit that is rejected (parse, gate, sandbox or scope) or fails leaves the store unchanged —
 and when that commit would have created the store, no store file is left behind.
-`show --depth N` also prints the stored callees reachable through N levels of calls.
+`show --depth N` also prints the stored callees reachable through N levels of calls;
+`show --format dot|svg` draws the node (and those callees) through `nda.cli.graph`.
 """
 
 from __future__ import annotations
@@ -255,8 +256,8 @@ def _text_module(store, rec):
 
 @click.command("show")
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(["sexpr", "text", "json", "triples"]), default="sexpr",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["sexpr", "text", "json", "triples", "dot", "svg"]),
+              default="sexpr", show_default=True, help="dot / svg: a picture (svg needs Graphviz).")
 @click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also show stored callees up to N calls deep.")
 @store_option
@@ -266,6 +267,10 @@ def show_cmd(ref, fmt, depth, store_path, as_json):
     from nda.core import ir
     from nda.pipeline.load import UsageError
 
+    if fmt in ("dot", "svg"):
+        from nda.cli.graph import show_picture
+
+        return show_picture(store_path, ref, fmt, depth, as_json)
     store = _open(store_path, as_json)
     try:
         try:
