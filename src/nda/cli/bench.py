@@ -1,7 +1,8 @@
 """`nda bench`: run the benchmark suite and print a table (or one JSON object).
 
-In: benchmark names, --runs, --tier. Out: a rich table of medians and ratios against the
-baselines measured in the same run (see `benchsuite`)."""
+In: benchmark names, --runs, --tier, --plot FILE. Out: a rich table of medians and ratios against
+the baselines measured in the same run (see `benchsuite`); with --plot also a bar chart of the
+ratios (`benchplot`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ def register(main: click.Group) -> None:
     @click.argument("names", nargs=-1)
     @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Runs per measurement (median reported).")
     @click.option("--tier", "tiers", multiple=True, help="Tier(s) to measure (default: all available).")
+    @click.option("--plot", "plot_path", default=None, metavar="FILE.svg",
+                  help="Also draw the ratios to FILE (.svg or .png; needs matplotlib, the pictures extra).")
     @json_option
-    def bench(names, runs, tiers, as_json):
+    def bench(names, runs, tiers, plot_path, as_json):
         """Run the benchmark suite (block4, loop100k, calls10k)."""
         from rich.table import Table
 
@@ -32,13 +35,35 @@ def register(main: click.Group) -> None:
         unknown = [n for n in names if n not in BENCHMARKS]
         if unknown:
             usage_fail(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})", as_json)
+        if plot_path is not None:
+            from nda.cli.app import diag_fail
+            from nda.cli.benchplot import check_plot, plot_ratios
+            from nda.core.errors import NdaError
+
+            try:
+                check_plot(plot_path)
+            except ValueError as e:
+                usage_fail(str(e), as_json)
+            except NdaError as e:
+                diag_fail(e, as_json)
+
+        def plot(rows) -> None:
+            if plot_path is not None:
+                try:
+                    plot_ratios(rows_to_json(rows), plot_path,
+                                title=f"nda bench (median of {runs} runs; ratio = baseline / median)")
+                except OSError as e:
+                    usage_fail(f"{plot_path}: cannot write: {e.strerror or e}", as_json)
+
         console = make_console(stderr=True)
         if as_json:
             rows = run_suite(names, runs, tiers)
-            emit_json({"ok": True, "runs": runs, "rows": rows_to_json(rows)})
+            plot(rows)
+            emit_json({"ok": True, "runs": runs, "rows": rows_to_json(rows), "plot": plot_path})
             return
         with console.status("benchmarking…") as status:
             rows = run_suite(names, runs, tiers, progress=lambda n: status.update(f"benchmarking {n}…"))
+        plot(rows)
         table = Table(title=f"nda bench (median of {runs} runs; ratio = baseline / median)")
         for col in ("benchmark", "tier", "median µs", "min µs", "ratio", "target", "met"):
             table.add_column(col, justify="right" if col not in ("benchmark", "tier", "target") else "left")

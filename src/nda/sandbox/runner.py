@@ -109,6 +109,12 @@ class SandboxResult:
             d["tier"] = {0: "interp", 1: "closure", 2: "native"}[self.tier]
         return d
 
+    def _repr_html_(self) -> str:
+        """Notebook display: a table of the fields with a bar strip of the output vector."""
+        from nda.syntax.draw import result_html
+
+        return result_html(self)
+
     def __repr__(self) -> str:
         return "SandboxResult(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in _RESULT_FIELDS) + ")"
 
