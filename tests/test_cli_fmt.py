@@ -186,6 +186,7 @@ def test_every_verb_answers_json(tmp_path, monkeypatch):
         ("hash", lambda: [EX / "fibonacci.nda"], 0),
         ("commit", lambda: [EX / "counter.nda", "--dim", "0", "--name", "counter"], 0),
         ("show", lambda: [committed(), "--format", "text"], 0),
+        ("graph", lambda: ["counter"], 0),
         ("log", lambda: [], 0),
         ("verify", lambda: [], 0),
         ("triples", lambda: [], 0),

@@ -18,6 +18,7 @@ from nda.sandbox.runner import run
 from nda.syntax.sexpr import parse_node, print_node
 from nda.syntax.text import InexpressibleError, print_text_nodes
 from nda.syntax.triples import node_triples
+from nda.syntax.draw import program_dot
 
 from test_sandbox import ONE_OF_EACH
 
@@ -51,6 +52,7 @@ def test_gate_optimizer_native_triples(node):
         assert tuple(strip(x) for x in opt) == seq
         native_analyze(seq[0])  # None (not a scalar region) or a plan; never an exception
         assert isinstance(node_triples(seq[0]), list)
+        assert f'class="nda-{type(node).__name__}"' in program_dot(seq)
 
 
 @pytest.mark.parametrize("node", list(KINDS.values()), ids=IDS)
