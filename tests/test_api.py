@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +81,7 @@ def test_check_reports_findings_with_codes_and_spans():
     unparsable = nda.check("(let x")
     assert not unparsable.ok and unparsable.stage == "parse"
     # shapes are checked against the input width when it is known, and only then
-    block = open("examples/block4.sexpr").read()
+    block = (Path(__file__).resolve().parents[1] / "examples" / "block4.sexpr").read_text()
     assert nda.check(block, input_len=896).ok and nda.check(block).ok
     assert not nda.check(block, input_len=100).ok
     assert not nda.check("(loop 100000 (int 1))", input_len=0, limits=nda.Limits(fuel=10)).ok
@@ -124,3 +127,16 @@ def test_store_commit_get_log(tmp_path):
     # the context manager closed it; reopening sees the commit
     with nda.Store.open(str(path)) as store:
         assert [e.message for e in store.log()] == ["five"]
+
+
+def test_programs_and_results_draw_themselves(monkeypatch, tmp_path):
+    prog = nda.parse(TEXT)
+    assert "Loop" in prog.to_dot() and "total" in prog.to_dot()
+    html = nda.run(prog, [])._repr_html_()
+    ET.fromstring(html)  # well-formed
+    assert "[print] [8.0]" in html
+    if shutil.which("dot") is not None:
+        svg = prog._repr_svg_()
+        assert ET.fromstring(svg).tag.endswith("svg") and "Loop" in svg
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz: the notebook falls back to text
+    assert prog._repr_svg_() is None

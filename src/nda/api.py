@@ -98,6 +98,27 @@ class Program:
         """Binary v2 (a program or module container)."""
         return format_loaded(self.loaded, "binary")
 
+    def to_dot(self) -> str:
+        """Graphviz DOT text of the program: nodes by kind, control edges, calls by name."""
+        from nda.syntax.draw import program_dot
+
+        return program_dot(self.loaded.raw_module or self.sequence, self.names)
+
+    def to_svg(self) -> str:
+        """SVG of the program (needs Graphviz's `dot`; `PictureToolMissing` names the install)."""
+        from nda.syntax.draw import program_svg
+
+        return program_svg(self.loaded.raw_module or self.sequence, self.names)
+
+    def _repr_svg_(self) -> str | None:
+        """Notebook display; without Graphviz the notebook falls back to the text repr."""
+        from nda.syntax.draw import PictureToolMissing
+
+        try:
+            return self.to_svg()
+        except PictureToolMissing:
+            return None
+
     def __repr__(self) -> str:
         fns = f", functions={self.functions}" if self.module is not None else ""
         return f"Program(kind={self.kind!r}, nodes={len(self.sequence)}{fns}, hash={self.hash[:16]}…)"
