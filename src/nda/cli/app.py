@@ -68,8 +68,7 @@ def usage_fail(message: str, as_json: bool) -> None:
 def diag_fail(err: NdaError, as_json: bool, source: str | None = None, code: int = EXIT_USAGE) -> None:
     diags = getattr(err, "diagnostics", None) or (err.diagnostic(),)
     if as_json:
-        emit_json({"ok": False, "error_code": err.code, "error": err.message,
-                   "diagnostics": [d.to_dict() for d in diags]})
+        emit_json(E.error_failure(err))
     else:
         click.echo(E.render_text(diags, source), err=True)
     raise Exit(code)
@@ -337,9 +336,8 @@ def _gate_or_exit(loaded, input_len: int, limits, store, as_json: bool) -> None:
     if not diags:
         return
     if as_json:
-        emit_json({"ok": False, "stage": "gate", "error_code": "VALIDATION_ERROR",
-                   "error": f"validation: {diags[0].message}", "executed_nodes": 0,
-                   "diagnostics": [d.to_dict() for d in diags]})
+        emit_json(E.failure("VALIDATION_ERROR", f"validation: {diags[0].message}", diags,
+                            stage="gate", executed_nodes=0))
     else:
         click.echo(render_text(diags, loaded.source), err=True)
         click.echo(f"not run: the gate found {len(diags)} error(s) (--no-gate runs it anyway)", err=True)

@@ -188,3 +188,19 @@ def render_text(diags: Iterable[Diagnostic], source: str | None = None) -> str:
 
 def render_json(diags: Iterable[Diagnostic]) -> str:
     return json.dumps({"diagnostics": [d.to_dict() for d in diags]}, ensure_ascii=False)
+
+
+def failure(code: str, message: str, diagnostics: Iterable[Diagnostic | dict] = (), **extra) -> dict:
+    """The one failure object of machine output (`nda … --json` and the MCP tools):
+    `{"ok": false, "error_code": code, "error": message, "diagnostics": [...], **extra}`, each
+    diagnostic `Diagnostic.to_dict()` ({severity, code, message, span?, hint?}); with no
+    diagnostics given, one is made from `code` and `message`."""
+    diags = [d.to_dict() if isinstance(d, Diagnostic) else dict(d) for d in diagnostics]
+    return {"ok": False, "error_code": code, "error": message,
+            "diagnostics": diags or [Diagnostic(code, message).to_dict()], **extra}
+
+
+def error_failure(err: NdaError, **extra) -> dict:
+    """`failure` for a raised `NdaError` (its own diagnostics when it carries several)."""
+    diags = getattr(err, "diagnostics", None) or (err.diagnostic(),)
+    return failure(err.code, err.message, diags, **extra)
