@@ -1,47 +1,177 @@
-"""The MCP server: tools through the real protocol (in-process client of the `mcp` SDK), and
-the tool layer's safety rules (limits clamped, sources only as strings, typed failures)."""
+"""The MCP server: tools, resources and the prompt through the real protocol (in-process client of
+the `mcp` SDK, and one stdio subprocess), and the tool layer's safety rules (limits clamped,
+sources only as strings, typed failures)."""
 
+import base64
 import json
 import sys
+import types
+from pathlib import Path
 
 import anyio
 import pytest
 
+from nda.core.errors import failure
 from nda.mcp.server import ServerConfig, Tools, build_server, clamp_limits
+from nda.mcp import teach
+from nda.mcp.tools import COMPACT_VEC, detect_syntax
+from nda.runtime.state import Limits
 from nda.sandbox.runner import run
 from nda.syntax.sexpr import parse_sexpr
-from nda.runtime.state import Limits
 
 COUNTER = "(let i (int 0)) (loop 5 (store i (add (load i) (int 1)))) (print (load i)) (load i)"
 MODULE = """(module
   (def sq (scope (let x (scope)) (return (math mul (load x) (load x)))))
   (def main (scope (int 7) (call @sq))))"""
+GRAPH = """(module
+  (def sq (scope (let x (scope)) (return (math mul (load x) (load x)))))
+  (def quad (scope (let y (scope)) (load y) (call @sq) (call @sq)))
+  (def main (scope (int 3) (call @quad))))"""
+TEXT = "fn sq(x: int) -> int {\n    return x * x\n}\n\nfn main() {\n    print(sq(7))\n}\n"
 UNDERFLOW = "(if (scope) (then)) (if (scope) (then))"
+TOOLS = {"nda_run", "nda_check", "nda_commit", "nda_show", "nda_log", "nda_names", "nda_callers",
+         "nda_dependencies", "nda_verify", "nda_format", "nda_hash", "nda_grammar"}
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
 
 
-def _call(server, tool: str, args: dict):
+def _session(server, fn):
     from mcp import Client
 
     async def go():
         async with Client(server) as c:
-            listed = await c.list_tools()
-            r = await c.call_tool(tool, args)
-            return [t.name for t in listed.tools], r
+            return await fn(c)
 
     return anyio.run(go)
 
 
+def _call(server, tool: str, args: dict):
+    return _session(server, lambda c: c.call_tool(tool, args))
+
+
 def _payload(result) -> dict:
-    if result.structured_content is not None:
-        return result.structured_content
-    return json.loads(result.content[0].text)
+    d = json.loads(result.content[0].text)
+    assert result.structured_content == d  # structured content and text say the same
+    assert result.is_error is (d["ok"] is False)  # isError exactly when the call failed
+    return d
 
 
-def test_tools_are_listed_and_run_matches_the_sandbox():
-    names, r = _call(build_server(), "nda_run", {"source": COUNTER, "dim": 3})
-    assert {"nda_run", "nda_check", "nda_format", "nda_hash", "nda_commit", "nda_show",
-            "nda_log"} <= set(names)
-    d = _payload(r)
+def _schema_props(schema: dict) -> dict:
+    return schema.get("properties", {})
+
+
+# ---------------------------------------------------------------------------------------------
+# The surface: what an agent learns from listing
+
+
+def test_tools_are_described_with_enums_annotations_and_output_schemas():
+    tools = {t.name: t for t in _session(build_server(), lambda c: c.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for name, t in tools.items():
+        assert t.description and len(t.description) > 40, name
+        for arg, prop in _schema_props(t.input_schema).items():
+            assert prop.get("description"), (name, arg)
+        out = t.output_schema
+        assert out and "ok" in out["properties"] and len(out["properties"]) > 1, name
+        a = t.annotations
+        assert a.read_only_hint is (name != "nda_commit"), name
+        assert a.destructive_hint is False and a.open_world_hint is False, name
+    run_props = _schema_props(tools["nda_run"].input_schema)
+
+    def enum(prop):
+        return next(x["enum"] for x in prop.get("anyOf", [prop]) if "enum" in x)
+
+    assert enum(run_props["syntax"]) == ["sexpr", "text", "binary"]
+    assert enum(run_props["tier"]) == ["auto", "interp", "closure", "native"]
+    assert enum(_schema_props(tools["nda_format"].input_schema)["to"]) == ["sexpr", "text", "binary"]
+    assert enum(_schema_props(tools["nda_grammar"].input_schema)["dialect"]) == ["lark", "gbnf"]
+    assert enum(_schema_props(tools["nda_names"].input_schema)["mode"]) == ["list", "search", "history"]
+    limits = tools["nda_run"].input_schema["$defs"]["LimitsArg"]
+    assert list(limits["properties"]) == Limits.field_names()
+    assert limits["additionalProperties"] is False
+    assert all(p["description"] for p in limits["properties"].values())
+    assert tools["nda_commit"].annotations.idempotent_hint is False
+    assert "source" in tools["nda_check"].input_schema["required"]
+
+
+def test_instructions_resources_and_prompt():
+    async def go(c):
+        return (c.initialize_result if hasattr(c, "initialize_result") else None,
+                await c.list_resources(), await c.list_prompts(),
+                await c.read_resource("nda://reference/language"),
+                await c.get_prompt("write_nda", {"task": "print 42", "syntax": "sexpr"}))
+
+    init, res, prompts, lang, prompt = _session(build_server(), go)
+    uris = {str(r.uri) for r in res.resources}
+    pages = {p.stem for p in REFERENCE.glob("*.md")}
+    assert pages >= {"language", "formats", "runtime", "errors"}
+    assert {f"nda://reference/{p}" for p in pages} <= uris
+    assert {f"nda://grammar/{s}.{d}" for s in ("text", "sexpr") for d in ("lark", "gbnf")} <= uris
+    assert all(r.description and r.mime_type for r in res.resources)
+    assert lang.contents[0].text == (REFERENCE / "language.md").read_text(encoding="utf-8")
+    assert [p.name for p in prompts.prompts] == ["write_nda"]
+    assert all(a.description for a in prompts.prompts[0].arguments)
+    text = prompt.messages[0].content.text
+    assert "print 42" in text and "(module" in text
+    for tool in ("nda_check", "nda_run", "nda_commit"):
+        assert tool in text and tool in teach.INSTRUCTIONS
+
+
+def test_the_prompts_examples_run_as_they_say():
+    """The prompt teaches by example: both examples pass the gate and print what they claim."""
+    tools = Tools(ServerConfig())
+    hashes = set()
+    for syntax in ("text", "sexpr"):
+        text = teach.write_prompt("x", syntax)
+        example = text.split("```\n")[1].split("```")[0]
+        d = tools.run(example)
+        assert d["ok"] and d["syntax"] == syntax, d
+        assert d["output_log"] == ["[print] [25.0]"] and d["output_vec"] == [5.0]
+        assert tools.check(example)["ok"]
+        hashes.add(d["program_hash"])
+    assert len(hashes) == 2
+
+
+def test_reference_pages_are_the_docs():
+    pages = teach.reference_pages()
+    assert set(pages) == {p.stem for p in REFERENCE.glob("*.md")}
+    for name in pages:
+        assert teach.reference_text(name) == (REFERENCE / f"{name}.md").read_text(encoding="utf-8")
+    with pytest.raises(KeyError):
+        teach.reference_text("../../pyproject")
+
+
+def test_setup_build_copies_the_reference_into_the_package(tmp_path):
+    """`pip install .` ships the pages: the build step copies docs/reference into nda/mcp/."""
+    import setuptools
+    from setuptools.dist import Distribution
+
+    root = Path(__file__).resolve().parents[1]
+    spec = {}
+    code = (root / "setup.py").read_text()
+    orig = setuptools.setup
+    setuptools.setup = lambda **kw: spec.update(kw)
+    try:
+        exec(compile(code, str(root / "setup.py"), "exec"), {"__file__": str(root / "setup.py"),
+                                                             "__name__": "setup"})
+    finally:
+        setuptools.setup = orig
+    cmd_cls = spec["cmdclass"]["build_py"]
+    dist = Distribution({"name": "x", "packages": [], "package_dir": {}})
+    cmd = cmd_cls(dist)
+    cmd.initialize_options()
+    cmd.build_lib = str(tmp_path)
+    cmd.finalize_options()
+    cmd.run()
+    copied = {p.name for p in (tmp_path / "nda" / "mcp" / "reference").iterdir()}
+    assert copied == {p.name for p in REFERENCE.glob("*.md")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running and the answer's shape
+
+
+def test_run_matches_the_sandbox():
+    d = _payload(_call(build_server(), "nda_run", {"source": COUNTER, "dim": 3}))
     oracle = run(parse_sexpr(COUNTER).sequence, [1.0, 1.0, 1.0], tier="interp")
     assert d["ok"] is True
     assert d["output_vec"] == oracle.output_vec == [5.0]
@@ -49,18 +179,81 @@ def test_tools_are_listed_and_run_matches_the_sandbox():
     assert d["executed_nodes"] == oracle.executed_nodes
 
 
-def test_run_reports_program_errors_as_data():
-    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0, "gate": False})[1])
-    assert d["ok"] is False and d["error_code"] == "STACK_UNDERFLOW" and not d["panicked"]
+def test_results_are_compact_by_default():
+    """Review: `(print (int 1))` answered 8,515 characters (896 ones echoed back)."""
+    r = _call(build_server(), "nda_run", {"source": "(print (int 1))"})
+    d = _payload(r)
+    assert d["output_vec"] == [] and d["output_log"] == ["[print] [1.0]"]
+    assert len(r.content[0].text) < 500
+    tools = Tools(ServerConfig())
+    ramp = [float(i) for i in range(100)]
+    long = tools.run("(scope)", input=ramp)
+    assert "output_vec" not in long and long["output_dim"] == 100 and "full=true" in long["hint"]
+    full = tools.run("(scope)", input=ramp, full=True)
+    vec = full["output_vec"]  # the input as a quantized vector
+    assert len(vec) == 100 and "output_summary" not in full and len(set(vec)) > 1
+    assert long["output_summary"] == {"length": 100, "head": vec[:8], "min": min(vec),
+                                      "max": max(vec), "sum": sum(vec)}
+    short = tools.run("(scope)", dim=COMPACT_VEC)
+    assert short["output_vec"] == [1.0] * COMPACT_VEC
+
+
+def test_failures_are_is_error_with_the_clis_failure_object(tmp_path):
+    """The same object `nda run --json` prints: ok, error_code, error, diagnostics."""
+    from click.testing import CliRunner
+
+    from nda.cli.app import main
+
+    src = "(let x\n  (int 1)"
+    f = tmp_path / "bad.sexpr"
+    f.write_text(src)
+    cli = json.loads(CliRunner().invoke(main, ["run", str(f), "--json"]).output)
+    r = _call(build_server(), "nda_run", {"source": src, "syntax": "sexpr"})
+    d = _payload(r)
+    assert r.is_error and d["ok"] is False
+    assert set(cli) <= set(d)
+    assert (d["error_code"], d["error"]) == (cli["error_code"], cli["error"]) == (
+        "PARSE_ERROR", cli["error"])
+    strip = [{k: v for k, v in x.items() if k != "span"} for x in d["diagnostics"]]
+    assert strip == [{k: v for k, v in x.items() if k != "span"} for x in cli["diagnostics"]]
+    assert d["diagnostics"][0]["span"]["line"] == cli["diagnostics"][0]["span"]["line"] == 1
+    assert d["diagnostics"][0]["span"]["file"] == "<mcp>"  # never a host path
+
+
+def test_run_reports_program_errors_with_is_error():
+    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0, "gate": False}))
+    assert d["ok"] is False and d["error_code"] == "STACK_UNDERFLOW" and d["stage"] == "run"
+    assert d["diagnostics"][0]["code"] == "STACK_UNDERFLOW" and not d["panicked"]
     # by default the gate refuses it before it runs
-    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0})[1])
+    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0}))
     assert d["ok"] is False and d["stage"] == "gate" and d["executed_nodes"] == 0
     assert d["diagnostics"][0]["message"] == "Stack underflow in If condition"
 
 
+def test_a_source_without_syntax_is_recognised_or_answered_with_a_hint():
+    tools = Tools(ServerConfig())
+    assert detect_syntax("  ; c\n(int 1)") == "sexpr" and detect_syntax("// c\nfn main() {}") == "text"
+    t = tools.run(TEXT)
+    assert t["ok"] and t["syntax"] == "text" and t["output_log"] == ["[print] [49.0]"]
+    s = tools.run(MODULE)
+    assert s["ok"] and s["syntax"] == "sexpr" and s["output_vec"] == [49.0]
+    b64 = tools.format(TEXT, to="binary")["base64"]
+    b = tools.run(b64)
+    assert b["ok"] and b["syntax"] == "binary" and b["output_log"] == ["[print] [49.0]"]
+    assert tools.hash(TEXT)["program_hash"] == tools.hash(b64)["program_hash"]
+    # a text program read as text but malformed: the diagnostic says what was assumed
+    bad = tools.run("print(1)")
+    assert bad["error_code"] == "PARSE_ERROR" and "read as text" in bad["diagnostics"][0]["hint"]
+    assert "syntax='sexpr'" in bad["diagnostics"][0]["hint"]
+    # given explicitly, no guess and no hint about it
+    assert "syntax" not in tools.run(MODULE, syntax="sexpr")
+    wrong = tools.run(TEXT, syntax="sexpr")
+    assert wrong["ok"] is False and "read as" not in str(wrong["diagnostics"])
+
+
 def test_bad_source_gives_typed_diagnostic_with_position():
-    d = _payload(_call(build_server(), "nda_run", {"source": "(let x\n  (int 1)"})[1])
-    assert d["ok"] is False and d["error"]["code"] == "PARSE_ERROR"
+    d = _payload(_call(build_server(), "nda_run", {"source": "(let x\n  (int 1)"}))
+    assert d["ok"] is False and d["error_code"] == "PARSE_ERROR"
     assert d["diagnostics"][0]["span"]["line"] >= 1
 
 
@@ -75,7 +268,14 @@ def test_limits_are_clamped_to_the_servers():
     d = tools.run(COUNTER, dim=0, limits={"fuel": 10**9}, gate=False)
     assert d["ok"] is False and d["error_code"] == "FUEL_EXHAUSTED" and d["executed_nodes"] == 10
     d = tools.run(COUNTER, dim=0, limits={"warp": 3})
-    assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"
+    assert d["ok"] is False and d["error_code"] == "INPUT_INVALID"
+    # through the protocol: the named-keys object, clamped the same way
+    server = build_server(ServerConfig(limits=ceiling))
+    d = _payload(_call(server, "nda_run", {"source": COUNTER, "gate": False,
+                                           "limits": {"fuel": 10**9}}))
+    assert d["error_code"] == "FUEL_EXHAUSTED" and d["executed_nodes"] == 10
+    d = _payload(_call(server, "nda_run", {"source": COUNTER, "limits": {"fuel": 1, "warp": 3}}))
+    assert d["error_code"] == "INPUT_INVALID" and "limits.warp" in d["error"]
 
 
 def test_module_hash_and_format_round_trip():
@@ -87,57 +287,141 @@ def test_module_hash_and_format_round_trip():
     again = tools.hash(b["base64"], syntax="binary")
     assert again["program_hash"] == h["program_hash"]
     assert tools.run(b["base64"], syntax="binary", dim=0)["output_vec"] == [49.0]
-    assert tools.format("!!!", syntax="binary")["error"]["code"] == "INPUT_INVALID"
+    assert tools.format("!!!", syntax="binary")["error_code"] == "INPUT_INVALID"
+    assert tools.format(TEXT, to="sexpr")["text"].startswith("(module")
 
 
 def test_check_reports_every_finding():
-    d = Tools(ServerConfig()).check(
-        "(let c (scope)) (if (load c) (then (print (load x))) (else (print (load y))))", dim=4)
-    assert d["ok"] is False and len(d["diagnostics"]) >= 2
+    d = _payload(_call(build_server(), "nda_check", {
+        "source": "(let c (scope)) (if (load c) (then (print (load x))) (else (print (load y))))",
+        "dim": 4}))
+    assert d["ok"] is False and len(d["diagnostics"]) >= 2 and d["stage"] == "gate"
     assert all(x["code"] == "VALIDATION_ERROR" for x in d["diagnostics"])
-    assert Tools(ServerConfig()).check(COUNTER, dim=0) == {"ok": True, "diagnostics": []}
+    assert Tools(ServerConfig()).check(COUNTER, dim=0) == {"ok": True, "diagnostics": [],
+                                                           "syntax": "sexpr"}
 
 
-def test_commit_show_log_through_the_store(tmp_path):
+# ---------------------------------------------------------------------------------------------
+# The store tools
+
+
+def test_commit_show_log_names_run_by_ref(tmp_path):
     server = build_server(ServerConfig(store_path=str(tmp_path / "s.db")))
-    d = _payload(_call(server, "nda_commit", {"source": MODULE, "message": "sq", "name": "sq7", "dim": 0})[1])
-    assert d["ok"] is True
-    shown = _payload(_call(server, "nda_show", {"ref": "sq7"})[1])
-    assert shown["ok"] and "call" in shown["text"]
-    log = _payload(_call(server, "nda_log", {})[1])
-    assert [e["message"] for e in log["entries"]] == ["sq"]
-    # a rejected commit changes nothing
-    bad = _payload(_call(server, "nda_commit", {"source": UNDERFLOW, "dim": 0})[1])
-    assert bad["ok"] is False
-    assert len(_payload(_call(server, "nda_log", {})[1])["entries"]) == 1
+
+    async def go(c):
+        out = {}
+        out["commit"] = await c.call_tool("nda_commit", {"source": MODULE, "message": "sq",
+                                                          "name": "sq7"})
+        out["show"] = await c.call_tool("nda_show", {"ref": "sq7", "format": "sexpr"})
+        out["run"] = await c.call_tool("nda_run", {"ref": "sq7"})
+        out["log"] = await c.call_tool("nda_log", {})
+        out["bad"] = await c.call_tool("nda_commit", {"source": UNDERFLOW})
+        out["log2"] = await c.call_tool("nda_log", {})
+        out["list"] = await c.call_tool("nda_names", {})
+        out["search"] = await c.call_tool("nda_names", {"mode": "search", "query": "SQ"})
+        out["again"] = await c.call_tool("nda_commit", {"source": "(int 3)", "name": "sq7"})
+        out["history"] = await c.call_tool("nda_names", {"mode": "history", "query": "sq7"})
+        out["verify"] = await c.call_tool("nda_verify", {})
+        return {k: _payload(v) for k, v in out.items()}
+
+    o = _session(server, go)
+    assert o["commit"]["ok"] and set(o["commit"]["functions"]) == {"sq", "main"}
+    assert "output_vec" in o["commit"]["sandbox"]
+    assert o["show"]["ok"] and "call" in o["show"]["text"] and o["show"]["hash"] == o["commit"]["root"]
+    assert o["run"]["ok"] and o["run"]["output_vec"] == [49.0]
+    assert [e["message"] for e in o["log"]["entries"]] == ["sq"]
+    # a rejected commit changes nothing and says where it stopped
+    assert o["bad"]["ok"] is False and o["bad"]["stage"] == "gate"
+    assert o["bad"]["error_code"] == "VALIDATION_ERROR" and o["bad"]["diagnostics"]
+    assert len(o["log2"]["entries"]) == 1
+    assert [n["name"] for n in o["list"]["names"]] == ["main", "sq", "sq7"]
+    assert [n["name"] for n in o["search"]["names"]] == ["sq", "sq7"] and o["search"]["total"] == 2
+    assert [(n["seq"], n["hash"]) for n in o["history"]["names"]] == [
+        (1, o["commit"]["root"]), (2, o["again"]["root"])]
+    assert o["verify"]["ok"] and o["verify"]["stats"]["names"] == 3
+
+
+def test_callers_and_dependencies(tmp_path):
+    tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db")))
+    c = tools.commit(GRAPH, message="graph")
+    assert c["ok"], c
+    fn = c["functions"]
+    callers = tools.callers("sq")
+    assert callers["ok"] and callers["hash"] == fn["sq"]
+    assert [(x["hash"], x["names"]) for x in callers["callers"]] == [(fn["quad"], ["quad"])]
+    deps = tools.dependencies("quad")
+    assert [(x["hash"], x["names"]) for x in deps["dependencies"]] == [(fn["sq"], ["sq"])]
+    assert tools.dependencies("sq")["dependencies"] == []
+    assert [x["names"] for x in tools.callers(fn["quad"][:12])["callers"]] == [["main"]]
+    assert tools.callers("nope")["error_code"] == "INPUT_INVALID"
 
 
 def test_store_tools_without_a_store_fail_cleanly():
-    d = Tools(ServerConfig()).log()
-    assert d["ok"] is False and "without a store" in d["error"]["message"]
+    for d in (Tools(ServerConfig()).log(), Tools(ServerConfig()).names(),
+              Tools(ServerConfig()).run(ref="x")):
+        assert d["ok"] is False and "without a store" in d["error"]
+    d = Tools(ServerConfig()).run()
+    assert d["error_code"] == "INPUT_INVALID" and "exactly one of" in d["error"]
+
+
+def test_grammar_tool_calls_the_grammar_module_or_says_it_is_missing(monkeypatch):
+    tools = Tools(ServerConfig())
+    if not teach.grammar_available():
+        d = _payload(_call(build_server(), "nda_grammar", {"syntax": "text"}))
+        assert d["ok"] is False and d["error"] == "grammar not available in this build"
+        assert "nda://reference/formats" in d["diagnostics"][0]["hint"]
+    fake = types.ModuleType("nda.syntax.grammars")
+    fake.grammar = lambda syntax, dialect: f"// {syntax} in {dialect}\nstart: program\n"
+    monkeypatch.setitem(sys.modules, "nda.syntax.grammars", fake)
+    d = tools.grammar("sexpr", "gbnf")
+    assert d == {"ok": True, "syntax": "sexpr", "dialect": "gbnf",
+                 "grammar": "// sexpr in gbnf\nstart: program\n"}
+    text = _session(build_server(), lambda c: c.read_resource("nda://grammar/text.lark"))
+    assert text.contents[0].text.startswith("// text in lark")
+    assert tools.grammar("binary", "lark")["error_code"] == "INPUT_INVALID"
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety and argument errors
 
 
 def test_binary_source_must_be_base64_not_a_path():
     d = Tools(ServerConfig()).run("/etc/passwd", syntax="binary")
-    assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"
-    assert Tools(ServerConfig()).run("x", syntax="file")["error"]["code"] == "INPUT_INVALID"
+    assert d["ok"] is False and d["error_code"] == "INPUT_INVALID"
+    assert Tools(ServerConfig()).run("x", syntax="file")["error_code"] == "INPUT_INVALID"
+    d = Tools(ServerConfig()).run("/etc/passwd")  # read as text, which it is not
+    assert d["ok"] is False and d["error_code"] == "PARSE_ERROR"
 
 
 def test_nda_mcp_serves_on_stdio(tmp_path):
     """The `nda mcp` verb speaks MCP over stdio (a real subprocess and the SDK's stdio client)."""
     from mcp import Client, StdioServerParameters
 
+    import os
+
+    import nda
+
+    src = str(Path(nda.__file__).resolve().parents[1])  # this checkout's nda, not an installed one
     params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "nda", "mcp", "--store", str(tmp_path / "s.db")])
+                                   args=["-m", "nda", "mcp", "--store", str(tmp_path / "s.db")],
+                                   env={**os.environ, "PYTHONPATH": src})
 
     async def go():
         with anyio.fail_after(60):
             async with Client(params) as c:
-                r = await c.call_tool("nda_run", {"source": COUNTER, "dim": 0})
-                return _payload(r)
+                listed = await c.list_tools()
+                ok = await c.call_tool("nda_run", {"source": COUNTER})
+                bad = await c.call_tool("nda_run", {"source": "fn main() { print(x) }"})
+                page = await c.read_resource("nda://reference/errors")
+                return listed, ok, bad, page
 
-    d = anyio.run(go)
-    assert d["ok"] and d["output_vec"] == [5.0]
+    listed, ok, bad, page = anyio.run(go)
+    assert {t.name for t in listed.tools} == TOOLS
+    assert _payload(ok)["output_vec"] == [5.0]
+    d = _payload(bad)
+    assert bad.is_error and d["error_code"] == "VALIDATION_ERROR" and d["syntax"] == "text"
+    assert d["diagnostics"][0]["span"]["col"] == 19
+    assert page.contents[0].text == (REFERENCE / "errors.md").read_text(encoding="utf-8")
 
 
 def test_wrong_argument_types_give_typed_failures(tmp_path):
@@ -151,16 +435,22 @@ def test_wrong_argument_types_give_typed_failures(tmp_path):
         lambda: tools.run(COUNTER, dim=3.5), lambda: tools.run(COUNTER, dim=True),
         lambda: tools.run(COUNTER, dim=0, limits=[1, 2]), lambda: tools.run(COUNTER, dim=0, limits={(1,): 1}),
         lambda: tools.run(COUNTER, dim=0, gate="no"), lambda: tools.run(COUNTER, dim=0, optimize=1),
+        lambda: tools.run(COUNTER, full="yes"),
         lambda: tools.run(None, syntax="binary"), lambda: tools.check(COUNTER, dim=-1),
         lambda: tools.check(COUNTER, dim="x"), lambda: tools.check(COUNTER, dim=10**12),
         lambda: tools.commit(COUNTER, dim=0, message=5), lambda: tools.commit(COUNTER, dim=0, name=["a"]),
+        lambda: tools.commit(COUNTER, name=""),
         lambda: tools.show(None), lambda: tools.show(5), lambda: tools.show(["c"]),
         lambda: tools.show("x" * 10_000), lambda: tools.log(None), lambda: tools.log(float("inf")),
         lambda: tools.log([1]), lambda: tools.log(-1), lambda: tools.log("5"), lambda: tools.log(True),
+        lambda: tools.names("all"), lambda: tools.names("search"), lambda: tools.names(limit=-1),
+        lambda: tools.names("history", "never-bound"), lambda: tools.callers(None),
+        lambda: tools.dependencies("x" * 10_000), lambda: tools.format(COUNTER, to="png"),
+        lambda: tools.show("c", format="png"),
     ]
     for i, call in enumerate(bad):
         d = call()
-        assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID", (i, d)
+        assert d["ok"] is False and d["error_code"] == "INPUT_INVALID", (i, d)
         assert d["diagnostics"] and d["diagnostics"][0]["code"] == "INPUT_INVALID", (i, d)
 
 
@@ -172,25 +462,27 @@ def test_oversized_source_is_refused_before_parsing():
     small = Tools(ServerConfig(max_source_len=1000))
     assert small.hash("(int 1) " * 100)["ok"]
     for call in (lambda s: small.hash(s), lambda s: small.run(s, dim=0), lambda s: small.check(s),
-                 lambda s: small.format(s), lambda s: small.hash(s, syntax="binary")):
+                 lambda s: small.format(s), lambda s: small.hash(s, syntax="binary"),
+                 lambda s: small.commit(s)):
         d = call("(int 1) " * 1000)
-        assert d["ok"] is False and "too long" in d["error"]["message"]
+        assert d["ok"] is False and "too long" in d["error"]
     t = time.perf_counter()
     d = Tools(ServerConfig()).run("(int 1) " * 6_250_000, dim=0)  # 50 MB
-    assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"
+    assert d["ok"] is False and d["error_code"] == "INPUT_INVALID"
     assert time.perf_counter() - t < 5
 
 
 def test_input_is_bounded_before_it_is_copied_and_log_limit_is_clamped(tmp_path):
+    tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db")), )
     tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db"), limits=Limits(max_input_len=8),
                                max_log_entries=2))
     d = tools.run(COUNTER, input=[1.0] * 9)
-    assert d["ok"] is False and "max_input_len" in d["error"]["message"]
+    assert d["ok"] is False and "max_input_len" in d["error"]
     assert tools.run("(scope)", input=[1, 2.0])["output_vec"] == [1.0, 2.0]
     d = tools.run("(scope)", input=[10**400])  # the sandbox panicked (INTERNAL) on it
-    assert d["ok"] is False and d["error"]["code"] == "INPUT_INVALID"
+    assert d["ok"] is False and d["error_code"] == "INPUT_INVALID"
     for k in range(3):
-        assert tools.commit(f"(int {k})", dim=0, message=str(k))["ok"]
+        assert tools.commit(f"(int {k})", message=str(k))["ok"]
     log = tools.log(10**30)  # was OverflowError from sqlite
     assert log["ok"] and [e["message"] for e in log["entries"]] == ["2", "1"]
     assert tools.log(0)["entries"] == []
@@ -199,23 +491,32 @@ def test_input_is_bounded_before_it_is_copied_and_log_limit_is_clamped(tmp_path)
 def test_unexpected_exception_is_still_one_object():
     tools = Tools(ServerConfig())
     tools._hash = lambda *a: [][1]  # a bug inside a tool
-    d = tools.hash(COUNTER)
-    assert d == {"ok": False, "error": {"code": "INTERNAL", "message": "internal error (IndexError)"},
-                 "diagnostics": [{"severity": "error", "code": "INTERNAL",
-                                  "message": "internal error (IndexError)"}]}
+    assert tools.hash(COUNTER) == failure("INTERNAL", "internal error (IndexError)") == {
+        "ok": False, "error_code": "INTERNAL", "error": "internal error (IndexError)",
+        "diagnostics": [{"severity": "error", "code": "INTERNAL",
+                         "message": "internal error (IndexError)"}]}
 
 
-def test_protocol_argument_errors_are_ok_false_objects():
-    """Review: the SDK's schema check answered wrong JSON types with an `isError` text, not the
-    tools' JSON object; now every call returns an object with `ok`."""
+def test_protocol_argument_errors_are_is_error_failure_objects():
+    """The SDK's schema check refuses wrong JSON types and unknown enum values; the answer is
+    still the failure object (with isError), naming the field, never echoing the value."""
     server = build_server()
     for tool, args, field in (("nda_run", {"source": COUNTER, "dim": "x"}, "dim"),
-                              ("nda_run", {}, "source"), ("nda_show", {"ref": None}, "ref"),
+                              ("nda_check", {}, "source"), ("nda_show", {"ref": None}, "ref"),
                               ("nda_log", {"limit": "many"}, "limit"),
+                              ("nda_run", {"source": COUNTER, "tier": "warp"}, "tier"),
+                              ("nda_run", {"source": COUNTER, "syntax": "yaml"}, "syntax"),
+                              ("nda_run", {"source": COUNTER, "dim": -1}, "dim"),
                               ("nda_run", {"source": COUNTER, "input": ["a"]}, "input.0")):
-        _, r = _call(server, tool, args)
+        r = _call(server, tool, args)
         d = _payload(r)
-        assert not r.is_error and d["ok"] is False, d
-        assert d["error"]["code"] == "INPUT_INVALID" and f"{field}:" in d["error"]["message"]
-    _, r = _call(server, "nda_run", {"source": COUNTER, "dim": 0})
-    assert _payload(r)["ok"] is True
+        assert r.is_error and d["ok"] is False, d
+        assert d["error_code"] == "INPUT_INVALID" and f"{field}:" in d["error"], d
+    assert _payload(_call(server, "nda_run", {"source": COUNTER, "dim": 0}))["ok"] is True
+
+
+def test_base64_of_text_is_not_mistaken_for_binary():
+    tools = Tools(ServerConfig())
+    b64 = base64.b64encode(b"fn main() {}").decode()
+    d = tools.run(b64)
+    assert d["ok"] is False and d["syntax"] == "text"

@@ -77,8 +77,8 @@ def detect_syntax(source: str) -> str:
 def _hinted(e: NdaError, guessed: str) -> NdaError:
     """`e` with a hint saying which syntax the source was read as (no `syntax` given)."""
     other = {"sexpr": "text", "text": "sexpr", "binary": "sexpr"}[guessed]
-    hint = (f"no `syntax` was given, so the source was read as {guessed}; pass "
-            f"syntax='{other}' (or 'sexpr' / 'text' / 'binary') if it is not")
+    hint = (f"no `syntax` was given, so the source was read as {guessed}; if it is {other}, "
+            f"pass syntax='{other}'")
     diags = list(getattr(e, "diagnostics", None) or [e.diagnostic()])
     e.diagnostics = tuple(replace(d, hint=(d.hint + "; " + hint) if d.hint else hint) if i == 0 else d
                           for i, d in enumerate(diags))
@@ -135,7 +135,10 @@ def load_source(source: str, syntax: str | None, store=None, max_len: int | None
             return pipeline.load_bytes(data, store, "<mcp>"), kind
         return pipeline.load_text(source, kind, store, "<mcp>"), kind
     except NdaError as e:
-        raise (_hinted(e, kind) if guessed else e)
+        if guessed:
+            e.read_as = kind
+            _hinted(e, kind)
+        raise
 
 
 def conditioning(input: list | None, dim: int | None, limits: Limits) -> list:
@@ -232,7 +235,8 @@ class Tools:
         try:
             return fn(*args, **kw)
         except NdaError as e:
-            return error_failure(e)
+            read_as = getattr(e, "read_as", None)
+            return error_failure(e, **({"syntax": read_as} if read_as else {}))
         except ValueError as e:  # bad limits / tier names from the agent
             return failure(INPUT_INVALID, str(e))
         except Exception as e:  # a bug, not the agent's input: still one object, never a raise
