@@ -243,8 +243,12 @@ def test_a_source_without_syntax_is_recognised_or_answered_with_a_hint():
     assert tools.hash(TEXT)["program_hash"] == tools.hash(b64)["program_hash"]
     # a text program read as text but malformed: the diagnostic says what was assumed
     bad = tools.run("print(1)")
-    assert bad["error_code"] == "PARSE_ERROR" and "read as text" in bad["diagnostics"][0]["hint"]
+    assert bad["error_code"] == "PARSE_ERROR" and bad["stage"] == "parse" and bad["syntax"] == "text"
+    assert "read as text" in bad["diagnostics"][0]["hint"]
     assert "syntax='sexpr'" in bad["diagnostics"][0]["hint"]
+    # a source that opens like text is text: its own errors, no guessing hint
+    typo = tools.run("fn main() { print(1 +) }")
+    assert typo["syntax"] == "text" and "read as" not in str(typo["diagnostics"])
     # given explicitly, no guess and no hint about it
     assert "syntax" not in tools.run(MODULE, syntax="sexpr")
     wrong = tools.run(TEXT, syntax="sexpr")
@@ -299,6 +303,10 @@ def test_check_reports_every_finding():
     assert all(x["code"] == "VALIDATION_ERROR" for x in d["diagnostics"])
     assert Tools(ServerConfig()).check(COUNTER, dim=0) == {"ok": True, "diagnostics": [],
                                                            "syntax": "sexpr"}
+    # the same findings as `nda check`: variable names and did-you-mean hints
+    d = Tools(ServerConfig()).check("fn main() {\n    let count = 1\n    print(cont)\n}")
+    assert d["diagnostics"][0]["span"]["line"] == 3
+    assert "did you mean 'count'?" in d["diagnostics"][0]["hint"]
 
 
 # ---------------------------------------------------------------------------------------------

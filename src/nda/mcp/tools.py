@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nda.core.errors import (INPUT_INVALID, INTERNAL, VALIDATION_ERROR, Diagnostic, NdaError,
-                             UsageError, error_failure, failure)
+from nda.core.errors import (INPUT_INVALID, INTERNAL, VALIDATION_ERROR, DecodeError, Diagnostic,
+                             NdaError, ParseError, UsageError, error_failure, failure)
 from nda.runtime.state import Limits
 
 SYNTAXES = ("sexpr", "text", "binary")
@@ -74,11 +74,17 @@ def detect_syntax(source: str) -> str:
     return "text"
 
 
+def _surely(source: str, kind: str) -> bool:
+    """Whether the opening of `source` marks it as `kind` (else `kind` was the fallback)."""
+    s = source.lstrip()
+    return kind != "text" or s.startswith("//") or (s.startswith("fn") and s[2:3].isspace())
+
+
 def _hinted(e: NdaError, guessed: str) -> NdaError:
-    """`e` with a hint saying which syntax the source was read as (no `syntax` given)."""
-    other = {"sexpr": "text", "text": "sexpr", "binary": "sexpr"}[guessed]
-    hint = (f"no `syntax` was given, so the source was read as {guessed}; if it is {other}, "
-            f"pass syntax='{other}'")
+    """`e` with a hint saying which syntax the source was read as and how each one opens."""
+    hint = (f"no `syntax` was given and the source does not open like any syntax, so it was "
+            f"read as {guessed}: text programs are `fn main() {{ ... }}`, S-expression programs "
+            f"open with '(' — or pass syntax='sexpr' / 'text' / 'binary'")
     diags = list(getattr(e, "diagnostics", None) or [e.diagnostic()])
     e.diagnostics = tuple(replace(d, hint=(d.hint + "; " + hint) if d.hint else hint) if i == 0 else d
                           for i, d in enumerate(diags))
@@ -137,7 +143,8 @@ def load_source(source: str, syntax: str | None, store=None, max_len: int | None
     except NdaError as e:
         if guessed:
             e.read_as = kind
-            _hinted(e, kind)
+            if not _surely(source, kind):
+                _hinted(e, kind)
         raise
 
 
@@ -235,8 +242,10 @@ class Tools:
         try:
             return fn(*args, **kw)
         except NdaError as e:
-            read_as = getattr(e, "read_as", None)
-            return error_failure(e, **({"syntax": read_as} if read_as else {}))
+            extra = {"stage": "parse"} if isinstance(e, (ParseError, DecodeError)) else {}
+            if getattr(e, "read_as", None):
+                extra["syntax"] = e.read_as
+            return error_failure(e, **extra)
         except ValueError as e:  # bad limits / tier names from the agent
             return failure(INPUT_INVALID, str(e))
         except Exception as e:  # a bug, not the agent's input: still one object, never a raise
@@ -267,7 +276,6 @@ class Tools:
                            full, ref)
 
     def _run(self, source, syntax, input, dim, tier, optimize, limits, gate, full, ref) -> dict:
-        from nda.pipeline.commit import static_check
         from nda.sandbox.runner import resolve_tier, run
 
         lim = clamp_limits(limits, self.config.limits)
@@ -280,7 +288,8 @@ class Tools:
             loaded, kind = self._source(source, ref, syntax, store)
             extra = {"syntax": kind} if kind else {}
             if gate:
-                diags = static_check(loaded, input_len=len(cond), limits=lim, store=store)
+                diags = [d for d in gate_findings(loaded, len(cond), lim, store)
+                         if d.severity == "error"]
                 if diags:
                     return failure(VALIDATION_ERROR, f"validation: {diags[0].message}", diags,
                                    stage="gate", executed_nodes=0, **extra)
@@ -296,8 +305,6 @@ class Tools:
         return self._guard(self._check, source, syntax, dim, limits)
 
     def _check(self, source, syntax, dim, limits) -> dict:
-        from nda.pipeline.commit import static_check
-
         lim = clamp_limits(limits, self.config.limits)
         if dim is not None:
             _want_int("dim", dim, 0, lim.max_input_len)
@@ -305,15 +312,16 @@ class Tools:
         store = self._optional_store()
         try:
             loaded, kind = load_source(source, syntax, store)
-            diags = static_check(loaded, input_len=dim, limits=lim, store=store)
+            diags = gate_findings(loaded, dim, lim, store)
         finally:
             if store is not None:
                 store.close()
         extra = {"syntax": kind} if syntax is None else {}
-        if diags:
-            return failure(VALIDATION_ERROR, f"validation: {diags[0].message}", diags,
+        errors = [d for d in diags if d.severity == "error"]
+        if errors:
+            return failure(errors[0].code, f"validation: {errors[0].message}", diags,
                            stage="gate", **extra)
-        return {"ok": True, "diagnostics": [], **extra}
+        return {"ok": True, "diagnostics": [d.to_dict() for d in diags], **extra}
 
     def format(self, source: str, syntax: str | None = None, to: str = "sexpr") -> dict:
         return self._guard(self._format, source, syntax, to)
@@ -496,6 +504,14 @@ class Tools:
         _want_choice("dialect", dialect, ("lark", "gbnf"))
         return {"ok": True, "syntax": syntax, "dialect": dialect,
                 "grammar": grammar_text(syntax, dialect)}
+
+
+def gate_findings(loaded, input_len: int | None, limits: Limits, store) -> list:
+    """The gate's findings as `nda check` reports them (variable names, did-you-mean hints,
+    never-assigned warnings), in source order."""
+    from nda.cli.check import gate_diagnostics
+
+    return gate_diagnostics(loaded, input_len=input_len, limits=limits, store=store)
 
 
 def _printed(out, fmt: str) -> dict:
