@@ -95,18 +95,19 @@ def test_tools_are_described_with_enums_annotations_and_output_schemas():
 
 def test_instructions_resources_and_prompt():
     async def go(c):
-        return (c.initialize_result if hasattr(c, "initialize_result") else None,
-                await c.list_resources(), await c.list_prompts(),
+        return (c.instructions, await c.list_resources(), await c.list_prompts(),
                 await c.read_resource("nda://reference/language"),
                 await c.get_prompt("write_nda", {"task": "print 42", "syntax": "sexpr"}))
 
-    init, res, prompts, lang, prompt = _session(build_server(), go)
+    instructions, res, prompts, lang, prompt = _session(build_server(), go)
+    assert instructions == teach.INSTRUCTIONS
     uris = {str(r.uri) for r in res.resources}
     pages = {p.stem for p in REFERENCE.glob("*.md")}
     assert pages >= {"language", "formats", "runtime", "errors"}
     assert {f"nda://reference/{p}" for p in pages} <= uris
     assert {f"nda://grammar/{s}.{d}" for s in ("text", "sexpr") for d in ("lark", "gbnf")} <= uris
     assert all(r.description and r.mime_type for r in res.resources)
+    assert "nda://schema/failure" in uris
     assert lang.contents[0].text == (REFERENCE / "language.md").read_text(encoding="utf-8")
     assert [p.name for p in prompts.prompts] == ["write_nda"]
     assert all(a.description for a in prompts.prompts[0].arguments)
@@ -218,6 +219,10 @@ def test_failures_are_is_error_with_the_clis_failure_object(tmp_path):
     assert strip == [{k: v for k, v in x.items() if k != "span"} for x in cli["diagnostics"]]
     assert d["diagnostics"][0]["span"]["line"] == cli["diagnostics"][0]["span"]["line"] == 1
     assert d["diagnostics"][0]["span"]["file"] == "<mcp>"  # never a host path
+    import jsonschema
+
+    schema = _session(build_server(), lambda c: c.read_resource("nda://schema/failure"))
+    jsonschema.validate(d, json.loads(schema.contents[0].text))  # the published failure schema
 
 
 def test_run_reports_program_errors_with_is_error():

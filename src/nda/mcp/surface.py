@@ -80,11 +80,17 @@ def build(config: ServerConfig):
         return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
                                idempotent_hint=idempotent, open_world_hint=False)
 
+    def tool(**kw):
+        """`srv.tool` with the docstring as a one-paragraph description."""
+        def register(fn):
+            return srv.tool(description=" ".join(fn.__doc__.split()), **kw)(fn)
+        return register
+
     def lim(limits: S.LimitsArg | None) -> dict | None:
         return None if limits is None else limits.asked()
 
     # -- programs ---------------------------------------------------------------------------
-    @srv.tool(annotations=annotations("Run an NDA program", read_only=True))
+    @tool(annotations=annotations("Run an NDA program", read_only=True))
     def nda_run(
         source: Annotated[str | None, Field(description=(
             "The program itself (never a file path): text syntax, S-expression or base64 binary "
@@ -104,13 +110,14 @@ def build(config: ServerConfig):
             f"Return every output value; by default an output vector longer than "
             f"{COMPACT_VEC} values is summarised (length, head, min, max, sum)."))] = False,
     ) -> Annotated[CallToolResult, S.RunOut]:
-        """Run a program in the sandbox (after the gate's static validation) and return its
+        """Run a program (`source`, or a stored one by `ref`) in the sandbox after the gate's
+        static validation, and return its
         output vector, printed lines (output_log), node counts and timings. A program that fails
         at run time returns isError with its error_code (e.g. STACK_UNDERFLOW, FUEL_EXHAUSTED)."""
         return as_result(tools.run(source, syntax, input, dim, tier, optimize, lim(limits), gate,
                                    full, ref))
 
-    @srv.tool(annotations=annotations("Check an NDA program", read_only=True))
+    @tool(annotations=annotations("Check an NDA program", read_only=True))
     def nda_check(
         source: Source, syntax: SyntaxArg = None,
         dim: Annotated[int | None, Field(ge=0, description=(
@@ -123,7 +130,7 @@ def build(config: ServerConfig):
         its line:col and a hint; isError when there is any."""
         return as_result(tools.check(source, syntax, dim, lim(limits)))
 
-    @srv.tool(annotations=annotations("Convert an NDA program", read_only=True))
+    @tool(annotations=annotations("Convert an NDA program", read_only=True))
     def nda_format(
         source: Source, syntax: SyntaxArg = None,
         to: Annotated[S.Format, Field(description=(
@@ -132,14 +139,14 @@ def build(config: ServerConfig):
         """Convert a program between its forms (the content address does not change)."""
         return as_result(tools.format(source, syntax, to))
 
-    @srv.tool(annotations=annotations("Hash an NDA program", read_only=True))
+    @tool(annotations=annotations("Hash an NDA program", read_only=True))
     def nda_hash(source: Source, syntax: SyntaxArg = None) -> Annotated[CallToolResult, S.HashOut]:
         """The program's content address (H2, 64 hex digits) and, for a module, each
         function's address."""
         return as_result(tools.hash(source, syntax))
 
     # -- store ------------------------------------------------------------------------------
-    @srv.tool(annotations=annotations("Commit an NDA program to the store", read_only=False,
+    @tool(annotations=annotations("Commit an NDA program to the store", read_only=False,
                                       idempotent=False))
     def nda_commit(
         source: Source, syntax: SyntaxArg = None,
@@ -155,7 +162,7 @@ def build(config: ServerConfig):
         Nothing is overwritten: the store is append-only, names keep their history."""
         return as_result(tools.commit(source, syntax, message, name, input, dim, lim(limits)))
 
-    @srv.tool(annotations=annotations("Show a stored program", read_only=True))
+    @tool(annotations=annotations("Show a stored program", read_only=True))
     def nda_show(
         ref: Ref,
         format: Annotated[S.Format, Field(description="sexpr, text or binary (base64).")] = "sexpr",
@@ -163,7 +170,7 @@ def build(config: ServerConfig):
         """A stored program or function printed in `format`, with the address `ref` resolved to."""
         return as_result(tools.show(ref, format))
 
-    @srv.tool(annotations=annotations("Store log", read_only=True))
+    @tool(annotations=annotations("Store log", read_only=True))
     def nda_log(
         limit: Annotated[int, Field(ge=0, description=(
             f"Most entries to return (at most the server's {config.max_log_entries})."))] = 20,
@@ -171,7 +178,7 @@ def build(config: ServerConfig):
         """The store's newest commits (seq, message, state root), newest first."""
         return as_result(tools.log(limit))
 
-    @srv.tool(annotations=annotations("Names in the store", read_only=True))
+    @tool(annotations=annotations("Names in the store", read_only=True))
     def nda_names(
         mode: Annotated[S.NamesMode, Field(description=(
             "list: every current binding; search: bindings whose name contains `query` "
@@ -183,23 +190,23 @@ def build(config: ServerConfig):
         """Name bindings of the store: name → program/function hash."""
         return as_result(tools.names(mode, query, limit))
 
-    @srv.tool(annotations=annotations("Callers of a function", read_only=True))
+    @tool(annotations=annotations("Callers of a function", read_only=True))
     def nda_callers(ref: Ref) -> Annotated[CallToolResult, S.CallGraphOut]:
         """Stored functions and programs that call `ref` (from the store's CALLS triples)."""
         return as_result(tools.callers(ref))
 
-    @srv.tool(annotations=annotations("Dependencies of a function", read_only=True))
+    @tool(annotations=annotations("Dependencies of a function", read_only=True))
     def nda_dependencies(ref: Ref) -> Annotated[CallToolResult, S.CallGraphOut]:
         """Stored functions that `ref` calls (from the store's CALLS triples)."""
         return as_result(tools.dependencies(ref))
 
-    @srv.tool(annotations=annotations("Verify the store", read_only=True))
+    @tool(annotations=annotations("Verify the store", read_only=True))
     def nda_verify() -> Annotated[CallToolResult, S.VerifyOut]:
         """Check the store's integrity (hashes, indexes, state root) and return its statistics;
         isError when a problem is found."""
         return as_result(tools.verify())
 
-    @srv.tool(annotations=annotations("Grammar of an NDA syntax", read_only=True))
+    @tool(annotations=annotations("Grammar of an NDA syntax", read_only=True))
     def nda_grammar(
         syntax: Annotated[S.GrammarSyntax, Field(description="text or sexpr.")] = "text",
         dialect: Annotated[S.Dialect, Field(description=(
@@ -234,6 +241,12 @@ def build(config: ServerConfig):
                          title=f"{syntax} syntax grammar ({dialect})",
                          description=f"The {syntax} syntax as a {dialect} grammar",
                          mime_type="text/plain")(grammar_reader(syntax, dialect))
+
+    @srv.resource("nda://schema/failure", name="schema/failure", title="The failure object",
+                  description="JSON Schema of what every failed tool call returns (isError: true)",
+                  mime_type="application/schema+json")
+    def failure_schema() -> str:
+        return json.dumps(S.Failure.model_json_schema(), indent=1)
 
     # -- prompt -----------------------------------------------------------------------------
     @srv.prompt(name="write_nda", title="Write, check and commit an NDA program")
