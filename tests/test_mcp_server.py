@@ -219,6 +219,15 @@ def test_failures_are_is_error_with_the_clis_failure_object(tmp_path):
     assert strip == [{k: v for k, v in x.items() if k != "span"} for x in cli["diagnostics"]]
     assert d["diagnostics"][0]["span"]["line"] == cli["diagnostics"][0]["span"]["line"] == 1
     assert d["diagnostics"][0]["span"]["file"] == "<mcp>"  # never a host path
+    # a run-time failure: the same object too (the failing node's span in diagnostics)
+    f.write_text(UNDERFLOW)
+    cli = json.loads(CliRunner().invoke(main, ["run", str(f), "--json", "--no-gate", "--dim", "0"]).output)
+    d = Tools(ServerConfig()).run(UNDERFLOW, gate=False)
+    assert (d["ok"], d["error_code"], d["error"], d["stage"]) == (
+        cli["ok"], cli["error_code"], cli["error"], cli["stage"]) == (
+        False, "STACK_UNDERFLOW", "Stack underflow in If condition", "run")
+    assert [{**x, "span": {**x["span"], "file": None}} for x in d["diagnostics"]] == \
+        [{**x, "span": {**x["span"], "file": None}} for x in cli["diagnostics"]]
     import jsonschema
 
     schema = _session(build_server(), lambda c: c.read_resource("nda://schema/failure"))
@@ -226,9 +235,11 @@ def test_failures_are_is_error_with_the_clis_failure_object(tmp_path):
 
 
 def test_run_reports_program_errors_with_is_error():
-    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0, "gate": False}))
+    d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0, "gate": False,
+                                                   "tier": "native"}))
     assert d["ok"] is False and d["error_code"] == "STACK_UNDERFLOW" and d["stage"] == "run"
     assert d["diagnostics"][0]["code"] == "STACK_UNDERFLOW" and not d["panicked"]
+    assert d["diagnostics"][0]["span"] == {"file": "<mcp>", "line": 1, "col": 21}  # the failing If
     # by default the gate refuses it before it runs
     d = _payload(_call(build_server(), "nda_run", {"source": UNDERFLOW, "dim": 0}))
     assert d["ok"] is False and d["stage"] == "gate" and d["executed_nodes"] == 0
@@ -238,6 +249,7 @@ def test_run_reports_program_errors_with_is_error():
 def test_a_source_without_syntax_is_recognised_or_answered_with_a_hint():
     tools = Tools(ServerConfig())
     assert detect_syntax("  ; c\n(int 1)") == "sexpr" and detect_syntax("// c\nfn main() {}") == "text"
+    assert detect_syntax("// a text-style comment\n(int 1)") == "sexpr"  # as `nda run -` reads it
     t = tools.run(TEXT)
     assert t["ok"] and t["syntax"] == "text" and t["output_log"] == ["[print] [49.0]"]
     s = tools.run(MODULE)

@@ -63,21 +63,24 @@ def clamp_limits(requested: dict | None, ceiling: Limits) -> Limits:
 
 
 def detect_syntax(source: str) -> str:
-    """The syntax a source without `syntax` is read as: S-expression when it opens with `(` or a
-    `;` comment, binary when it is base64 of a v2 container (starts with the magic), else text
-    (which opens with `fn` or a `//` comment)."""
-    s = source.lstrip()
-    if s.startswith(("(", ";")):
-        return "sexpr"
-    if s.startswith(BINARY_PREFIX):
-        return "binary"
-    return "text"
+    """The syntax a source without `syntax` is read as: binary when it is base64 of a v2
+    container (starts with the magic), else `pipeline.load.guess_kind` (S-expression when the
+    first significant character is `(`, else text — the rule of `nda run -`)."""
+    from nda.pipeline.load import guess_kind
+
+    return "binary" if source.lstrip().startswith(BINARY_PREFIX) else guess_kind(source)
 
 
 def _surely(source: str, kind: str) -> bool:
-    """Whether the opening of `source` marks it as `kind` (else `kind` was the fallback)."""
-    s = source.lstrip()
-    return kind != "text" or s.startswith("//") or (s.startswith("fn") and s[2:3].isspace())
+    """Whether the source's first significant line marks it as `kind` (`(` for S-expression,
+    `fn` for text) rather than `kind` being the fallback."""
+    if kind == "binary":
+        return True
+    for line in source.splitlines():
+        t = line.strip()
+        if t and not t.startswith((";", "//")):
+            return t.startswith("(") if kind == "sexpr" else (t.startswith("fn") and t[2:3].isspace())
+    return False
 
 
 def _hinted(e: NdaError, guessed: str) -> NdaError:
@@ -194,16 +197,19 @@ def compact_result(res, full: bool = False) -> dict:
     return d
 
 
-def run_outcome(res, full: bool = False, **extra) -> dict:
+def run_outcome(res, full: bool = False, where=None, **extra) -> dict:
     """The tool answer for a finished run: `ok: true` and the compact fields, or the failure
-    object with the run's fields alongside (`stage: "run"`)."""
+    object with the run's fields alongside (`stage: "run"`); `where` (a Diagnostic with the
+    failing node's span, `sandbox.locate`) is its diagnostic."""
     d = compact_result(res, full)
+    for k in ("ok", "stage", "diagnostics"):  # the answer's own keys
+        d.pop(k, None)
     if res.is_success():
-        for k in ("error", "error_code", "panicked"):  # null / false on success
+        for k in ("error", "error_code", "panicked", "error_span"):  # empty on success
             d.pop(k, None)
         return {"ok": True, **d, **extra}
     code, msg = d.pop("error_code") or INTERNAL, d.pop("error") or ""
-    return failure(code, msg, stage="run", **d, **extra)
+    return failure(code, msg, [where] if where is not None else (), stage="run", **d, **extra)
 
 
 class Tools:
@@ -295,10 +301,16 @@ class Tools:
                                    stage="gate", executed_nodes=0, **extra)
             res = run(loaded.sequence, cond, store=loaded.resolver, limits=lim, tier=tier,
                       optimize=optimize, engine=self.engine)
+            where = None
+            if not res.is_success():
+                from nda.sandbox.locate import error_diagnostic
+
+                where = error_diagnostic(res, loaded.sequence, cond, loaded.resolver, lim,
+                                         loaded.names)
         finally:
             if store is not None:
                 store.close()
-        return run_outcome(res, full, **extra)
+        return run_outcome(res, full, where, **extra)
 
     def check(self, source: str, syntax: str | None = None, dim: int | None = None,
               limits: dict | None = None) -> dict:
