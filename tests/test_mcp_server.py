@@ -379,6 +379,9 @@ def test_callers_and_dependencies(tmp_path):
     assert tools.dependencies("sq")["dependencies"] == []
     assert [x["names"] for x in tools.callers(fn["quad"][:12])["callers"]] == [["main"]]
     assert tools.callers("nope")["error_code"] == "INPUT_INVALID"
+    # later commits do not drop the call graph of earlier ones
+    assert tools.commit("(int 3)")["ok"] and tools.commit("(int 4)", name="four")["ok"]
+    assert [x["names"] for x in tools.callers("sq")["callers"]] == [["quad"]]
 
 
 def test_store_tools_without_a_store_fail_cleanly():

@@ -377,7 +377,8 @@ class Tools:
         loaded, kind = load_source(source, syntax)  # before the store is created; commit
         store = self._store(create=True)            # resolves calls through `store` itself
         try:
-            res = commit(store, loaded, cond, message=message, limits=lim, name=name)
+            res = commit(store, loaded, cond, message=message, limits=lim, name=name,
+                         path=_snapshot_path(loaded, name))
         finally:
             store.close()
         d = res.to_dict()
@@ -516,6 +517,15 @@ class Tools:
         _want_choice("dialect", dialect, ("lark", "gbnf"))
         return {"ok": True, "syntax": syntax, "dialect": dialect,
                 "grammar": grammar_text(syntax, dialect)}
+
+
+def _snapshot_path(loaded, name: str | None) -> str:
+    """The "file" an MCP commit's live triples (CALLS, DEFINES) are kept under: the bound name,
+    else the program's hash — so one commit does not replace another's call graph (they
+    would all be `<mcp>`); committing under the same name again replaces that name's."""
+    from nda.core.hashing import program_hash
+
+    return f"mcp:name:{name}" if name else f"mcp:hash:{program_hash(loaded.sequence).hex()}"
 
 
 def gate_findings(loaded, input_len: int | None, limits: Limits, store) -> list:
