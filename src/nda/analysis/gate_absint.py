@@ -7,10 +7,10 @@ Out: `Frame.findings()` — `(node, message, hint, kind)` for every node that fa
 is reached**, with tier 0's own message (`interp.py` is the definition mirrored here), and
 `Syntax.min_cost` — lower bounds on executed nodes for the fuel check (`gate.fuel_check`).
 
-Abstract values (a plain `str` or `int`, so that stacks are hashable tuples):
+Abstract values (a plain `str` or `int`):
 `"i"` Int0 = `Scalar(_, 0)`, `"s"` any Scalar, `"f"` Float, `n: int` Vec(n), `"v"` Vec(?),
-`"a"` Any. A state is `St(stack, env, clean)`: `stack` a tuple (bottom first, nothing below it)
-or `None` = unknown; `env` maps a name hash to the abstract value last written; `clean` says no
+`"a"` Any. A state is `St(stack, env, clean)` (`gate_state`): `stack` a persistent `Stk`
+(nothing below its bottom) or `None` = unknown; `env` maps a name hash to the abstract value last written; `clean` says no
 Poke or Call can have filled the MMIO map (memory messages are then exact). `None` instead of
 a state means unreachable. Each node yields an `Outcome(cont, brk, ret)`: the state when it
 signals Continue, Break or Return. Expression children (operands, conditions, Let inits, Return
@@ -45,83 +45,17 @@ Soundness rules (never report a node that could succeed when reached):
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
+from nda.analysis.gate_state import (
+    AN, EMPTY, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, env_get, env_set,
+    is_vec, join, join_out, merged, program_start, push, vlen,
+)
 from nda.core import ir
 from nda.runtime.state import HEAP_BYTES, Limits
 
 UNROLL = 8  # Loop counts up to this are unrolled exactly
 MAX_ROUNDS = 6  # fixpoint rounds before giving up (the lattice is short)
-
-I0, SC, FL, VQ, AN = "i", "s", "f", "v", "a"
-NONVEC = (I0, SC, FL)
-
-
-def is_vec(x) -> bool:
-    return type(x) is int or x == VQ
-
-
-def vlen(x):
-    return x if type(x) is int else None
-
-
-def join_val(a, b):
-    if a == b:
-        return a
-    if is_vec(a) and is_vec(b):
-        return VQ
-    if a in (I0, SC) and b in (I0, SC):
-        return SC
-    return AN
-
-
-def size_lo(x) -> tuple[int, bool]:
-    """(lower bound of value_size, exact?) — runtime.md §5 accounting."""
-    if type(x) is int:
-        return 8 + 2 * ((x + 7) >> 3), True
-    return 8, x in NONVEC
-
-
-class St(NamedTuple):
-    stack: tuple | None
-    env: dict
-    clean: bool
-
-
-class Outcome(NamedTuple):
-    cont: St | None
-    brk: St | None
-    ret: St | None
-
-
-UNK = St(None, {}, False)
-NONE_OUT = Outcome(None, None, None)
-FAIL_OWN = Outcome(None, None, None)  # distinct object: the node itself reported a failure
-
-
-def join(a: St | None, b: St | None) -> St | None:
-    if a is None:
-        return b
-    if b is None or a is b:
-        return a
-    if a.stack is None or b.stack is None or len(a.stack) != len(b.stack):
-        return UNK
-    stack = tuple(join_val(x, y) for x, y in zip(a.stack, b.stack))
-    env = {k: join_val(v, b.env[k]) for k, v in a.env.items() if k in b.env}
-    return St(stack, env, a.clean and b.clean)
-
-
-def join_out(a: Outcome, b: Outcome) -> Outcome:
-    return Outcome(join(a.cont, b.cont), join(a.brk, b.brk), join(a.ret, b.ret))
-
-
-def merged(o: Outcome) -> St | None:
-    """The state after an expression child (its Break/Return signal is ignored)."""
-    return join(join(o.cont, o.brk), o.ret)
-
-
-def push(s: St, v) -> St:
-    return s if s.stack is None else St(s.stack + (v,), s.env, s.clean)
 
 
 def const_truth(n: ir.Node):
@@ -172,10 +106,12 @@ class Syntax:
             self._keep.append(n)
         return r
 
-    def plus(self, names: frozenset, n: ir.Node) -> frozenset:
-        """`names` with the names `n` writes (no copy when nothing is new)."""
+    def plus(self, names: "Names", n: ir.Node) -> "Names":
+        """`names` (updated in place) with the names `n` writes."""
         b = self.bound(n)
-        return names if b <= names else names | b
+        if b:
+            names.add(b)
+        return names
 
     def signals(self, n: ir.Node) -> frozenset:
         """Signals ('B', 'R') that `n` may produce as a sequence element."""
@@ -263,6 +199,39 @@ class Syntax:
         return r
 
 
+class Names:
+    """The names bound earlier in evaluation order: a set with an undo log.
+
+    The frame's walk only ever adds names, except between the two branches of an If (the else
+    branch must not see the then branch's Lets): `mark()` before, `undo(mark)` after. Each
+    name is added at most once per visit of a binding node's enclosing sequence, so the check
+    stays O(1) per Load (a frozenset rebuilt per new name was O(#names))."""
+
+    __slots__ = ("set", "log")
+
+    def __init__(self):
+        self.set: set = set()
+        self.log: list = []
+
+    def add(self, names) -> None:
+        have = self.set
+        for nm in names:
+            if nm not in have:
+                have.add(nm)
+                self.log.append(nm)
+
+    def __contains__(self, nm) -> bool:
+        return nm in self.set
+
+    def mark(self) -> int:
+        return len(self.log)
+
+    def undo(self, mark: int) -> None:
+        log, have = self.log, self.set
+        while len(log) > mark:
+            have.discard(log.pop())
+
+
 # ---------------------------------------------------------------------------------------------
 # Findings collection
 
@@ -304,7 +273,7 @@ class Frame:
         self.stop_index: int | None = None  # top-level element after which nothing runs
 
     def run(self, sequence, start: St) -> None:
-        self.seq(sequence, start, frozenset(), top=True)
+        self.seq(sequence, start, Names(), top=True)
 
     def findings(self) -> list:
         col = self.cols[0]
@@ -319,10 +288,11 @@ class Frame:
         """→ (value, state) or (None, None) after reporting a definite underflow."""
         if s.stack is None:
             return AN, s
-        if not s.stack:
+        st = s.stack
+        if not st.depth:
             self.fail(n, message, "the stack is empty here on every path")
             return None, None
-        return s.stack[-1], St(s.stack[:-1], s.env, s.clean)
+        return st.top, St(st.rest, s.env, s.clean)
 
     # -- sequences and statement boundaries
     def seq(self, nodes, s: St, names: frozenset, top: bool = False) -> Outcome:
@@ -349,11 +319,8 @@ class Frame:
             if st is None or st.stack is None:
                 parts.append(st)
                 continue
-            used, exact = HEAP_BYTES, st.clean
-            for v in st.stack:
-                b, ex = size_lo(v)
-                used += b
-                exact = exact and ex
+            used = HEAP_BYTES + st.stack.used  # kept up to date by every push (gate_state.Stk)
+            exact = st.clean and st.stack.exact
             if used > limit:
                 over.append((used, exact))
                 parts.append(None)
@@ -373,7 +340,8 @@ class Frame:
     # -- one node
     def node(self, n, s: St, names: frozenset) -> Outcome:
         self.budget -= 1
-        o = getattr(self, "n_" + type(n).__name__)(n, s, names)
+        t = type(n)
+        o = _DISPATCH[t](self, n, s, names)
         if o is FAIL_OWN:
             return NONE_OUT
         self.cols[-1].ok.add(id(n))
@@ -481,7 +449,9 @@ class Frame:
             return FAIL_OWN
         names = self.sx.plus(names, n.cond)
         truth = const_truth(n.cond)
+        mark = names.mark()
         then = self.seq(n.then_body, b, names) if truth is not False else NONE_OUT
+        names.undo(mark)  # the else branch does not see the then branch's names
         if truth is True:
             other = NONE_OUT
         elif n.else_body is None:
@@ -511,7 +481,7 @@ class Frame:
         if n.name not in names:
             return self.fail(n, f"undefined variable (hash {n.name:016x})",
                              "no Let/Store of this variable runs earlier in this frame")
-        return Outcome(push(s, s.env.get(n.name, AN)), None, None)
+        return Outcome(push(s, env_get(s.env, n.name, AN)), None, None)
 
     def _bind(self, n, child, s, names, message):
         s = self.expr(child, s, names)
@@ -519,11 +489,10 @@ class Frame:
             return NONE_OUT
         if s.stack is None:
             return Outcome(s, None, None)
-        if not s.stack:
+        st = s.stack
+        if not st.depth:
             return self.fail(n, message, "the stack is empty here on every path")
-        env = dict(s.env)
-        env[n.name] = s.stack[-1]
-        return Outcome(St(s.stack, env, s.clean), None, None)
+        return Outcome(St(st, env_set(s.env, n.name, st.top), s.clean), None, None)
 
     def n_Let(self, n, s, names):
         return self._bind(n, n.init, s, names, "Stack underflow in Let init")
@@ -775,10 +744,13 @@ class Frame:
         k = len(n.args)
         if s.stack is None:
             return Outcome(s if n.num == 1 else push(s, I0), None, None)
-        if len(s.stack) < k:
+        st = s.stack
+        if st.depth < k:
             return self.fail(n, "Stack underflow in Syscall args",
-                             f"{k} arguments but only {len(s.stack)} values on the stack on every path")
-        s = St(s.stack[: len(s.stack) - k], s.env, s.clean)
+                             f"{k} arguments but only {st.depth} values on the stack on every path")
+        for _ in range(k):
+            st = st.rest
+        s = St(st, s.env, s.clean)
         return Outcome(s if n.num == 1 else push(s, I0), None, None)
 
     # -- no-op nodes: counted, children never evaluated, stack untouched
@@ -788,9 +760,8 @@ class Frame:
     n_Spawn = n_Atomic = n_Alloc = n_Free = n_RegInt = n_GpuDispatch = n_Triple = _noop
 
 
-def program_start(input_len: int | None) -> St:
-    """The program's initial abstract state: [Vec(len(input))] with nothing below."""
-    return St((VQ if input_len is None else input_len,), {}, True)
+
+_DISPATCH = {cls: getattr(Frame, "n_" + cls.__name__) for cls in ir.NODE_CLASSES}
 
 
-__all__ = ["Frame", "Syntax", "St", "UNK", "program_start", "const_truth"]
+__all__ = ["Frame", "Names", "Syntax", "St", "UNK", "program_start", "const_truth"]
