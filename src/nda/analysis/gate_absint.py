@@ -48,7 +48,7 @@ from __future__ import annotations
 from typing import Callable
 
 from nda.analysis.gate_state import (
-    AN, EMPTY, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, env_get, env_set,
+    AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, env_get, env_set,
     is_vec, join, join_out, merged, program_start, push, vlen,
 )
 from nda.core import ir

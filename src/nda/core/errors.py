@@ -77,6 +77,24 @@ class Span:
         return d
 
 
+_new_span = object.__new__
+_SET_SPAN = tuple(getattr(Span, f).__set__ for f in ("line", "col", "end_line", "end_col", "offset", "file"))
+
+
+def make_span(line: int, col: int, file: str | None = None, end_line: int = 0, end_col: int = 0) -> Span:
+    """`Span(line, col, end_line, end_col, file=file)`, built without the frozen dataclass's
+    `__init__` (front ends make one per node; this is ~2x cheaper and gives an equal Span)."""
+    sp = _new_span(Span)
+    s_line, s_col, s_end_line, s_end_col, s_offset, s_file = _SET_SPAN
+    s_line(sp, line)
+    s_col(sp, col)
+    s_end_line(sp, end_line)
+    s_end_col(sp, end_col)
+    s_offset(sp, None)
+    s_file(sp, file)
+    return sp
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One finding: severity, error code, message, optional span and hint."""

@@ -1,0 +1,172 @@
+"""The fused fast S-expression reader (`sexpr._fast`) against the reference reader + builder.
+
+The fast path must give exactly what the reference path gives — same IR, same span on every
+node, same name dictionary in the same order — and whenever it declines (any error, or input it
+does not handle) `parse_sexpr` must report exactly the reference path's error. Tokenizer edge
+cases (comments, every kind of Unicode whitespace, CRLF, tabs, atoms touching parentheses,
+strings, stray and missing parentheses, nesting limits) are checked position by position.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from nda.core import ir
+from nda.core.errors import ParseError
+from nda.syntax import sexpr
+from nda.syntax.sexpr import parse_sexpr, print_module, print_sexpr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference(src: str, file=None, max_depth=sexpr.DEFAULT_MAX_DEPTH, max_plane_bytes=sexpr.MAX_PLANE_BYTES):
+    items = sexpr._read(src, file, max_lists=3 * max_depth + 8)
+    return sexpr._build(sexpr._Builder(max_depth, max_plane_bytes), items)
+
+
+def spans(x):
+    """Every node's (kind, span) in pre-order (spans take no part in IR equality)."""
+    out = []
+    stack = [x]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ir.Module):
+            out.append(("Module", n.span))
+            stack.extend(reversed([d.node for d in n.defs]))
+            out.extend(("Def", d.span) for d in n.defs)
+            continue
+        out.append((type(n).__name__, n.span))
+        stack.extend(reversed(list(ir.children(n))))
+    return out
+
+
+def outcome(fn, src, **kw):
+    try:
+        u = fn(src, **kw)
+    except ParseError as e:
+        return ("error", e.message, e.span, e.diagnostics)
+    root = u.module if u.module is not None else ir.Scope(u.sequence or ())
+    return ("ok", u.sequence, u.module, list(u.names.items()), spans(root))
+
+
+def same(src, **kw):
+    got = outcome(parse_sexpr, src, **kw)
+    want = outcome(reference, src, **kw)
+    assert got == want, src[:300]
+    return got
+
+
+def test_fast_path_is_taken_for_valid_text():
+    src = "(let x (int 1))\n  (store x (add (load x) (int 2)))\n(print (load x))"
+    u = sexpr._fast(src, "f.sexpr", 256, 1 << 20, 800)
+    assert u.sequence == parse_sexpr(src).sequence
+    assert [n.span for n in u.sequence] == [n.span for n in reference(src, "f.sexpr").sequence]
+    assert u.sequence[1].span.line == 2 and u.sequence[1].span.col == 3
+
+
+@pytest.mark.parametrize("src", [
+    "", "   \n\t ", "; only a comment", "(int 1) ; trailing comment", "(int 1);c\n(int 2)",
+    "(int\t1)", "(int 1)\r\n(int 2)\r\n", "(int 1)\u00a0(int 2)", "(int 1)\u2028(int 2)",
+    "(int 1)\x0b\x0c\x1c(int 2)", "(int\u30001)", "((int 1))", "(int 1", "(int 1))", ")",
+    "(int \"1\")", "\"", "(int 1)(int 2)", "(scope(int 1)(int 2))", "(int 0x7fffffff)",
+    "(int -2147483648)", "(int 2147483648)", "(int ١)", "(int +5)", "(int 0X10)", "(int 1.0)",
+    "(let x (int 1)) (load x)", "(load x y)", "(let 1x (int 1))", "(load #x:00000000000000ff)",
+    "(load #x:ff)", "(if (int 1) (then (int 2)) (else (int 3)))", "(if (int 1) (else (int 2)))",
+    "(if (int 1) (then) (then))", "(then (int 1))", "(module (def main (scope (int 1))))",
+    "(module (def main (scope)) (def main (scope)))", "(module (def main (int 1))) (int 2)",
+    "(int 1) (module (def main (int 1)))", "(module (def 9 (int 1)))", "(def f (int 1))",
+    "(module (def f))", "(call @f)", "(call @)", "(call #g:3)", "(call #x:0000000000000001)",
+    "(call #" + "ab" * 32 + ")", "(call nope)", "(cmp lt (int 1) (int 2))", "(cmp zz (int 1) (int 2))",
+    "(math mul (int 1) (int 2))", "(loop 3 (int 1))", "(loop -1 (int 1))", "(loop 4294967296)",
+    "(while (int 0) (break))", "(matrix 2 8 :sign aa :extra 55)", "(matrix 2 8 :sign aa)",
+    "(matrix 2 8 :sign aa :extra 55 :sign aa)", "(norm 8 :weight ff :bias 00)", "(norm 8 :weight f)",
+    "(float 1.5)", "(float inf)", "(float f32:0x7fc00000)", "(float x)", "(syscall 1 (int 1))",
+    "(spawn 5)", "(atomic cas (int 1) (int 1))", "(regint 1 2)", "(gpu_dispatch 1 (int 2))",
+    "(triple 1 2 3)", "(cast int float (int 1))", "(vecop negate (int 1))", "(bitwise not (int 1))",
+    "(bitwise and (int 1) (int 2))", "(mathfunc sin (float 1))", "(unknown 1)", "()", "(())",
+    "((int 1) 2)", "(int 1) x", "x", "(print (int 1) (int 2))", "(let x)", "(store x (then))",
+    "(scope (else (int 1)))", "(add (int 1) (module))", "(int 1)\n\n   (int )",
+])
+def test_edge_cases_match_reference(src):
+    same(src)
+    same(src, file="a.sexpr")
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 10])
+def test_depth_limits_match_reference(depth):
+    for k in range(depth - 1, depth + 3):
+        src = "(print " * k + "(int 1)" + ")" * k
+        same(src, max_depth=depth)
+        same("(if (int 1) (then " + src + "))", max_depth=depth)
+        same("(module (def f " + src + "))", max_depth=depth)
+    same("(" * 40 + ")" * 40, max_depth=depth)
+
+
+def test_plane_budget_matches_reference():
+    same("(matrix 4 64 :sign aa :extra 55)", max_plane_bytes=64)
+    same("(matrix 4 64 :sign aa :extra 55)", max_plane_bytes=63)
+
+
+def test_names_keep_first_spelling_order():
+    src = "(let b (load a)) (store c (add (load b) (load a))) (let a (int 1))"
+    got = same(src)
+    assert [t for _, t in got[3]] == ["b", "a", "c"]
+
+
+def test_corpus_files_match_reference():
+    files = sorted(ROOT.glob("examples/*.sexpr")) + sorted(ROOT.glob("tests/**/*.sexpr"))
+    assert files
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        if same(text, file=str(f.name))[0] == "ok":
+            sexpr._fast(text, f.name, sexpr.DEFAULT_MAX_DEPTH, sexpr.MAX_PLANE_BYTES, 800)
+
+
+def _mutate(r: random.Random, src: str) -> str:
+    pieces = ["(", ")", " ", "\n", ";", '"', "int", "1", "x", "(int 1)", "(then", "(else",
+              "(module", "(def", "#x:", "@f", "\t", "\u00a0", "(scope", "(load x)"]
+    s = list(src)
+    for _ in range(r.randint(1, 4)):
+        op = r.randrange(3)
+        i = r.randint(0, len(s))
+        if op == 0 and s:
+            del s[min(i, len(s) - 1)]
+        elif op == 1:
+            s.insert(i, r.choice(pieces))
+        else:
+            j = r.randint(0, len(s))
+            s[i:j] = s[j:i] if i > j else s[i:j][::-1]
+    return "".join(s)
+
+
+def test_mutated_texts_match_reference():
+    """A quick fuzz: valid texts with random edits; both paths agree, nothing else escapes."""
+    r = random.Random(1234)
+    base = [
+        "(let x (int 1))\n(store x (add (load x) (int 2)))\n(print (load x))",
+        "(module\n  (def main (scope (let n (int 3)) (loop 2 (print (call @f)))))\n  (def f (scope (return (int 1)))))",
+        "(if (cmp lt (load x) (int 3)) (then (print (int 1))) (else (break)))",
+        "(while (int 0) (matrix 2 8 :sign aa :extra 55) (norm 8 :weight ff :bias 00))",
+    ]
+    for i in range(1500):
+        same(_mutate(r, r.choice(base)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_random_programs_match_reference(data):
+    from progen import programs
+
+    module, _inp, _lim = data.draw(programs(max_depth=4))
+    names = {ir.name_hash(n): n for n in ("x", "y", "z", "i")}
+    src = print_module(module, names)
+    got = same(src)
+    assert got[0] == "ok"
+    fast = sexpr._fast(src, None, sexpr.DEFAULT_MAX_DEPTH, sexpr.MAX_PLANE_BYTES, 800)  # not declined
+    assert spans(fast.module) == got[4] and fast.module == got[2]
+    seq = print_sexpr(module.defs[-1].node.children, names)
+    same(seq)
