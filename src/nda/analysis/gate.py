@@ -109,6 +109,25 @@ def _is_node(v) -> bool:
     return type(v) in _NODE_TYPES
 
 
+def _plan(fname: str, fk: str) -> tuple:
+    """(field, kind, category, a, b) — category 1 node, 2 nodes, 3 int in [a, b], 4 enum class a
+    with values b, 0 anything else (checked by `_Unit.check_field` alone)."""
+    if fk == "node":
+        return fname, fk, 1, None, None
+    if fk == "nodes":
+        return fname, fk, 2, None, None
+    if fk in _INT_RANGES:
+        return (fname, fk, 3) + _INT_RANGES[fk]
+    if fk.startswith("enum:"):
+        enum = ir.ENUMS[fk[5:]]
+        return fname, fk, 4, enum, frozenset(enum._value2member_map_)
+    return fname, fk, 0, None, None
+
+
+_PLANS = {cls: tuple(_plan(f, k) for f, k in cls.FIELDS) for cls in ir.NODE_CLASSES}
+_POST_CHECKED = frozenset((ir.Matrix, ir.Norm, ir.Bitwise, ir.Triple))
+
+
 class _Unit:
     """Structural walk of one unit: findings, pre-order positions, Triple batch, safety."""
 
@@ -153,57 +172,84 @@ class _Unit:
                     self.add(n, f"node nesting exceeds {limit}", NESTING,
                              f"this node is at depth {d}")
                 kids = self.check(n)
-                stack.extend((c, d + 1) for c in reversed(kids))
+                if kids:
+                    d += 1
+                    for c in reversed(kids):
+                        stack.append((c, d))
 
     def check(self, n) -> list:
         """Check one node's fields; → its child nodes (only well-typed ones)."""
-        kind = type(n).__name__
         kids: list = []
-        for fname, fk in n.FIELDS:
+        for fname, fk, cat, lo, hi in _PLANS[type(n)]:
             v = getattr(n, fname)
-            if fk in ("node", "optnode"):
-                if v is None and fk == "optnode":
-                    continue
-                if _is_node(v):
+            # fast paths for well-formed fields; anything else goes through `check_field`
+            if cat == 1:  # node
+                if type(v) in _NODE_TYPES:
                     kids.append(v)
+                    continue
+            elif cat == 2:  # nodes
+                if type(v) is tuple and all(type(c) in _NODE_TYPES for c in v):
+                    kids.extend(v)
+                    continue
+            elif cat == 3:  # int field
+                if type(v) is int and lo <= v <= hi:
+                    continue
+            elif cat == 4:  # enum field
+                if type(v) is lo or (type(v) is int and v in hi):
+                    continue
+            self.check_field(n, fname, fk, v, kids)
+        t = type(n)
+        if t in _POST_CHECKED:
+            self.post_check(n, t)
+        return kids
+
+    def check_field(self, n, fname: str, fk: str, v, kids: list) -> None:
+        """The full check of one field (findings in field order); appends well-typed children."""
+        kind = type(n).__name__
+        if fk in ("node", "optnode"):
+            if v is None and fk == "optnode":
+                return
+            if _is_node(v):
+                kids.append(v)
+            else:
+                self.safe = False
+                self.add(n, f"{kind} {fname} is not a node ({type(v).__name__})", STRUCTURE)
+        elif fk in ("nodes", "optnodes"):
+            if v is None and fk == "optnodes":
+                return
+            if not isinstance(v, (tuple, list)):
+                self.safe = False
+                self.add(n, f"{kind} {fname} is not a node list ({type(v).__name__})", STRUCTURE)
+                return
+            for j, c in enumerate(v):
+                if _is_node(c):
+                    kids.append(c)
                 else:
                     self.safe = False
-                    self.add(n, f"{kind} {fname} is not a node ({type(v).__name__})", STRUCTURE)
-            elif fk in ("nodes", "optnodes"):
-                if v is None and fk == "optnodes":
-                    continue
-                if not isinstance(v, (tuple, list)):
-                    self.safe = False
-                    self.add(n, f"{kind} {fname} is not a node list ({type(v).__name__})", STRUCTURE)
-                    continue
-                for j, c in enumerate(v):
-                    if _is_node(c):
-                        kids.append(c)
-                    else:
-                        self.safe = False
-                        self.add(n, f"{kind} {fname}[{j}] is not a node ({type(c).__name__})", STRUCTURE)
-            elif fk in _INT_RANGES:
-                lo, hi = _INT_RANGES[fk]
-                if not _is_int(v):
-                    self.safe = False
-                    self.add(n, f"invalid {fname} {v!r} in {kind} (expected {fk})", STRUCTURE)
-                elif not lo <= v <= hi:
-                    self.add(n, f"invalid {fname} {v} in {kind} (out of {fk} range)", STRUCTURE)
-            elif fk.startswith("enum:"):
-                enum = ir.ENUMS[fk[5:]]
-                if not _is_int(v):
-                    self.safe = False
-                    self.add(n, f"invalid {fname} {v!r} in {kind} (expected {enum.__name__})", STRUCTURE)
-                elif v not in enum._value2member_map_:
-                    self.add(n, f"invalid {fname} {v} in {kind} (not a {enum.__name__})", STRUCTURE,
-                             f"valid values: 0..{len(enum) - 1}")
-            elif fk == "bytes":
-                if not isinstance(v, (bytes, bytearray, memoryview)):
-                    self.safe = False
-                    self.add(n, f"{kind} {fname} plane is not bytes ({type(v).__name__})", STRUCTURE)
-            elif fk == "target":
-                self.check_target(n, v)
-        t = type(n)
+                    self.add(n, f"{kind} {fname}[{j}] is not a node ({type(c).__name__})", STRUCTURE)
+        elif fk in _INT_RANGES:
+            lo, hi = _INT_RANGES[fk]
+            if not _is_int(v):
+                self.safe = False
+                self.add(n, f"invalid {fname} {v!r} in {kind} (expected {fk})", STRUCTURE)
+            elif not lo <= v <= hi:
+                self.add(n, f"invalid {fname} {v} in {kind} (out of {fk} range)", STRUCTURE)
+        elif fk.startswith("enum:"):
+            enum = ir.ENUMS[fk[5:]]
+            if not _is_int(v):
+                self.safe = False
+                self.add(n, f"invalid {fname} {v!r} in {kind} (expected {enum.__name__})", STRUCTURE)
+            elif v not in enum._value2member_map_:
+                self.add(n, f"invalid {fname} {v} in {kind} (not a {enum.__name__})", STRUCTURE,
+                         f"valid values: 0..{len(enum) - 1}")
+        elif fk == "bytes":
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                self.safe = False
+                self.add(n, f"{kind} {fname} plane is not bytes ({type(v).__name__})", STRUCTURE)
+        elif fk == "target":
+            self.check_target(n, v)
+
+    def post_check(self, n, t) -> None:
         if t is ir.Matrix:
             self.check_dims(n, ("rows", "cols"), ("sign", "extra"))
         elif t is ir.Norm:
@@ -217,7 +263,6 @@ class _Unit:
                          "And/Or/Xor/Shl/Shr need an rhs")
         elif t is ir.Triple:
             self.triples.append(n)
-        return kids
 
     def check_dims(self, n, dims: tuple, planes: tuple) -> None:
         kind = type(n).__name__

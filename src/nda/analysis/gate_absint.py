@@ -90,18 +90,18 @@ class Syntax:
 
     def bound(self, n: ir.Node) -> frozenset:
         """Names written by Let/Store anywhere in `n` (no-op children excluded: they never run)."""
+        if type(n) in _NO_BIND:
+            return _EMPTY
         k = id(n)
         r = self._bound.get(k)
         if r is None:
-            if isinstance(n, ir.NOOP_KINDS):
-                r = frozenset()
-            else:
-                acc = set()
-                if type(n) in (ir.Let, ir.Store):
-                    acc.add(n.name)
-                for c in ir.children(n):
+            acc = set()
+            if type(n) in (ir.Let, ir.Store):
+                acc.add(n.name)
+            for c in kids(n):
+                if type(c) not in _NO_BIND:
                     acc |= self.bound(c)
-                r = frozenset(acc)
+            r = frozenset(acc) if acc else _EMPTY
             self._bound[k] = r
             self._keep.append(n)
         return r
@@ -115,10 +115,12 @@ class Syntax:
 
     def signals(self, n: ir.Node) -> frozenset:
         """Signals ('B', 'R') that `n` may produce as a sequence element."""
+        t = type(n)
+        if t not in _SIG_KINDS:
+            return _EMPTY
         k = id(n)
         r = self._sig.get(k)
         if r is None:
-            t = type(n)
             if t is ir.Break:
                 r = frozenset("B")
             elif t is ir.Return:
@@ -157,14 +159,14 @@ class Syntax:
 
     def min_cost(self, n: ir.Node) -> int:
         """Lower bound of executed nodes for any evaluation of `n` that does not fail earlier."""
+        t = type(n)
+        if t in _COST1:
+            return 1
         k = id(n)
         r = self._cost.get(k)
         if r is not None:
             return r
-        t = type(n)
-        if isinstance(n, ir.NOOP_KINDS) or t in (ir.Int, ir.Float, ir.Load, ir.Break):
-            r = 1
-        elif t is ir.Call:
+        if t is ir.Call:
             r = 2  # the Call and at least the callee's root
         elif t is ir.Scope:
             r = 1 + self.seq_min_cost(n.children)
@@ -193,10 +195,36 @@ class Syntax:
             if n.op != ir.BitwiseOp.Not and n.rhs is not None:
                 r += self.min_cost(n.rhs)
         else:
-            r = 1 + sum(self.min_cost(c) for c in ir.children(n))
+            r = 1
+            for c in kids(n):
+                r += self.min_cost(c)
         self._cost[k] = r
         self._keep.append(n)
         return r
+
+
+_EMPTY: frozenset = frozenset()
+# node kinds that write no name (leaves, and no-op nodes whose children never run)
+_NO_BIND = frozenset((ir.Int, ir.Float, ir.Load, ir.Break, ir.Call, ir.Matrix, ir.Norm) + ir.NOOP_KINDS)
+_SIG_KINDS = frozenset((ir.Break, ir.Return, ir.Scope, ir.If, ir.Loop, ir.While))
+_COST1 = frozenset((ir.Int, ir.Float, ir.Load, ir.Break) + ir.NOOP_KINDS)
+_CHILD_FIELDS = {cls: tuple((f, k) for f, k in cls.FIELDS if k in ("node", "nodes", "optnode", "optnodes"))
+                 for cls in ir.NODE_CLASSES}
+
+
+def kids(n) -> list:
+    """`ir.children(n)` as a list, from a per-class table of child fields."""
+    out: list = []
+    for f, k in _CHILD_FIELDS[type(n)]:
+        v = getattr(n, f)
+        if k == "node":
+            out.append(v)
+        elif v is not None:
+            if k == "optnode":
+                out.append(v)
+            else:
+                out.extend(v)
+    return out
 
 
 class Names:
