@@ -154,7 +154,8 @@ def test_gate_finding_names_the_variable_and_suggests():
     d = one_json(out)
     assert code == 1 and d["stage"] == "gate" and d["errors"] == 1
     x = d["diagnostics"][0]
-    assert x["code"] == "VALIDATION_ERROR" and x["message"].startswith("undefined variable")
+    assert x["code"] == "UNDEFINED_VARIABLE" and x["message"] == "undefined variable 'totl'"
+    assert x["stage"] == "gate"
     assert (x["span"]["line"], x["span"]["col"]) == (9, 11)
     assert "variable 'totl'" in x["hint"] and "did you mean 'total'?" in x["hint"]
     code, out = nda("check", EX / "typo.nda")

@@ -170,20 +170,21 @@ def test_commit_calling_a_stored_program(store):
 # rejections leave the store untouched
 
 
-@pytest.mark.parametrize("program, stage, needle", [
-    ("(matrix 128 128 :sign aa :extra 55)", "gate", "validation: "),
-    ("(call #" + "ab" * 32 + ")", "gate", "call target " + "ab" * 32 + " not found"),
-    ("(if (scope) (then)) (if (scope) (then))", "gate", "validation: "),
-    ("(int 5)", "scope", "scope check failed"),
+@pytest.mark.parametrize("program, stage, needle, code", [
+    ("(matrix 128 128 :sign aa :extra 55)", "gate", "validation: ", "DIMENSION_MISMATCH"),
+    ("(call #" + "ab" * 32 + ")", "gate", "call target " + "ab" * 32 + " not found", "CALL_TARGET_NOT_FOUND"),
+    ("(if (scope) (then)) (if (scope) (then))", "gate", "validation: ", "STACK_UNDERFLOW"),
+    ("(int 5)", "scope", "scope check failed", None),
 ])
-def test_rejections_leave_the_store_unchanged(store, program, stage, needle):
+def test_rejections_leave_the_store_unchanged(store, program, stage, needle, code):
     commit(store, parse_sexpr("(int 1)"), message="baseline")
     before = snapshot_of(store)
     r = commit(store, parse_sexpr(program), scope_threshold=0.10)
     assert not r.ok and r.stage == stage and r.root is None and r.commit_id is None
     assert needle in r.reason
     if stage == "gate":
-        assert r.error_code == "VALIDATION_ERROR" and r.diagnostics
+        assert r.error_code == code and r.diagnostics and r.diagnostics[0].code == code
+        assert all(d.stage == "gate" for d in r.diagnostics)
     if stage == "scope":
         assert r.scope["vector_dim"] == 0 and r.sandbox.is_success()
     assert snapshot_of(store) == before

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from nda.core import ir
 from nda.pipeline.conformance import load_vectors, prepare, vector_path
-from nda.core.errors import VALIDATION_ERROR, NdaError, ValidationError
+from nda.core.errors import DIMENSION_MISMATCH, VALIDATION_ERROR, NdaError, ValidationError
 from nda.analysis.gate import analyze, validate, validate_or_raise, validate_triples
 from nda.tiers.interp import Interpreter
 from nda.core.link import GroupInfo, MemoryResolver, link_module
@@ -62,7 +62,8 @@ def test_matrix_128x128_on_896_input_is_rejected():
     want = f"Matrix GEMV dimension mismatch: input len 896 {NE} matrix cols 128"
     diags = validate(seq(src), input_len=896)
     assert [d.message for d in diags] == [want]
-    assert diags[0].code == VALIDATION_ERROR and diags[0].span == seq(src)[0].span
+    assert diags[0].code == DIMENSION_MISMATCH and diags[0].span == seq(src)[0].span
+    assert diags[0].stage == "gate" and run0(src, [1.0] * 896).error_code == DIMENSION_MISMATCH
     assert diags[0].span is not None and diags[0].hint
     assert run0(src, [1.0] * 896).error == want
     with pytest.raises(ValidationError) as ei:

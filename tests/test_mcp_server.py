@@ -317,7 +317,9 @@ def test_check_reports_every_finding():
         "source": "(let c (scope)) (if (load c) (then (print (load x))) (else (print (load y))))",
         "dim": 4}))
     assert d["ok"] is False and len(d["diagnostics"]) >= 2 and d["stage"] == "gate"
-    assert all(x["code"] == "VALIDATION_ERROR" for x in d["diagnostics"])
+    assert all(x["code"] == "UNDEFINED_VARIABLE" and x["stage"] == "gate" for x in d["diagnostics"])
+    assert [x["message"] for x in d["diagnostics"]] == ["undefined variable 'x'", "undefined variable 'y'"]
+    assert d["error_code"] == "UNDEFINED_VARIABLE"
     assert Tools(ServerConfig()).check(COUNTER, dim=0) == {"ok": True, "diagnostics": [],
                                                            "syntax": "sexpr"}
     # the same findings as `nda check`: variable names and did-you-mean hints

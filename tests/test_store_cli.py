@@ -59,7 +59,7 @@ def test_commit_rejections_and_input_errors(env):
     out = j(r)
     assert not out["ok"] and out["stage"] == "gate" and out["reason"].startswith("validation: ")
     r = nda("commit", "bad.sexpr")
-    assert r.exit_code == 1 and "rejected (gate)" in r.stderr and "VALIDATION_ERROR" in r.stderr
+    assert r.exit_code == 1 and "rejected (gate)" in r.stderr and "DIMENSION_MISMATCH" in r.stderr
     assert nda("commit", "broken.sexpr").exit_code == 2
     assert nda("commit", "nothing.sexpr", "--json").exit_code == 2
     assert nda("commit", "a.sexpr", "--input", "1,x").exit_code == 2

@@ -3,10 +3,13 @@
 In: a program's top-level sequence, the conditioning length (or None), `Limits`, an optional
 `has_target(target) -> bool` (store or same commit), and the other linked functions of the
 commit as `(name, node, GroupInfo | None)`.
-Out: `validate(...)` → every finding at once as `Diagnostic(code="VALIDATION_ERROR", message,
-span, hint)`; `validate_or_raise(...)` raises `ValidationError("validation: {first message}",
-diagnostics)`; `analyze(...)` → the same findings as `Finding` records (node, kind, unit) for
-tools and tests; `validate_triples(...)` → the original's triple-batch messages.
+Out: `validate(...)` → every finding at once as `Diagnostic(code, message, span, hint,
+stage="gate")` whose code is the one the run gives for the same failure (UNDEFINED_VARIABLE,
+STACK_UNDERFLOW, DIMENSION_MISMATCH, …; VALIDATION_ERROR for rule findings) and, given the
+source's `names`, whose variables are named as spelt, with a did-you-mean hint (`gate_names`);
+`validate_or_raise(...)` raises `ValidationError("validation: {first message}", diagnostics)`;
+`analyze(...)` → the same findings as `Finding` records (node, kind, unit) for tools and tests;
+`validate_triples(...)` → the original's triple-batch messages.
 
 Checks, per unit (the program, then each function):
 1. Structure: node types and child fields, integer fields in range (i8 … u64), enum values,
@@ -37,11 +40,12 @@ position; a triple batch stays together in the original's order).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from nda.core import ir
-from nda.core.errors import VALIDATION_ERROR, Diagnostic, ValidationError
+from nda.core.errors import Diagnostic, ValidationError
 from nda.analysis.gate_absint import Frame, Syntax, UNK, program_start
+from nda.analysis.gate_names import Namer, code_for
 from nda.runtime.state import Limits
 
 STRUCTURE, NESTING, TRIPLE, TARGET, RUNTIME, LIMIT, FUEL = (
@@ -148,8 +152,8 @@ class _Unit:
 
     def add(self, node, message: str, kind: str, hint: str | None = None) -> None:
         span = getattr(node, "span", None) if node is not None else None
-        self.findings.append(Finding(node, Diagnostic(VALIDATION_ERROR, message, span, hint=hint),
-                                     kind, self.name))
+        self.findings.append(Finding(node, Diagnostic(code_for(message, kind), message, span, hint=hint,
+                                                      stage="gate"), kind, self.name))
 
     def walk(self) -> None:
         limit = self.limits.max_node_depth
@@ -362,8 +366,12 @@ def _with_deep_stack(fn: Callable[[], list], depth: int) -> list:
 
 def analyze(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limits = Limits(),
             has_target: Callable[[ir.CallTarget], bool] | None = None,
-            functions: Sequence[tuple] = ()) -> list[Finding]:
-    """Every finding as a `Finding`, in program order (see the module docstring)."""
+            functions: Sequence[tuple] = (), names: Mapping[int, str] | None = None) -> list[Finding]:
+    """Every finding as a `Finding`, in program order (see the module docstring).
+
+    `names` (hash → identifier, as the source spelt them): variables and call targets in the
+    messages are then named, and an unbound variable's hint says "did you mean 'x'?" when a
+    bound name is close (`gate_names`)."""
     units = [_Unit(PROGRAM, tuple(sequence), None, limits, has_target)]
     for name, node, group in functions:
         units.append(_Unit(name, (node,), group, limits, has_target))
@@ -388,19 +396,25 @@ def analyze(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limit
                  for k, f in enumerate(u.findings)]
         keyed.sort(key=lambda x: (x[0], x[1]))
         out.extend(f for _, _, f in keyed)
+    if names and out:
+        roots = {u.name: u.roots for u in units}
+        namer = Namer(names, roots.__getitem__)
+        out = [Finding(f.node, namer.named(f.diagnostic, f.node, f.unit), f.kind, f.unit)
+               if f.node is not None else f for f in out]
     return out
 
 
 def validate(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limits = Limits(),
              has_target: Callable[[ir.CallTarget], bool] | None = None,
-             functions: Sequence[tuple] = ()) -> list[Diagnostic]:
-    """All findings of the gate's static validation as VALIDATION_ERROR diagnostics ([] = pass).
+             functions: Sequence[tuple] = (), names: Mapping[int, str] | None = None) -> list[Diagnostic]:
+    """All findings of the gate's static validation as diagnostics ([] = pass), each with the
+    run's error code for that failure (`gate_names.code_for`) and stage "gate".
 
     `functions`: the commit's other linked defs as (name, node, GroupInfo | None) — not the
     program itself (its Triples and Loads would be checked twice).
     """
     return [f.diagnostic for f in analyze(sequence, input_len=input_len, limits=limits,
-                                          has_target=has_target, functions=functions)]
+                                          has_target=has_target, functions=functions, names=names)]
 
 
 def validate_or_raise(sequence: Sequence[ir.Node], *, input_len: int | None,

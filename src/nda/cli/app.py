@@ -336,7 +336,7 @@ def _gate_or_exit(loaded, input_len: int, limits, store, as_json: bool) -> None:
     if not diags:
         return
     if as_json:
-        emit_json(E.failure("VALIDATION_ERROR", f"validation: {diags[0].message}", diags,
+        emit_json(E.failure(diags[0].code, f"validation: {diags[0].message}", diags,
                             stage="gate", executed_nodes=0))
     else:
         click.echo(render_text(diags, loaded.source), err=True)

@@ -22,7 +22,6 @@ Additions over the gate's own diagnostics, all driven by the names the source sp
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +46,6 @@ from nda.cli.app import (  # noqa: E402  (nda.cli imports this module at its end
 )
 from nda.core.errors import UNDEFINED_VARIABLE, Diagnostic, NdaError, Span, render_text  # noqa: E402
 from nda.runtime.state import Limits  # noqa: E402
-
-_KEYWORD_HINTS = ("let", "loop", "while", "if", "else", "return", "break", "print", "fn")
-_MAX_SUGGESTIONS = 50  # did-you-mean searches per check (bounded work on error-heavy files)
 
 
 @dataclass
@@ -115,82 +111,37 @@ def check_file(ref: str, *, input_len: int | None = None, limits: Limits = Limit
 
 
 def gate_diagnostics(loaded, *, input_len: int | None, limits: Limits = Limits(), store=None) -> list:
-    """The gate's findings for a loaded program, named and completed with warnings."""
-    from nda.pipeline.commit import static_findings
+    """The gate's findings for a loaded program (named, with hints: `analysis.gate_names`, the
+    same texts every surface shows), completed with warnings."""
     from nda.analysis.gate import PROGRAM
+    from nda.analysis.gate_names import Namer, evaluated_nodes
+    from nda.pipeline.commit import static_findings
 
     linked = loaded.module
     units: dict[str, tuple] = {PROGRAM: tuple(loaded.sequence)}
     if linked is not None:
         units.update((d.name, (d.node,)) for d in linked.defs if d.name != "main")
-    findings = static_findings(loaded.sequence, linked, input_len=input_len, limits=limits, store=store)
     names = dict(loaded.names)
-    budget = [_MAX_SUGGESTIONS]
-    bound_by_unit = {u: _bound_names(roots) for u, roots in units.items()}
-    reported: set = set()
-    out: list[Diagnostic] = []
-    for f in findings:
-        d = f.diagnostic
-        if type(f.node) is ir.Load:
-            reported.add(id(f.node))
-            if d.message.startswith("undefined variable"):
-                d = _name_hint(d, f.node.name, names, bound_by_unit.get(f.unit, set()), budget)
-        out.append(d)
+    findings = static_findings(loaded.sequence, linked, input_len=input_len, limits=limits, store=store,
+                               names=names)
+    reported = {id(f.node) for f in findings if type(f.node) is ir.Load}
+    out: list[Diagnostic] = [f.diagnostic for f in findings]
+    namer = Namer(names, units.__getitem__)
     for unit, roots in units.items():
         where = (f"function '{unit}'" if unit != PROGRAM else
                  "function 'main'" if linked is not None else "the program")
-        bound = bound_by_unit[unit]
-        for node in _evaluated_nodes(roots):
+        bound = namer.bound(unit)
+        for node in evaluated_nodes(roots):
             if type(node) is ir.Load and node.name not in bound and id(node) not in reported:
                 reported.add(id(node))
                 label = names.get(node.name, f"#x:{node.name:016x}")
-                d = Diagnostic(UNDEFINED_VARIABLE,
-                               f"variable '{label}' is never assigned in {where}",
-                               node.span, severity="warning",
-                               hint="this Load fails with 'undefined variable' whenever it runs")
-                out.append(_name_hint(d, node.name, names, bound, budget, keep_hint=True))
+                hint = "this Load fails with 'undefined variable' whenever it runs"
+                s = namer.suggest(node.name, unit)
+                out.append(Diagnostic(UNDEFINED_VARIABLE,
+                                      f"variable '{label}' is never assigned in {where}",
+                                      node.span, severity="warning", stage="gate",
+                                      hint=hint if s is None else f"{s} ({hint})"))
     return _in_source_order(out)
-
-
-def _evaluated_nodes(roots):
-    """Pre-order over `roots`, not entering the children of no-op nodes (never evaluated)."""
-    stack = list(reversed(roots))
-    while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, ir.NOOP_KINDS):
-            continue
-        stack.extend(reversed(list(ir.children(n))))
-
-
-def _bound_names(roots) -> set:
-    return {n.name for n in _evaluated_nodes(roots) if type(n) in (ir.Let, ir.Store)}
-
-
-def _name_hint(d: Diagnostic, h: int, names: dict, bound: set, budget: list,
-               keep_hint: bool = False) -> Diagnostic:
-    """`d` with a hint naming the variable and, when one is close, a did-you-mean."""
-    name = names.get(h)
-    if name is None:
-        return d
-    suggestion = None
-    if budget[0] > 0 and len(name) <= 64:
-        budget[0] -= 1
-        candidates = sorted({names[b] for b in bound if b in names and names[b] != name})
-        pool = [c for c in candidates if abs(len(c) - len(name)) <= 3][:500]
-        got = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
-        if got:
-            suggestion = f"did you mean '{got[0]}'?"
-        else:
-            kw = difflib.get_close_matches(name, _KEYWORD_HINTS, n=1, cutoff=0.6)
-            if kw:
-                suggestion = f"'{name}' is not a keyword; did you mean '{kw[0]}'?"
-    if keep_hint:
-        hint = d.hint if suggestion is None else f"{suggestion} ({d.hint})"
-    else:
-        base = f"variable '{name}': {d.hint}" if d.hint else f"variable '{name}'"
-        hint = base if suggestion is None else f"{base}; {suggestion}"
-    return Diagnostic(d.code, d.message, d.span, d.severity, hint)
 
 
 def _in_source_order(diags: list) -> list:

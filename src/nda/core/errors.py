@@ -9,7 +9,7 @@ Out: typed exceptions that carry an error code (`runtime.md` §5) and, for front
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 # Error codes of runtime.md §5 (the set is closed).
@@ -97,13 +97,15 @@ def make_span(line: int, col: int, file: str | None = None, end_line: int = 0, e
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding: severity, error code, message, optional span and hint."""
+    """One finding: severity, error code, message, optional span and hint, and the stage that
+    found it ("gate" for the gate's findings; None when the surrounding result says it)."""
 
     code: str
     message: str
     span: Span | None = None
     severity: str = "error"
     hint: str | None = None
+    stage: str | None = None
 
     def to_dict(self) -> dict:
         d = {"severity": self.severity, "code": self.code, "message": self.message}
@@ -111,6 +113,8 @@ class Diagnostic:
             d["span"] = self.span.to_dict()
         if self.hint:
             d["hint"] = self.hint
+        if self.stage is not None:
+            d["stage"] = self.stage
         return d
 
 

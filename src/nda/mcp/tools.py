@@ -297,7 +297,7 @@ class Tools:
                 diags = [d for d in gate_findings(loaded, len(cond), lim, store)
                          if d.severity == "error"]
                 if diags:
-                    return failure(VALIDATION_ERROR, f"validation: {diags[0].message}", diags,
+                    return failure(diags[0].code, f"validation: {diags[0].message}", diags,
                                    stage="gate", executed_nodes=0, **extra)
             res = run(loaded.sequence, cond, store=loaded.resolver, limits=lim, tier=tier,
                       optimize=optimize, engine=self.engine)

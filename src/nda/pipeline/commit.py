@@ -176,11 +176,11 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
         gate_checked = True
         try:
             diags = [f.diagnostic for f in static_findings(seq, linked, input_len=input_len,
-                                                           limits=limits, store=store)]
+                                                           limits=limits, store=store, names=names)]
         except NdaError as e:
-            diags = [Diagnostic(VALIDATION_ERROR, e.message)]
+            diags = [Diagnostic(VALIDATION_ERROR, e.message, stage="gate")]
         if diags:
-            return _reject("gate", f"validation: {diags[0].message}", VALIDATION_ERROR, diags,
+            return _reject("gate", f"validation: {diags[0].message}", diags[0].code, diags,
                            gate_checked=True)
 
     # (3) sandbox run
@@ -253,23 +253,26 @@ def has_target_in(store, linked) -> "Callable":
     return has_target
 
 
-def static_findings(seq, linked, *, input_len: int | None, limits: Limits = Limits(), store=None) -> list:
+def static_findings(seq, linked, *, input_len: int | None, limits: Limits = Limits(), store=None,
+                    names=None) -> list:
     """The gate's findings (`nda.analysis.gate.Finding`) for a top-level sequence and its linked module:
-    the program, then each def other than `main`, calls checked against the module and store."""
+    the program, then each def other than `main`, calls checked against the module and store.
+    `names` (hash → identifier as the source spelt it) names variables in the findings."""
     from nda.analysis.gate import analyze
 
     functions = [] if linked is None else [(d.name, d.node, d.group) for d in linked.defs if d.name != "main"]
     return analyze(seq, input_len=input_len, limits=limits, has_target=has_target_in(store, linked),
-                   functions=functions)
+                   functions=functions, names=names)
 
 
 def static_check(program, *, input_len: int | None = None, limits: Limits = Limits(),
                  store=None) -> list:
     """Step (2) of `commit` alone: every gate finding for `program` (any form `commit` takes)
-    as VALIDATION_ERROR diagnostics; [] = the gate passes. `input_len` None = width unknown."""
-    seq, linked, _names, _path, _source = _normalize(program)
+    as diagnostics (the run's error code, stage "gate", variables named as the source spelt them
+    with did-you-mean hints); [] = the gate passes. `input_len` None = width unknown."""
+    seq, linked, names, _path, _source = _normalize(program)
     return [f.diagnostic for f in static_findings(seq, linked, input_len=input_len, limits=limits,
-                                                  store=store)]
+                                                  store=store, names=names)]
 
 
 def _replace_live_triples(store, path: str, seq, linked, program_v1: int) -> None:
