@@ -44,6 +44,7 @@ from typing import Callable, Mapping, Sequence
 
 from nda.core import ir
 from nda.core.errors import Diagnostic, ValidationError
+from nda.core.gcpause import gc_paused
 from nda.analysis.gate_absint import Frame, Syntax, UNK, program_start
 from nda.analysis.gate_names import Namer, code_for
 from nda.runtime.state import Limits
@@ -372,6 +373,11 @@ def analyze(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limit
     `names` (hash → identifier, as the source spelt them): variables and call targets in the
     messages are then named, and an unbound variable's hint says "did you mean 'x'?" when a
     bound name is close (`gate_names`)."""
+    with gc_paused():
+        return _analyze(sequence, input_len, limits, has_target, functions, names)
+
+
+def _analyze(sequence, input_len, limits, has_target, functions, names) -> list[Finding]:
     units = [_Unit(PROGRAM, tuple(sequence), None, limits, has_target)]
     for name, node, group in functions:
         units.append(_Unit(name, (node,), group, limits, has_target))

@@ -15,6 +15,7 @@ import re
 
 from nda.core import ir
 from nda.core.errors import ParseError, make_span
+from nda.core.gcpause import gc_paused
 from nda.syntax.sexpr_read import (  # noqa: F401  (re-exported: the reference reader lives there)
     _DEC, _FORMS, _HEX32, _IDENT, _TOKEN, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
     SList, _Builder, _build, _read,
@@ -33,6 +34,11 @@ def parse_sexpr(src: str, file: str | None = None, max_depth: int = DEFAULT_MAX_
     gigabytes)."""
     if not isinstance(src, str):
         raise ParseError("1:1: S-expression source must be text")
+    with gc_paused():
+        return _parse(src, file, max_depth, max_plane_bytes)
+
+
+def _parse(src: str, file, max_depth: int, max_plane_bytes: int) -> SexprUnit:
     try:
         return _fast(src, file, max_depth, max_plane_bytes, 3 * max_depth + 8)
     except Exception:

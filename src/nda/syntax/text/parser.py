@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 
+from nda.core.gcpause import gc_paused
 from nda.core.errors import PARSE_ERROR, Diagnostic, ParseError, Span
 from nda.core.ir import Break, Def, Float, Int, Let, Load, Loop, Module, Node, Print, Return, Scope, Store, While, If
 from nda.core.ir import node_depth
@@ -556,6 +557,11 @@ def _lex_error(e: LexError, file: str | None) -> ParseError:
 def parse_text_with_names(src: str | bytes, file: str | None = None, *,
                           max_plane_bytes: int | None = L.MAX_PLANE_BYTES) -> tuple[Module, dict[int, str]]:
     """Like `parse_text`, also returning name_hash → name for every identifier in the file."""
+    with gc_paused():
+        return _parse_text_with_names(src, file, max_plane_bytes)
+
+
+def _parse_text_with_names(src, file, max_plane_bytes):
     if not isinstance(src, (str, bytes, bytearray)):
         span = Span(1, 1, 1, 1, file=file)
         msg = f"source must be text (str or bytes), not {type(src).__name__}"
