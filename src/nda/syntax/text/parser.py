@@ -32,7 +32,7 @@ from __future__ import annotations
 import difflib
 
 from nda.core.gcpause import gc_paused
-from nda.core.errors import PARSE_ERROR, Diagnostic, ParseError, Span
+from nda.core.errors import PARSE_ERROR, Diagnostic, ParseError, Span, make_span
 from nda.core.ir import Break, Def, Float, Int, Let, Load, Loop, Module, Node, Print, Return, Scope, Store, While, If
 from nda.core.ir import node_depth
 from nda.syntax.text import lower as L
@@ -96,7 +96,7 @@ class Parser:
 
     def _span(self, a: Token, b: Token | None = None) -> Span:
         b = b or a
-        return Span(a.line, a.col, b.end_line, b.end_col, file=self.file)
+        return make_span(a.line, a.col, self.file, b.end_line, b.end_col)
 
     def _span_to_prev(self, a: Token) -> Span:
         return self._span(a, self.t[self.i - 1] if self.i > 0 else a)
