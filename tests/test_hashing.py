@@ -276,8 +276,12 @@ STABLE_IS_EVEN = "d696d17c520ce14970dca5543dffa5f912baf4dc9873f62bb264a01938d0ca
 def test_link_errors():
     with pytest.raises(LinkError) as e:
         link_module(Module((Def("main", S((Call(NamedRef("nope")),))),)))
-    assert e.value.code == VALIDATION_ERROR and e.value.message == "unknown function 'nope'"
+    assert e.value.code == CALL_TARGET_NOT_FOUND and e.value.message == "unknown function 'nope'"
     assert e.value.diagnostics[0].message == "unknown function 'nope'"
+    assert e.value.diagnostics[0].code == CALL_TARGET_NOT_FOUND and e.value.diagnostics[0].hint is None
+    with pytest.raises(LinkError) as e:
+        link_module(Module((Def("main", S((Call(NamedRef("totl")),))), Def("total", S()))))
+    assert e.value.diagnostics[0].hint == "did you mean 'total'?"
     with pytest.raises(LinkError) as e:
         link_module(Module((Def("f", S()),))).main_sequence()
     assert e.value.message == "no 'main' function found."

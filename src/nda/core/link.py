@@ -17,11 +17,15 @@ j's address is `SHA-256(0x02‖"mem"‖G‖u32 j)`.
 
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol, Sequence
 
 from nda.core.binary_v2 import DEFAULT_MAX_DEPTH, ModuleGroups, decode_container
-from nda.core.errors import VALIDATION_ERROR, DecodeError, Diagnostic, NdaError, ValidationError
+from nda.core.errors import (
+    CALL_TARGET_NOT_FOUND, VALIDATION_ERROR, DecodeError, Diagnostic, NdaError, ValidationError,
+)
 from nda.core.hashing import Hasher, alias_of, group_hash, h1, member_address, program_entry_hash
 from nda.core.ir import (
     Call, GroupRef, Hash32, Legacy64, Module, NamedRef, Node, Scope, children, replace_children,
@@ -34,8 +38,9 @@ ANON_GROUPREF = GroupRef(0xFFFFFFFF)
 class LinkError(ValidationError):
     """A module cannot be linked (unknown or duplicate function, no main)."""
 
-    def __init__(self, message: str, span=None):
-        super().__init__(message, (Diagnostic(VALIDATION_ERROR, message, span),))
+    def __init__(self, message: str, span=None, code: str = VALIDATION_ERROR, hint: str | None = None):
+        super().__init__(message, (Diagnostic(code, message, span, hint=hint, stage="gate"),))
+        self.code = code
         self.span = span
 
 
@@ -198,7 +203,9 @@ def link_module(module: Module) -> LinkedModule:
         for c in _named_calls(d.node):
             j = pos.get(c.target.name)
             if j is None:
-                raise LinkError(f"unknown function '{c.target.name}'", c.span)
+                close = difflib.get_close_matches(c.target.name, list(pos), n=1, cutoff=0.6)
+                raise LinkError(f"unknown function '{c.target.name}'", c.span, CALL_TARGET_NOT_FOUND,
+                                f"did you mean '{close[0]}'?" if close else None)
             if j not in succ:
                 succ.append(j)
         edges.append(succ)
