@@ -90,6 +90,8 @@ def test_fast_path_is_taken_for_valid_text():
     "(bitwise and (int 1) (int 2))", "(mathfunc sin (float 1))", "(unknown 1)", "()", "(())",
     "((int 1) 2)", "(int 1) x", "x", "(print (int 1) (int 2))", "(let x)", "(store x (then))",
     "(scope (else (int 1)))", "(add (int 1) (module))", "(int 1)\n\n   (int )",
+    "; (int 1\n(int 2)", "(int 1) ; \"quoted\" (\n(int 2)", "(int ; 3\n 4)", ";;\n;\n(print ;(\n(int 1))",
+    "(int 1) \" ; (int 2)", "(let x ; a comment with ) and (\n (int 1))\n(load x);end",
 ])
 def test_edge_cases_match_reference(src):
     same(src)
@@ -115,6 +117,9 @@ def test_names_keep_first_spelling_order():
     src = "(let b (load a)) (store c (add (load b) (load a))) (let a (int 1))"
     got = same(src)
     assert [t for _, t in got[3]] == ["b", "a", "c"]
+    # the reference builds a binary Bitwise's rhs before its lhs: that order is kept too
+    got = same("(bitwise and (load p) (load q)) (bitwise not (load r)) (bitwise or (int 1) (load s))")
+    assert [t for _, t in got[3]] == ["q", "p", "r", "s"]
 
 
 def test_corpus_files_match_reference():
@@ -166,7 +171,11 @@ def test_random_programs_match_reference(data):
     src = print_module(module, names)
     got = same(src)
     assert got[0] == "ok"
-    fast = sexpr._fast(src, None, sexpr.DEFAULT_MAX_DEPTH, sexpr.MAX_PLANE_BYTES, 800)  # not declined
-    assert spans(fast.module) == got[4] and fast.module == got[2]
+    try:
+        fast = sexpr._fast(src, None, sexpr.DEFAULT_MAX_DEPTH, sexpr.MAX_PLANE_BYTES, 800)
+    except sexpr._Slow:  # declined only for a binary Bitwise that spells a new name
+        assert "(bitwise " in src
+    else:
+        assert spans(fast.module) == got[4] and fast.module == got[2]
     seq = print_sexpr(module.defs[-1].node.children, names)
     same(seq)

@@ -11,13 +11,14 @@ Errors are `ParseError`s whose message starts with `line:col`; nothing else esca
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from nda.core import ir
 from nda.core.errors import ParseError, make_span
 from nda.core.gcpause import gc_paused
 from nda.syntax.sexpr_read import (  # noqa: F401  (re-exported: the reference reader lives there)
-    _DEC, _FORMS, _HEX32, _IDENT, _TOKEN, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
+    _DEC, _FORMS, _HEX32, _IDENT, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
     SList, _Builder, _build, _read,
 )
 from nda.syntax.sexpr_print import (  # noqa: F401  (re-exported: the printer lives there)
@@ -107,6 +108,24 @@ class _ModuleForm:
 
 
 _NODE_TYPES = frozenset(ir.NODE_CLASSES)
+
+
+def _maker(cls):
+    """`cls(*fields)` for a frozen slotted node dataclass, setting the slots directly (what its
+    generated `__init__` does through `object.__setattr__`, at a third of the cost): an equal
+    node. Every field must be passed, in declaration order, span last."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    body = "".join(f"    _s{i}(o, {n})\n" for i, n in enumerate(names))
+    ns = {"_new": object.__new__, "_cls": cls}
+    ns.update((f"_s{i}", getattr(cls, n).__set__) for i, n in enumerate(names))
+    exec(f"def make({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", ns)  # noqa: S102
+    return ns["make"]
+
+
+_MK = {cls: _maker(cls) for cls in ir.NODE_CLASSES}
+_Int, _Load, _Let, _Store, _Scope = _MK[ir.Int], _MK[ir.Load], _MK[ir.Let], _MK[ir.Store], _MK[ir.Scope]
+_Loop, _While, _If, _Compare, _Math, _Call = (_MK[ir.Loop], _MK[ir.While], _MK[ir.If], _MK[ir.Compare],
+                                              _MK[ir.Math], _MK[ir.Call])
 _NAMED = frozenset(("let", "load", "store"))
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}\Z")
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -205,57 +224,61 @@ class _FastNames:
 def _fb_int(b, it, sp, nm):
     if len(it) != 2:
         raise _Slow
-    return ir.Int(_int32(it[1]), sp)
+    return _Int(_int32(it[1]), sp)
 
 
 def _fb_load(b, it, sp, nm):
     if len(it) != 2:
         raise _Slow
-    return ir.Load(nm(it[1]), sp)
+    return _Load(nm(it[1]), sp)
 
 
 def _fb_let(b, it, sp, nm):
     if len(it) != 3:
         raise _Slow
-    return ir.Let(nm(it[1]), _node(it[2]), sp)
+    return _Let(nm(it[1]), _node(it[2]), sp)
 
 
 def _fb_store(b, it, sp, nm):
     if len(it) != 3:
         raise _Slow
-    return ir.Store(nm(it[1]), _node(it[2]), sp)
+    return _Store(nm(it[1]), _node(it[2]), sp)
 
 
 def _fb_binary(cls):
+    mk = _MK[cls]
+
     def build(b, it, sp, nm):
         if len(it) != 3:
             raise _Slow
-        return cls(_node(it[1]), _node(it[2]), sp)
+        return mk(_node(it[1]), _node(it[2]), sp)
     return build
 
 
 def _fb_unary(cls):
+    mk = _MK[cls]
+
     def build(b, it, sp, nm):
         if len(it) != 2:
             raise _Slow
-        return cls(_node(it[1]), sp)
+        return mk(_node(it[1]), sp)
     return build
 
 
 def _fb_scope(b, it, sp, nm):
-    return ir.Scope(_nodes(it, 1), sp)
+    return _Scope(_nodes(it, 1), sp)
 
 
 def _fb_loop(b, it, sp, nm):
     if len(it) < 2:
         raise _Slow
-    return ir.Loop(_unsigned(it[1], 32), _nodes(it, 2), sp)
+    return _Loop(_unsigned(it[1], 32), _nodes(it, 2), sp)
 
 
 def _fb_while(b, it, sp, nm):
     if len(it) < 2:
         raise _Slow
-    return ir.While(_node(it[1]), _nodes(it, 2), sp)
+    return _While(_node(it[1]), _nodes(it, 2), sp)
 
 
 def _fb_if(b, it, sp, nm):
@@ -271,7 +294,7 @@ def _fb_if(b, it, sp, nm):
         if type(other) is not _Branch or other.word != "else":
             raise _Slow
         other = other.nodes
-    return ir.If(_node(it[1]), then.nodes, other, sp)
+    return _If(_node(it[1]), then.nodes, other, sp)
 
 
 def _fb_branch(word):
@@ -283,13 +306,13 @@ def _fb_branch(word):
 def _fb_cmp(b, it, sp, nm):
     if len(it) != 4:
         raise _Slow
-    return ir.Compare(_enum(it[1], ir.CmpOp), _node(it[2]), _node(it[3]), sp)
+    return _Compare(_enum(it[1], ir.CmpOp), _node(it[2]), _node(it[3]), sp)
 
 
 def _fb_math(b, it, sp, nm):
     if len(it) != 4:
         raise _Slow
-    return ir.Math(_enum(it[1], ir.MathOp), _node(it[2]), _node(it[3]), sp)
+    return _Math(_enum(it[1], ir.MathOp), _node(it[2]), _node(it[3]), sp)
 
 
 def _fb_call(b, it, sp, nm):
@@ -297,7 +320,7 @@ def _fb_call(b, it, sp, nm):
         raise _Slow
     t = _text(it[1])
     if t.startswith("@") and _IDENT.match(t, 1):
-        return ir.Call(ir.NamedRef(t[1:]), sp)
+        return _Call(ir.NamedRef(t[1:]), sp)
     return _adapted(b, it, sp, nm)
 
 
@@ -342,21 +365,32 @@ _FAST.update({
 _CHILD_DEPTH = {head: 1 for head in _FORMS}
 _CHILD_DEPTH.update({"then": 0, "else": 0})
 _NOT_NODE = frozenset(("then", "else", "def", "module"))
+_COMMENT = re.compile(r";[^\n]*")
+_OPEN = re.compile(r"\(")
+_PARENS_ATOMS = re.compile(r"[()]|[^\s();\"]+")
+
+
+def _blank(m) -> str:
+    return " " * (m.end() - m.start())
 
 
 def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_lists: int) -> SexprUnit:
     b = _Builder(max_depth, max_plane_bytes)
     nm = _FastNames(b.names)
+    names = b.names
     top: list = []
     stack: list = []
     cur, depth = top, 1  # the open list's items and the node depth of the lists inside it
     line, nl_at, last = 1, -1, 0
+    if ";" in src:
+        src = _COMMENT.sub(_blank, src)  # same offsets, same lines
+    if '"' in src:
+        raise _Slow
     count, rfind = src.count, src.rfind
     fast, child_depth = _FAST, _CHILD_DEPTH
-    for m in _TOKEN.finditer(src):
-        t = m.group()
-        c = t[0]
-        if c == "(":
+    opens = iter([m.start() for m in _OPEN.finditer(src)])  # every '(' is a token now
+    for t in _PARENS_ATOMS.findall(src):
+        if t == "(":
             if cur is top:
                 d = 1
             else:
@@ -371,27 +405,25 @@ def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_
                     d = depth + child_depth[head]  # KeyError on an unknown head: declined
             if len(stack) >= max_lists:
                 raise _Slow
-            p = m.start()
+            p = next(opens)
             k = count("\n", last, p)
             if k:
                 line += k
                 nl_at = rfind("\n", last, p)
             last = p
-            stack.append((cur, depth, line, p - nl_at))
+            stack.append((cur, depth, line, p - nl_at, len(names)))
             cur, depth = [], d
-        elif c == ")":
+        elif t == ")":
             items = cur
-            cur, parent_depth, l0, c0 = stack.pop()  # IndexError on a stray ')': declined
+            cur, parent_depth, l0, c0, n0 = stack.pop()  # IndexError on a stray ')': declined
             head = items[0]  # IndexError on '()': declined
+            if head == "bitwise" and len(items) == 4 and len(names) != n0:
+                raise _Slow  # the reference builds its rhs first: names would be in another order
             if head not in _NOT_NODE and depth > max_depth:
                 raise _Slow
             b.depth = depth
             cur.append(fast[head](b, items, make_span(l0, c0, file), nm))
             depth = parent_depth
-        elif c == ";":
-            continue
-        elif c == '"':
-            raise _Slow
         else:
             if len(cur) == 1 and cur[0] in _NAMED:
                 nm.spelt(t)
