@@ -144,7 +144,7 @@ class _Unit:
         self.limits = limits
         self.has_target = has_target
         self.findings: list[Finding] = []
-        self.order: dict[int, int] = {}
+        self._order: dict[int, int] | None = None
         self.triples: list[ir.Triple] = []
         self.safe = True  # every child is a node and every int field is an int
         self.too_deep = False
@@ -169,7 +169,6 @@ class _Unit:
             while stack:
                 n, d = stack.pop()
                 self.size += 1
-                self.order.setdefault(id(n), len(self.order))
                 if d > self.max_depth:
                     self.max_depth = d
                 if d > limit and not reported:
@@ -181,6 +180,30 @@ class _Unit:
                     d += 1
                     for c in reversed(kids):
                         stack.append((c, d))
+
+    @property
+    def order(self) -> dict[int, int]:
+        """id(node) → pre-order position of its first occurrence (computed when first asked:
+        only a unit with findings needs it)."""
+        if self._order is None:
+            order: dict[int, int] = {}
+            stack = [r for r in reversed(self.roots) if _is_node(r)]
+            while stack:
+                n = stack.pop()
+                order.setdefault(id(n), len(order))
+                kids = []
+                for fname, fk, _c, _a, _b in _PLANS[type(n)]:  # the children `check` walked
+                    if fk in ("node", "optnode"):
+                        v = getattr(n, fname)
+                        if _is_node(v):
+                            kids.append(v)
+                    elif fk in ("nodes", "optnodes"):
+                        v = getattr(n, fname)
+                        if isinstance(v, (tuple, list)):
+                            kids.extend(c for c in v if _is_node(c))
+                stack.extend(reversed(kids))
+            self._order = order
+        return self._order
 
     def check(self, n) -> list:
         """Check one node's fields; → its child nodes (only well-typed ones)."""

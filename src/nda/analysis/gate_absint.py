@@ -108,6 +108,15 @@ class Syntax:
 
     def plus(self, names: "Names", n: ir.Node) -> "Names":
         """`names` (updated in place) with the names `n` writes."""
+        t = type(n)
+        if t in _NO_BIND:
+            return names
+        if t is ir.Let or t is ir.Store:  # the common statement: no memo, no child walk
+            v = n.init if t is ir.Let else n.value
+            if type(v) in _NO_BIND:
+                if n.name not in names.set:
+                    names.add((n.name,))
+                return names
         b = self.bound(n)
         if b:
             names.add(b)
