@@ -49,7 +49,7 @@ from typing import Callable
 
 from nda.analysis.gate_state import (
     AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, env_get, env_set,
-    is_vec, join, join_out, merged, program_start, push, vlen,
+    Names, is_vec, join, join_out, merged, program_start, push, vlen,
 )
 from nda.core import ir
 from nda.runtime.state import HEAP_BYTES, Limits
@@ -234,39 +234,6 @@ def kids(n) -> list:
             else:
                 out.extend(v)
     return out
-
-
-class Names:
-    """The names bound earlier in evaluation order: a set with an undo log.
-
-    The frame's walk only ever adds names, except between the two branches of an If (the else
-    branch must not see the then branch's Lets): `mark()` before, `undo(mark)` after. Each
-    name is added at most once per visit of a binding node's enclosing sequence, so the check
-    stays O(1) per Load (a frozenset rebuilt per new name was O(#names))."""
-
-    __slots__ = ("set", "log")
-
-    def __init__(self):
-        self.set: set = set()
-        self.log: list = []
-
-    def add(self, names) -> None:
-        have = self.set
-        for nm in names:
-            if nm not in have:
-                have.add(nm)
-                self.log.append(nm)
-
-    def __contains__(self, nm) -> bool:
-        return nm in self.set
-
-    def mark(self) -> int:
-        return len(self.log)
-
-    def undo(self, mark: int) -> None:
-        log, have = self.log, self.set
-        while len(log) > mark:
-            have.discard(log.pop())
 
 
 # ---------------------------------------------------------------------------------------------

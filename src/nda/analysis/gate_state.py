@@ -1,8 +1,8 @@
 """The gate's abstract states: values, persistent stacks and environments, joins.
 
 In: abstract values pushed, popped and bound by `gate_absint.Frame`.
-Out: `St(stack, env, clean)` states and their operations (`push`, `pop_state`, `join`,
-`join_out`, `merged`), built so that every operation on straight-line code is O(1) and a join
+Out: `St(stack, env, clean)` states and their operations (`push`, `join`, `join_out`,
+`merged`), and `Names` (the names bound earlier in evaluation order, with an undo log), built so that every operation on straight-line code is O(1) and a join
 costs only what differs between its operands (the gate stays linear in the program size).
 
 Abstract values (a plain `str` or `int`): `"i"` Int0 = `Scalar(_, 0)`, `"s"` any Scalar,
@@ -231,6 +231,43 @@ def env_items(node: dict):
             yield c
         else:
             yield from env_items(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names bound earlier in evaluation order
+
+
+class Names:
+    """The names bound earlier in evaluation order: a set with an undo log.
+
+    The frame's walk only ever adds names, except between the two branches of an If (the else
+    branch must not see the then branch's Lets): `mark()` before, `undo(mark)` after. Each
+    name is added at most once per visit of a binding node's enclosing sequence, so the check
+    stays O(1) per Load (a frozenset rebuilt per new name was O(#names))."""
+
+    __slots__ = ("set", "log")
+
+    def __init__(self):
+        self.set: set = set()
+        self.log: list = []
+
+    def add(self, names) -> None:
+        have = self.set
+        for nm in names:
+            if nm not in have:
+                have.add(nm)
+                self.log.append(nm)
+
+    def __contains__(self, nm) -> bool:
+        return nm in self.set
+
+    def mark(self) -> int:
+        return len(self.log)
+
+    def undo(self, mark: int) -> None:
+        log, have = self.log, self.set
+        while len(log) > mark:
+            have.discard(log.pop())
 
 
 # ---------------------------------------------------------------------------------------------

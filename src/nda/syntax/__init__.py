@@ -1,6 +1,7 @@
 """Syntax: the front ends — source forms in, IR out (and IR back to each form).
 
-In: S-expression text (`sexpr`), the human text syntax (`text`), binary v1 (`binary_v1`,
+In: S-expression text (`sexpr`: a one-pass fast reader, with `sexpr_read` — the reference
+reader and builder that defines every error — and `sexpr_print`), the human text syntax (`text`), binary v1 (`binary_v1`,
 the original's format), opcode token streams (`tokens`, `tokens_text`) and triples
 (`triples`). Binary v2, being the canonical encoding, lives in `nda.core.binary_v2`.
 Out: IR sequences or modules (`nda.core.ir`) with names and spans; printers go back, and
