@@ -111,7 +111,7 @@ def test_mcp_check_and_run(syntax, text, pos):
         assert d["ok"] is False
         assert d["diagnostics"] == [expected(*pos)], tool
         if tool == "nda_run":
-            assert d["stage"] == "gate" and d["error"]["code"] == "UNDEFINED_VARIABLE"
+            assert d["stage"] == "gate" and d["error_code"] == "UNDEFINED_VARIABLE"
     direct = Tools(ServerConfig()).check(text, syntax=syntax, dim=0)  # the tool layer alone
     assert direct["diagnostics"] == [expected(*pos)]
 

@@ -359,7 +359,7 @@ def test_commit_show_log_names_run_by_ref(tmp_path):
     assert [e["message"] for e in o["log"]["entries"]] == ["sq"]
     # a rejected commit changes nothing and says where it stopped
     assert o["bad"]["ok"] is False and o["bad"]["stage"] == "gate"
-    assert o["bad"]["error_code"] == "VALIDATION_ERROR" and o["bad"]["diagnostics"]
+    assert o["bad"]["error_code"] == "STACK_UNDERFLOW" and o["bad"]["diagnostics"]
     assert len(o["log2"]["entries"]) == 1
     assert [n["name"] for n in o["list"]["names"]] == ["main", "sq", "sq7"]
     assert [n["name"] for n in o["search"]["names"]] == ["sq", "sq7"] and o["search"]["total"] == 2
@@ -449,7 +449,7 @@ def test_nda_mcp_serves_on_stdio(tmp_path):
     assert {t.name for t in listed.tools} == TOOLS
     assert _payload(ok)["output_vec"] == [5.0]
     d = _payload(bad)
-    assert bad.is_error and d["error_code"] == "VALIDATION_ERROR" and d["syntax"] == "text"
+    assert bad.is_error and d["error_code"] == "UNDEFINED_VARIABLE" and d["syntax"] == "text"
     assert d["diagnostics"][0]["span"]["col"] == 19
     assert page.contents[0].text == (REFERENCE / "errors.md").read_text(encoding="utf-8")
 
