@@ -51,13 +51,18 @@ def test_run_tiers_agree(tier):
 
 
 def test_run_limit_flags_and_failure_exit():
-    # the gate proves a straight-line prefix needs more than 10 nodes: not run
-    code, out = nda("run", EX / "counter.sexpr", "--fuel", "10", "--json")
+    # the gate proves the program needs more than 10 nodes, but a limit is the run's to enforce:
+    # it runs and reports the exact error and count, with or without the gate
+    for extra in ((), ("--no-gate",)):
+        code, out = nda("run", EX / "counter.sexpr", "--fuel", "10", "--json", *extra)
+        d = one_json(out)
+        assert code == 1 and d["stage"] == "run" and d["error_code"] == "FUEL_EXHAUSTED"
+        assert d["executed_nodes"] == 10 and d["ok"] is False
+    # a finding about the program itself still stops the run
+    code, out = nda("run", EX / "typo.nda", "--dim", "0", "--json")
     d = one_json(out)
-    assert code == 1 and d["stage"] == "gate" and d["error"] == "validation: fuel exhausted after 10 nodes"
-    code, out = nda("run", EX / "counter.sexpr", "--fuel", "10", "--no-gate", "--json")
-    d = one_json(out)
-    assert code == 1 and d["error_code"] == "FUEL_EXHAUSTED" and d["executed_nodes"] == 10
+    assert code == 1 and d["stage"] == "gate" and d["error_code"] == "UNDEFINED_VARIABLE"
+    assert d["executed_nodes"] == 0
 
 
 def test_every_limit_has_a_flag():

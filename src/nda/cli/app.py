@@ -325,15 +325,17 @@ def run(file, input_spec, dim, tier, no_opt, kinds, dump_after, show_passes, no_
 
 
 def _gate_or_exit(loaded, input_len: int, limits, store, as_json: bool) -> None:
-    """Static validation before `nda run`: on any finding, report them all and exit 1."""
+    """Static validation before `nda run`: on any finding, report them all and exit 1. A
+    finding that only says a limit will be hit does not stop the run: the sandbox enforces
+    limits exactly, and the run reports the exact error and counts (`errors.LIMIT_CODES`)."""
     from nda.pipeline.commit import static_check
-    from nda.core.errors import render_text
+    from nda.core.errors import refusals, render_text
 
     try:
         diags = static_check(loaded, input_len=input_len, limits=limits, store=store)
     except NdaError as e:
         diags = list(getattr(e, "diagnostics", None) or [e.diagnostic()])
-    if not diags:
+    if not refusals(diags):
         return
     if as_json:
         emit_json(E.failure(diags[0].code, f"validation: {diags[0].message}", diags,

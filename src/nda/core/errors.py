@@ -38,6 +38,17 @@ ERROR_CODES = (
     INTERNAL,
 )
 
+# Findings about a limit the run was given (not about the program itself): the sandbox enforces
+# them exactly, so `nda run` runs such a program to report the exact error and counts instead
+# of refusing it. Commit still refuses them (a stored program must run within its limits).
+LIMIT_CODES = frozenset((FUEL_EXHAUSTED, DEADLINE_EXCEEDED, MEMORY_LIMIT, OUTPUT_LIMIT,
+                         WHILE_LIMIT, CALL_DEPTH))
+
+
+def refusals(diagnostics) -> list:
+    """The error findings that stop a run before it starts: every error except a limit's."""
+    return [d for d in diagnostics if d.severity == "error" and d.code not in LIMIT_CODES]
+
 
 @dataclass(frozen=True, slots=True)
 class Span:

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nda.core.errors import (INPUT_INVALID, INTERNAL, VALIDATION_ERROR, DecodeError, Diagnostic,
+from nda.core.errors import (INPUT_INVALID, INTERNAL, DecodeError, Diagnostic, refusals,
                              NdaError, ParseError, UsageError, error_failure, failure)
 from nda.runtime.state import Limits
 
@@ -294,8 +294,7 @@ class Tools:
             loaded, kind = self._source(source, ref, syntax, store)
             extra = {"syntax": kind} if kind else {}
             if gate:
-                diags = [d for d in gate_findings(loaded, len(cond), lim, store)
-                         if d.severity == "error"]
+                diags = refusals(gate_findings(loaded, len(cond), lim, store))
                 if diags:
                     return failure(diags[0].code, f"validation: {diags[0].message}", diags,
                                    stage="gate", executed_nodes=0, **extra)
