@@ -117,11 +117,13 @@ def test_commit_program(store):
 
 
 def test_commit_module_stores_group_and_binds_names(store):
-    r = commit(store, parse_sexpr(SUM_MODULE), conditioning=[])
+    r = commit(store, parse_sexpr(SUM_MODULE), conditioning=[], namespace="")
     assert r.ok, r.reason
     linked = link_module(parse_sexpr(SUM_MODULE).module)
     assert r.names == {"main": linked.by_name("main").address, "sum": linked.by_name("sum").address}
     assert store.resolve_name("sum") == linked.by_name("sum").address
+    assert store.resolve_name("main") is None  # main is never bound implicitly
+    assert r.bindings == [{"name": "sum", "hash": linked.by_name("sum").address.hex(), "previous": None}]
     assert store.get_record(linked.by_name("sum").address).group == linked.by_name("sum").group
     assert len(store.log()) == 1
     # the stored program runs from the store alone
@@ -144,20 +146,20 @@ def test_commit_accepts_all_program_forms(store):
 def test_commit_text_file_registers_names_and_live_triples(store, tmp_path):
     src = tmp_path / "prog.nda"
     src.write_text("fn helper() { print(2) }\nfn main() { let count = 3  helper() }\n")
-    r = commit(store, load_path(str(src), store))
+    r = commit(store, load_path(str(src), store), namespace="")
     assert r.ok, r.reason
     assert store.resolve_string(name_hash("count")) == "count"
     helper = store.resolve_name("helper")
     helper_v1 = store.callee_h1(helper)
-    main_v1 = store.callee_h1(store.resolve_name("main"))
+    main_v1 = store.callee_h1(r.root)
     assert store.get_callers(helper_v1) == {main_v1}
     assert (name_hash("helper"), 1, helper_v1) in store.find_live_triples()
-    # recommitting a new version of the same file replaces its live set
+    # recommitting a new version of the same file keeps the earlier program's triples
     src.write_text("fn main() { print(7) }\n")
     r2 = commit(store, load_path(str(src), store))
     assert r2.ok
-    assert store.get_callers(helper_v1) == set()
-    assert store.find_live_triples(None, CALLS, None) == []
+    assert store.get_callers(helper_v1) == {main_v1}
+    assert store.find_live_triples(None, CALLS, None) == [(main_v1, CALLS, helper_v1)]
 
 
 def test_commit_calling_a_stored_program(store):

@@ -255,6 +255,82 @@ def link_module(module: Module) -> LinkedModule:
     return LinkedModule(tuple(linked), tuple(groups))
 
 
+class UnboundNameError(LinkError):
+    """Calls to names bound neither in the module nor in the store (one diagnostic each,
+    with its span and a did-you-mean hint)."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]):
+        first = diagnostics[0]
+        where = f"{first.span.line}:{first.span.col}: " if first.span is not None else ""
+        super().__init__(where + first.message, first.span)
+        self.diagnostics = tuple(diagnostics)
+
+
+def link_names(module: Module | None, sequence: Sequence[Node] | None,
+               lookup: Callable[[str], bytes | None],
+               suggest: Callable[[str, Sequence[str]], Sequence[str]] | None = None):
+    """Linking by name at write time: every call `NamedRef(n)` where `n` is not a def of
+    `module` becomes `Hash32(lookup(n))` (the store's current binding of `n`; content
+    addressing is unchanged, the stored program holds the address). → (module, sequence)
+    rewritten (None stays None). Names `lookup` does not know: `UnboundNameError` listing
+    each call (span, hint "did you mean …" from `suggest(n, module_names)`)."""
+    own = tuple(d.name for d in module.defs) if module is not None else ()
+    own_set = set(own)
+    found: dict[str, bytes | None] = {}
+    missing: list[Diagnostic] = []
+
+    def fix_call(call: Call):
+        t = call.target
+        if type(t) is not NamedRef or t.name in own_set:
+            return None
+        if t.name not in found:
+            found[t.name] = lookup(t.name)
+        addr = found[t.name]
+        if addr is None:
+            close = list(suggest(t.name, own)) if suggest is not None else []
+            hint = ("did you mean " + " or ".join(f"'{c}'" for c in close[:3]) + "?") if close else None
+            missing.append(Diagnostic(VALIDATION_ERROR, f"unknown function '{t.name}' (not defined "
+                                      "here and not bound in the store)", call.span, hint=hint))
+            return None
+        return Hash32(addr)
+
+    def rewrite(node: Node) -> Node:
+        calls = [n for n in walk(node) if type(n) is Call and type(n.target) is NamedRef
+                 and n.target.name not in own_set]
+        if not calls:
+            return node
+        by_id = {id(c): fix_call(c) for c in calls}
+        return _rewrite_call_nodes(node, by_id)
+
+    new_module = None if module is None else Module(
+        tuple(type(d)(d.name, rewrite(d.node), d.span) for d in module.defs), module.span)
+    new_seq = None if sequence is None else tuple(rewrite(n) for n in sequence)
+    if missing:
+        raise UnboundNameError(missing)
+    return new_module, new_seq
+
+
+def _rewrite_call_nodes(node: Node, targets: dict) -> Node:
+    """A copy of `node` where each Call whose id is in `targets` (with a non-None value) gets
+    that target (span kept)."""
+    done: dict[int, Node] = {}
+    stack: list = [(node, False)]
+    while stack:
+        n, expanded = stack.pop()
+        if id(n) in done:
+            continue
+        if not expanded:
+            stack.append((n, True))
+            stack.extend((c, False) for c in children(n) if id(c) not in done)
+            continue
+        if type(n) is Call:
+            t = targets.get(id(n))
+            done[id(n)] = n if t is None else Call(t, n.span)
+        else:
+            done[id(n)] = replace_children(n, lambda c: done[id(c)])
+    return done[id(node)]
+
+
 def _group_info(digests: Sequence[bytes]) -> GroupInfo:
     g = group_hash(digests)
     return GroupInfo(g, tuple(member_address(g, j) for j in range(len(digests))))
@@ -401,6 +477,6 @@ class MemoryResolver:
 
 __all__ = [
     "ANON_GROUPREF", "LinkError", "GroupInfo", "LinkedDef", "LinkedModule", "rewrite_calls",
-    "tarjan_scc", "link_module", "build_group", "build_module_from_groups", "Callee", "Resolver",
+    "tarjan_scc", "link_module", "link_names", "UnboundNameError", "build_group", "build_module_from_groups", "Callee", "Resolver",
     "MemoryResolver",
 ]

@@ -2,8 +2,9 @@
 
 In: a `store.SiteMap`, a program (top-level sequence, single node, `ir.Module`,
 `link.LinkedModule`, `sexpr.SexprUnit` or `pipeline.Loaded`), the conditioning vector (default
-896 ones), a commit message, `Limits`, an optional scope threshold (and optionally a name to bind
-and the source path whose live triples the commit replaces).
+896 ones), a commit message, `Limits`, an optional scope threshold, and the names to bind:
+`name` (bound to the program root) and `namespace` (every def of a module but `main`, bound as
+`namespace.def`, or bare `def` for the empty namespace). Nothing else is bound: never `main`.
 Out: `CommitResult` — ok, program root (H2), v1 program entry hash, state_root, commit_id, seq,
 reason / error_code / diagnostics on rejection, the `SandboxResult`, the scope report.
 `scope_validate(output, conditioning, threshold)` is the ScopeValidator of §7;
@@ -13,11 +14,15 @@ Order: (1) parse/decode happened before (the caller holds nodes); (2) static val
 `nda.analysis.gate.validate` (skipped, and reported as `gate_checked=False`, when the gate module is not
 importable), call targets checked against the store plus the commit's own defs; (3) sandbox run
 on the conditioning — any error rejects; (4) scope check when `scope_threshold` is given;
-(5) one `store.transaction`: the module's defs (groups, names bound), the program, the names
-spelt in the source (string dictionary), an optional name binding, and — when `path` is given —
-the file's live triple set (derived DEFINES/CALLS triples, see `nda.syntax.triples`, plus the Triple
-nodes in the committed code). Nothing is written unless every step passed, so a rejected commit
-leaves the store file untouched.
+(5) one `store.transaction`: the module's defs (groups), the program, the names spelt in the
+source (string dictionary), each def's source metadata (name, parameter names and types,
+return type: `store.codebase.put_function_meta`), the bindings asked for (each reporting the
+target it replaced: `CommitResult.bindings`), and the program's own triple set (derived
+DEFINES/CALLS triples, see `nda.syntax.triples`, plus the Triple nodes in the committed code:
+`store.codebase.record_program_triples`). Triples are kept per committed program and only
+added to, so no commit through any surface (CLI, API, MCP, token streams) loses an earlier
+one. Nothing is written unless every step passed, so a rejected commit leaves the store file
+untouched.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class CommitResult:
     scope: dict | None = None
     gate_checked: bool = False
     names: dict = field(default_factory=dict)   # def name → address (modules)
+    bindings: list = field(default_factory=list)  # {name, hash, previous} per name (re)bound
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +103,7 @@ class CommitResult:
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "gate_checked": self.gate_checked, "scope": self.scope,
             "functions": {k: v.hex() for k, v in self.names.items()},
+            "bindings": list(self.bindings),
             "sandbox": None if self.sandbox is None else self.sandbox.to_dict(tier_as_name=True),
         }
 
@@ -109,10 +116,29 @@ def _hex(b: bytes | None) -> str | None:
 # Normalizing the input
 
 
-def _normalize(program) -> tuple[tuple, Any, dict, str | None, str | None]:
-    """→ (top-level sequence, LinkedModule or None, names, source path, source text)."""
-    from nda.core.link import LinkedModule, link_module
-    from nda.pipeline.load import Loaded
+def _signatures(program) -> dict:
+    """def name → (params or None, return type) as written (text sources), else {}."""
+    return dict(getattr(program, "signatures", None) or {})
+
+
+def _normalize(program, store=None) -> tuple[tuple, Any, dict, str | None, str | None]:
+    """→ (top-level sequence, LinkedModule or None, names, source path, source text). With a
+    store, calls by name to functions the program does not define link to the store's
+    bindings (`pipeline.load.link_by_name`)."""
+    from nda.core.link import LinkedModule
+    from nda.core.link import link_module as _link_module
+    from nda.pipeline.load import Loaded, _names_store, link_by_name
+
+    named = _names_store(store)
+
+    def link_module(module):
+        return _link_module(module if named is None else link_by_name(named, module, None)[0])
+
+    def by_name(sequence):
+        if named is None or not any(type(n) is ir.Call and type(n.target) is ir.NamedRef
+                                    for r in sequence for n in ir.walk(r)):
+            return tuple(sequence)
+        return link_by_name(named, None, tuple(sequence))[1]
 
     if isinstance(program, Loaded):
         names = dict(program.names)
@@ -126,7 +152,7 @@ def _normalize(program) -> tuple[tuple, Any, dict, str | None, str | None]:
         path = program.path if program.kind in ("text", "sexpr", "binary") else None
         return tuple(program.sequence), program.module, names, path, program.source
     if isinstance(program, ir.Node):
-        return (program,), None, {}, None, None
+        return by_name((program,)), None, {}, None, None
     if isinstance(program, ir.Module):
         linked = link_module(program)
         return tuple(linked.main_sequence()), linked, {}, None, None
@@ -137,8 +163,8 @@ def _normalize(program) -> tuple[tuple, Any, dict, str | None, str | None]:
         if program.module is not None:
             linked = link_module(program.module)
             return tuple(linked.main_sequence()), linked, dict(program.names), None, None
-        return tuple(unit_seq), None, dict(program.names), None, None
-    return tuple(program), None, {}, None, None
+        return by_name(unit_seq), None, dict(program.names), None, None
+    return by_name(program), None, {}, None, None
 
 
 def _reject(stage: str, reason: str, code: str, diags=(), sandbox=None, scope=None,
@@ -151,18 +177,50 @@ def _reject(stage: str, reason: str, code: str, diags=(), sandbox=None, scope=No
 # commit
 
 
+NAMESPACE_RE = r"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?\Z"
+
+
+def namespace_problem(namespace: str | None) -> str | None:
+    """Why `namespace` is not one (None = fine): "" or identifiers joined by dots."""
+    import re
+
+    if namespace is None or (isinstance(namespace, str) and re.match(NAMESPACE_RE, namespace)):
+        return None
+    return f"bad namespace {namespace!r} (expected identifiers joined by '.', e.g. 'lib' or 'lib.math', or '')"
+
+
+def qualified(namespace: str, fn: str) -> str:
+    """The name a def `fn` is bound under in `namespace` ("" = the bare name)."""
+    return f"{namespace}.{fn}" if namespace else fn
+
+
 def commit(store, program, conditioning=None, message: str = "", limits: Limits = Limits(),
            scope_threshold: float | None = None, *, name: str | None = None,
-           path: str | None = None, tier: str = "auto") -> CommitResult:
-    """Gate, run, (scope-check) and store `program` in one transaction (see module docstring)."""
+           namespace: str | None = None, path: str | None = None, tier: str = "auto") -> CommitResult:
+    """Gate, run, (scope-check) and store `program` in one transaction (see module docstring).
+    `name`: bind it to the program root. `namespace`: bind the module's defs except `main`
+    as `namespace.def` ("" = bare names). `path` is accepted for compatibility and unused
+    (triples are kept per program, not per file)."""
     from nda.core.link import MemoryResolver
     from nda.sandbox.runner import ChainResolver, run
 
+    del path
+    why = namespace_problem(namespace)
+    if why is None and name is not None and (not isinstance(name, str) or not name):
+        why = "a name must be a non-empty string"
+    if why is not None:
+        from nda.core.errors import INPUT_INVALID
+
+        return _reject("names", why, INPUT_INVALID)
     try:
-        seq, linked, names, src_path, _source = _normalize(program)
+        seq, linked, names, _src_path, _source = _normalize(program, store)
     except NdaError as e:
         return _reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
-    path = path if path is not None else src_path
+    if namespace is not None and linked is None:
+        from nda.core.errors import INPUT_INVALID
+
+        return _reject("names", "a namespace binds a module's functions; this program has none",
+                       INPUT_INVALID)
     cond = [1.0] * 896 if conditioning is None else conditioning
     input_len = len(cond)
 
@@ -209,23 +267,34 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
                            scope=scope, gate_checked=gate_checked)
 
     # (5) one transaction
+    from nda.store.codebase import bind_names, put_function_meta
+
+    sigs = _signatures(program)
     try:
         with store.transaction(message) as tx:
-            addrs = store.put_module(linked) if linked is not None else {}
+            addrs = store.put_module(linked, bind=False) if linked is not None else {}
             root = store.put_program(seq)
             if names:
                 store.register_strings(sorted(set(names.values())))
+            for d in linked.defs if linked is not None else ():
+                params, ret = sigs.get(d.name, (None, None))
+                put_function_meta(store, d.address, d.name, params, ret)
+            wanted: dict[str, bytes] = {}
+            if namespace is not None:
+                wanted.update((qualified(namespace, d.name), d.address) for d in linked.defs
+                              if d.name != "main")
             if name:
-                store.bind_name(name, root)
+                wanted[name] = root
+            bound = bind_names(store, wanted) if wanted else []
             program_v1 = store.program_v1(root)
-            if path is not None:
-                _replace_live_triples(store, path, seq, linked, program_v1)
+            _record_triples(store, root, seq, linked, program_v1)
     except NdaError as e:
         return _reject("store", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),),
                        res, scope, gate_checked)
     entry = tx.entry
     return CommitResult(True, root, program_v1, entry.state_root, entry.commit_id, entry.seq,
-                        sandbox=res, scope=scope, gate_checked=gate_checked, names=addrs)
+                        sandbox=res, scope=scope, gate_checked=gate_checked, names=addrs,
+                        bindings=bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,13 +339,16 @@ def static_check(program, *, input_len: int | None = None, limits: Limits = Limi
     """Step (2) of `commit` alone: every gate finding for `program` (any form `commit` takes)
     as diagnostics (the run's error code, stage "gate", variables named as the source spelt them
     with did-you-mean hints); [] = the gate passes. `input_len` None = width unknown."""
-    seq, linked, names, _path, _source = _normalize(program)
+    seq, linked, names, _path, _source = _normalize(program, store)
     return [f.diagnostic for f in static_findings(seq, linked, input_len=input_len, limits=limits,
                                                   store=store, names=names)]
 
 
-def _replace_live_triples(store, path: str, seq, linked, program_v1: int) -> None:
+def _record_triples(store, root: bytes, seq, linked, program_v1: int) -> None:
+    """The program's DEFINES / CALLS triples and the Triple nodes of its code, added to the
+    program's own triple set (`store.codebase.record_program_triples`)."""
     from nda.core.hashing import alias_of
+    from nda.store.codebase import record_program_triples
     from nda.syntax.triples import derived_triples, node_triples
 
     def def_v1(d):
@@ -289,7 +361,7 @@ def _replace_live_triples(store, path: str, seq, linked, program_v1: int) -> Non
         for t in node_triples(r):
             if t.subject and t.object and t.subject != t.object:
                 seen.setdefault(t, None)
-    store.put_file_snapshot(path, list(seen), tnames)
+    record_program_triples(store, root, list(seen), tnames)
 
 
 SCOPE_THRESHOLD = 0.10  # the token-stream pipeline's scope check (runtime.md §7)
@@ -312,5 +384,5 @@ def commit_stream(store, program: "TokenProgram", message: str = "", *, name: st
     return res
 
 
-__all__ = ["commit", "CommitResult", "scope_validate", "static_check", "static_findings",
+__all__ = ["commit", "CommitResult", "namespace_problem", "qualified", "NAMESPACE_RE", "scope_validate", "static_check", "static_findings",
            "has_target_in", "F32_MAX", "commit_stream", "SCOPE_THRESHOLD"]

@@ -5,7 +5,15 @@ a stored hash/name (when a store is given).
 Out: `Loaded` — the top-level sequence to run, a resolver for its calls, the linked module
 (if any) and its source form (`raw_module`: as parsed, or for a binary module the defs with
 calls by name again), the names spelt in the source (name_hash → identifier, for printers and
-diagnostics), and the source text for diagnostics.
+diagnostics), the functions' signatures as written (text), and the source text.
+
+Linking by name (when a store with names is given): a call to a function the source does not
+define — `sumsq(10)` / `ns.f(…)` in text, `(call @sumsq)` in an S-expression, top level or
+module — is resolved to the store's current binding of that name and the program holds its
+H2 address (`link.link_names`); an unbound name is a `link.UnboundNameError`
+(VALIDATION_ERROR, span, "did you mean" over the module's and the store's names).
+`load_stored` gives a stored node back with its source name, signature and calls by bound
+name (see `stored_module`), so the printers show it as written.
 
 Each stage lives in its own module; this one only chains them.
 """
@@ -31,6 +39,9 @@ class Loaded:
     source: str | None = None
     path: str | None = None
     kind: str = "sexpr"
+    signatures: dict = field(default_factory=dict)  # def name → ([(param, type)…] | None, ret)
+    comments: tuple = ()                            # text printer: `// …` lines (stored code)
+    shown: tuple | None = None                      # stored code: the sequence as printed
 
 
 def detect_kind(path: str) -> str:
@@ -40,38 +51,67 @@ def detect_kind(path: str) -> str:
     return EXTENSIONS[ext]
 
 
+def _names_store(store):
+    """`store` when it can resolve names (a SiteMap), else None."""
+    return store if store is not None and hasattr(store, "resolve_name") and hasattr(store, "names") else None
+
+
 def parse_source(text: str, kind: str, file: str | None = None):
     """→ (sequence or None, ir.Module or None, names)."""
+    return _parse(text, kind, file)[:3]
+
+
+def _parse(text: str, kind: str, file: str | None = None, external: bool = False):
+    """→ (sequence or None, ir.Module or None, names, signatures)."""
+    if kind == "text" and external:
+        from nda.syntax.text import parse_text_full
+
+        module, names, sigs = parse_text_full(text, file=file, external=True)
+        return None, module, names, {k: ([list(p) for p in v[0]], v[1]) for k, v in sigs.items()}
     if kind == "sexpr":
         from nda.syntax.sexpr import parse_sexpr
 
         unit = parse_sexpr(text, file=file)
-        return unit.sequence, unit.module, dict(unit.names)
+        return unit.sequence, unit.module, dict(unit.names), {}
     if kind == "text":
-        from nda.syntax.text import parse_text_with_names
+        from nda.syntax.text import parse_text_full
 
-        module, names = parse_text_with_names(text, file=file)
-        return None, module, names
+        module, names, sigs = parse_text_full(text, file=file)
+        return None, module, names, {k: ([list(p) for p in v[0]], v[1]) for k, v in sigs.items()}
     raise UsageError(f"cannot parse {kind} as text")
 
 
-def from_parts(sequence, module, names, store=None, source=None, path=None, kind="sexpr") -> Loaded:
+def link_by_name(store, module, sequence):
+    """Calls to names `module` does not define → Hash32 of the store's binding (see the
+    module docstring). → (module, sequence); `UnboundNameError` for unbound names."""
+    from nda.core.link import link_names
+    from nda.store.codebase import suggest_names
+
+    return link_names(module, sequence, store.resolve_name,
+                      lambda n, own: suggest_names(store, n, extra=own))
+
+
+def from_parts(sequence, module, names, store=None, source=None, path=None, kind="sexpr",
+               signatures=None) -> Loaded:
     from nda.core.link import MemoryResolver, link_module
 
+    named = _names_store(store)
     if module is not None:
         from nda.sandbox.runner import ChainResolver
 
-        linked = link_module(module)
+        linked = link_module(module if named is None else link_by_name(named, module, None)[0])
         resolver = MemoryResolver()
         resolver.add_linked(linked)
         return Loaded(tuple(linked.main_sequence()), ChainResolver(resolver, store), linked, module,
-                      names, source, path, kind)
+                      names, source, path, kind, dict(signatures or {}))
+    if named is not None:
+        sequence = link_by_name(named, None, sequence)[1]
     return Loaded(tuple(sequence), store, None, None, names, source, path, kind)
 
 
 def load_text(text: str, kind: str = "sexpr", store=None, file: str | None = None) -> Loaded:
-    seq, module, names = parse_source(text, kind, file)
-    return from_parts(seq, module, names, store, text, file, kind)
+    seq, module, names, sigs = _parse(text, kind, file, external=_names_store(store) is not None)
+    return from_parts(seq, module, names, store, text, file, kind, sigs)
 
 
 def load_bytes(data: bytes, store=None, file: str | None = None) -> Loaded:
@@ -128,6 +168,8 @@ def format_loaded(loaded: Loaded, to: str, names: dict | None = None) -> str | b
     if to == "sexpr":
         from nda.syntax.sexpr import print_module, print_sexpr
 
+        if loaded.shown is not None:  # stored code: calls by their current name
+            return print_sexpr(loaded.shown, names) + "\n"
         return (print_module(loaded.raw_module, names) if loaded.raw_module is not None
                 else print_sexpr(loaded.sequence, names)) + "\n"
     if to == "text":
@@ -136,7 +178,11 @@ def format_loaded(loaded: Loaded, to: str, names: dict | None = None) -> str | b
         module = loaded.raw_module
         if module is None:
             module = ir.Module((ir.Def("main", ir.Scope(tuple(loaded.sequence))),))
-        return print_text(module, names=names)
+        own = {d.name for d in module.defs}
+        externals = {n.target.name for d in module.defs for n in ir.walk(d.node)
+                     if type(n) is ir.Call and type(n.target) is ir.NamedRef and n.target.name not in own}
+        return print_text(module, names=names, signatures=loaded.signatures, externals=externals,
+                          comments=loaded.comments)
     raise UsageError(f"unknown format '{to}' (expected text, sexpr or binary)")
 
 
@@ -175,8 +221,11 @@ def load_stdin(stream, store=None) -> Loaded:
 
 def load_stored(store, ref: str) -> Loaded:
     """`Loaded` for a stored ref (see `SiteMap.resolve_ref`). A program root runs its
-    children; a group member runs with its GroupRef calls turned into Hash32."""
+    children; a group member runs with its GroupRef calls turned into Hash32. For printing,
+    `raw_module` is the stored function as written (`stored_module`): its source name and
+    signature, calls to stored code by bound name (the sequence that runs keeps addresses)."""
     from nda.core.link import rewrite_calls
+    from nda.pipeline.stored import stored_module
 
     rec = store.get_record(store.resolve_ref(ref))
     node = rec.node
@@ -185,7 +234,10 @@ def load_stored(store, ref: str) -> Loaded:
         node = rewrite_calls(node, lambda t: ir.Hash32(members[t.index])
                              if type(t) is ir.GroupRef and 0 <= t.index < len(members) else None)
     seq = tuple(node.children) if type(node) is ir.Scope else (node,)
-    return Loaded(seq, store, None, None, store.names_for(seq), None, ref, "stored")
+    view = stored_module(store, rec)
+    names = store.names_for([d.node for d in view.module.defs])
+    return Loaded(seq, store, None, view.module, names, None, ref, "stored", view.signatures,
+                  view.comments, view.shown)
 
 
 def load_any(ref: str, store=None) -> Loaded:

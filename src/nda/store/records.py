@@ -1,7 +1,7 @@
 """Store records: the byte-level pieces both the SiteMap and its directory interchange use.
 
 In: hashes, names, triples, KV records. Out: 8-byte big-endian keys (`be8`), the entry digests
-of runtime.md §8 (`e_node`, `e_name`, …), state roots and commit ids, and the KV record codec
+of runtime.md §8 (`e_node`, `e_name`, …, plus `e_meta` for function metadata), state roots and commit ids, and the KV record codec
 of formats.md §6 (`encode_kv_record`, `decode_kv_record`, `kv_record_problem`).
 """
 
@@ -56,6 +56,12 @@ def e_name(name: str, h: bytes) -> bytes:
 
 def e_triple(s: int, p: int, o: int, kind: str, origin: bytes) -> bytes:
     return _entry(b"triple", encode_record((s, p, o)) + (b"\x00" if kind == "node" else b"\x01") + origin)
+
+
+def e_meta(h: bytes, name: str, signature: str) -> bytes:
+    """A function's source metadata (store.codebase): address, source name, signature JSON."""
+    raw = name.encode("utf-8")
+    return _entry(b"meta", h + _U32.pack(len(raw)) + raw + _sha(signature.encode("utf-8")).digest())
 
 
 def e_kv(key: bytes, record: bytes) -> bytes:

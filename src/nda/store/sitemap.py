@@ -92,6 +92,12 @@ CREATE TRIGGER IF NOT EXISTS roots_no_update BEFORE UPDATE ON roots
 CREATE TRIGGER IF NOT EXISTS roots_no_delete BEFORE DELETE ON roots
     BEGIN SELECT RAISE(ABORT, 'roots is append-only'); END;
 CREATE TABLE IF NOT EXISTS state_entries(digest BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fn_meta(hash BLOB NOT NULL, name TEXT NOT NULL, signature TEXT NOT NULL,
+    created_us INTEGER, PRIMARY KEY(hash, name, signature));
+CREATE TABLE IF NOT EXISTS name_commits(name TEXT NOT NULL, seq INTEGER NOT NULL,
+    root_seq INTEGER NOT NULL, PRIMARY KEY(name, seq));
+CREATE INDEX IF NOT EXISTS name_commits_root ON name_commits(root_seq);
+CREATE INDEX IF NOT EXISTS names_hash ON names(hash);
 """
 
 
@@ -526,6 +532,8 @@ class SiteMap(TripleQueries):
                 return cur[0]
             seq = 1 if cur is None else cur[0] + 1
             self._x("INSERT INTO names VALUES (?,?,?,?)", (name, seq, addr, now_us()))
+            self._x("INSERT OR REPLACE INTO name_commits VALUES (?,?,(SELECT coalesce(max(seq), 0) + 1 "
+                    "FROM roots))", (name, seq))
             if cur is not None:
                 self._del_entries([e_name(name, cur[1])])
             self._add_entries([e_name(name, addr)])

@@ -10,12 +10,14 @@ import sqlite3
 from nda.core.binary_v2 import decode_node
 from nda.core.errors import NdaError
 from nda.core.hashing import Hasher, alias_of, h1, kv_token_hash, name_hash, program_entry_hash
-from nda.core.ir import Call, GroupRef, Hash32, walk
+from nda.core.ir import Call, GroupRef, Hash32, Scope, walk
 from nda.core.link import build_group
 from nda.store.records import (
-    DECODE_DEPTH, commit_id_of, e_group, e_kv, e_name, e_node, e_prog, e_snap, e_str, e_triple,
-    from_be8, kv_record_problem, state_root_of,
+    DECODE_DEPTH, commit_id_of, e_group, e_kv, e_meta, e_name, e_node, e_prog, e_snap, e_str,
+    e_triple, from_be8, kv_record_problem, state_root_of,
 )
+from nda.store.codebase import PROGRAM_SNAPSHOT_PREFIX, parse_signature, program_snapshot_key
+from nda.syntax.text.lower import is_prologue_pair
 from nda.syntax.triples import TripleRecord, node_triples
 
 _SHOWN = 16  # hex digits of a hash in messages
@@ -137,8 +139,12 @@ def _verify(c, weight_root: int, problems: list[str]) -> None:
         if token is not None and layer is not None and from_be8(key) != kv_token_hash(token, layer, weight_root):
             add(f"kv {key.hex()}: key is not the KV token hash of ({token}, {layer})")
 
+    metas = c.execute("SELECT hash, name, signature FROM fn_meta").fetchall()
+    _check_codebase(c, metas, decoded, info, {r for r, _ in progs}, add)
+
     # state entries and the root log
     want = {e_node(a) for a in info}
+    want.update(e_meta(h, n, sig) for h, n, sig in metas)
     want.update(e_group(g) for g in groups)
     want.update(e_prog(r) for r, _ in progs)
     want.update(e_name(n, h) for n, h in current)
@@ -169,6 +175,47 @@ def _verify(c, weight_root: int, problems: list[str]) -> None:
         if cid != commit_id_of(sroot, parent, t or 0, msg or ""):
             add(f"root log: entry {seq} commit_id does not recompute")
         prev = (seq, sroot, parent, cid)
+
+
+def _check_codebase(c, metas, decoded, info, programs, add) -> None:
+    """Function metadata matches the stored function (its parameter prologue), every
+    name_commits row names a binding and a commit, every per-program snapshot a program."""
+    for h, name, sig in metas:
+        if h not in info:
+            add(f"metadata '{name}': function {_hx(h)} is not stored")
+            continue
+        try:
+            params = parse_signature(sig)["params"]
+        except NdaError as e:
+            add(f"metadata '{name}' of {_hx(h)}: {e.message}")
+            continue
+        node = decoded.get(h)
+        if params is None or node is None:
+            continue
+        ch = node.children if type(node) is Scope else ()
+        lets = [ch[i].name for i in range(0, len(ch) - 1, 2) if is_prologue_pair(ch[i], ch[i + 1])][:len(params)]
+        want = [name_hash(p[0]) for p in reversed(params)]
+        if lets != want:
+            add(f"metadata '{name}' of {_hx(h)}: parameters {[p[0] for p in params]} do not match "
+                "the function's parameter prologue")
+    last = c.execute("SELECT coalesce(max(seq), 0) FROM roots").fetchone()[0]
+    bound = set(c.execute("SELECT name, seq FROM names").fetchall())
+    for name, seq, root_seq in c.execute("SELECT name, seq, root_seq FROM name_commits"):
+        if (name, seq) not in bound:
+            add(f"name log: binding {name!r} #{seq} is not in names")
+        if not 1 <= root_seq <= last:
+            add(f"name log: binding {name!r} #{seq} refers to commit {root_seq}, not in the root log")
+    for key, path in c.execute("SELECT key, path FROM snapshots WHERE path LIKE ?",
+                               (PROGRAM_SNAPSHOT_PREFIX + "%",)):
+        hexroot = path[len(PROGRAM_SNAPSHOT_PREFIX):]
+        try:
+            root = bytes.fromhex(hexroot)
+        except ValueError:
+            root = b""
+        if len(root) != 32 or root not in programs:
+            add(f"snapshot {path}: not a stored program")
+        elif program_snapshot_key(root) != key:
+            add(f"snapshot {path}: key {key.hex()} is not its program key")
 
 
 def _check_v1(addr, node, aliases, v1: int, callee_h1, add) -> None:

@@ -21,6 +21,7 @@ DEFAULT_MAX_DEPTH = 256
 MAX_PLANE_BYTES = 64 * 1024 * 1024  # total expanded plane bytes per parse (a resource guard)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _DEC = re.compile(r"[-+]?[0-9]+\Z")
 _HEX32 = re.compile(r"0[xX][0-9a-fA-F]{1,8}\Z")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
@@ -259,7 +260,7 @@ class _Builder:
     def target(self, x) -> ir.CallTarget:
         a = self.atom(x, "a call target")
         t = a.text
-        if t.startswith("@") and _IDENT.match(t[1:]):
+        if t.startswith("@") and _QUALIFIED.match(t[1:]):  # `@f`, or `@ns.f` (a stored name)
             return ir.NamedRef(t[1:])
         if t.startswith("#g:") and re.fullmatch(r"[0-9]+", t[3:]) and int(t[3:]) < (1 << 32):
             return ir.GroupRef(int(t[3:]))

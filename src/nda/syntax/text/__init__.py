@@ -9,7 +9,7 @@ Module, or an `InexpressibleError` naming the node kind that has no text form.
 
 from nda.syntax.text.lexer import KEYWORDS, LexError, Token, tokenize
 from nda.syntax.text.lower import MAX_PLANE_BYTES
-from nda.syntax.text.parser import MAX_NESTING, parse_text, parse_text_with_names
+from nda.syntax.text.parser import MAX_NESTING, parse_text, parse_text_full, parse_text_with_names
 from nda.syntax.text.printer import (
     InexpressibleError, UnknownNameError, check_text_expressible, is_text_expressible, print_text,
     print_text_nodes,
@@ -17,6 +17,6 @@ from nda.syntax.text.printer import (
 
 __all__ = [
     "KEYWORDS", "LexError", "Token", "tokenize", "MAX_PLANE_BYTES", "MAX_NESTING", "parse_text",
-    "parse_text_with_names", "InexpressibleError", "UnknownNameError", "check_text_expressible",
+    "parse_text_with_names", "parse_text_full", "InexpressibleError", "UnknownNameError", "check_text_expressible",
     "is_text_expressible", "print_text", "print_text_nodes",
 ]

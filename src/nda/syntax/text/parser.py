@@ -67,8 +67,11 @@ class _Abort(Exception):
 class Parser:
     """One parse of one token list. Use `parse_program()` once."""
 
-    def __init__(self, tokens: list[Token], file: str | None, max_plane_bytes: int | None):
+    def __init__(self, tokens: list[Token], file: str | None, max_plane_bytes: int | None,
+                 external: bool = False):
         self.t = tokens
+        self.external = external  # calls to names not defined here are left to the linker
+        self.signatures: dict[str, tuple[list[tuple[str, str]], str | None]] = {}
         self.i = 0
         self.file = file
         self.diags: list[Diagnostic] = []
@@ -175,11 +178,13 @@ class Parser:
             name_tok = self._expect(IDENT, "function name")
             self._expect("(")
             params: list[tuple[int, Span]] = []
+            sig: list[tuple[str, str]] = []
+            ret = None
             if self.tok.kind != ")":
                 while True:
                     p = self._expect(IDENT, "parameter name")
                     self._expect(":")
-                    self._parse_type()
+                    sig.append((p.text, self._parse_type()))
                     params.append((self.names(p.text), self._span(p)))
                     if self.tok.kind == ",":
                         self.i += 1
@@ -190,7 +195,7 @@ class Parser:
             self._expect(")")
             if self.tok.kind == "->":
                 self.i += 1
-                self._parse_type()
+                ret = self._parse_type()
             if self.tok.kind != "{":
                 raise self._expected("'{'")
         except _Syntax as e:
@@ -208,6 +213,7 @@ class Parser:
                                          f"first defined at {first.line}:{first.col}"))
             return None
         self.defined[name] = name_tok
+        self.signatures[name] = (sig, ret)
         span = self._span_to_prev(start)
         root = Scope((*L.prologue(params), *body), span)
         depth = node_depth(root)  # iterative; operator chains nest without syntactic nesting
@@ -218,11 +224,18 @@ class Parser:
             return None
         return Def(name, root, span)
 
-    def _parse_type(self) -> None:
+    def _parse_type(self) -> str:
         if self.tok.kind in L.TYPE_KEYWORDS:
             self.i += 1
-            return
+            return self.t[self.i - 1].kind
         raise self._expected("type")
+
+    def _qualified_call(self) -> int:
+        """Tokens in a qualified call name `a.b.c` followed by `(` at the cursor (0 if none)."""
+        j = self.i + 1
+        while self._peek(j - self.i).kind == "." and self._peek(j - self.i + 1).kind == IDENT:
+            j += 2
+        return j - self.i if j > self.i + 1 and self._peek(j - self.i).kind == "(" else 0
 
     # -- blocks and statements -----------------------------------------------------------------
 
@@ -433,9 +446,13 @@ class Parser:
             self._expect(")", "')'")
             return node
         if k == IDENT:
-            if self._peek().kind == "(":  # a call (inlined: one frame per nesting level)
+            qual = self._qualified_call() if self._peek().kind == "." else 0
+            if self._peek().kind == "(" or qual:  # a call (inlined: one frame per nesting level)
                 name = tok.text
-                if name not in self.fn_names:
+                if qual:  # `ns.f(…)`: a stored function bound under a namespace
+                    name = "".join(x.text if x.kind == IDENT else "." for x in self.t[self.i:self.i + qual])
+                    self.i += qual - 1
+                if name not in self.fn_names and not self.external:
                     if self._call_candidates is None:
                         self._call_candidates = (*self.fn_names, *_CALLABLE_KEYWORDS)
                     m = self._close_match(name, self._call_candidates)
@@ -557,11 +574,22 @@ def _lex_error(e: LexError, file: str | None) -> ParseError:
 def parse_text_with_names(src: str | bytes, file: str | None = None, *,
                           max_plane_bytes: int | None = L.MAX_PLANE_BYTES) -> tuple[Module, dict[int, str]]:
     """Like `parse_text`, also returning name_hash → name for every identifier in the file."""
+    module, names, _sigs = parse_text_full(src, file, max_plane_bytes=max_plane_bytes)
+    return module, names
+
+
+def parse_text_full(src: str | bytes, file: str | None = None, *,
+                    max_plane_bytes: int | None = L.MAX_PLANE_BYTES, external: bool = False
+                    ) -> tuple[Module, dict[int, str], dict[str, tuple[list[tuple[str, str]], str | None]]]:
+    """→ (module, names, signatures): `parse_text_with_names` plus each function's signature as
+    written, name → ([(param, type), …], return type or None). With `external`, calls to
+    functions the file does not define (also qualified ones, `ns.f(…)`) are kept as NamedRef
+    for the linker to resolve against the store (`link.link_names`) instead of being errors."""
     with gc_paused():
-        return _parse_text_with_names(src, file, max_plane_bytes)
+        return _parse_text_full(src, file, max_plane_bytes, external)
 
 
-def _parse_text_with_names(src, file, max_plane_bytes):
+def _parse_text_full(src, file, max_plane_bytes, external):
     if not isinstance(src, (str, bytes, bytearray)):
         span = Span(1, 1, 1, 1, file=file)
         msg = f"source must be text (str or bytes), not {type(src).__name__}"
@@ -570,7 +598,7 @@ def _parse_text_with_names(src, file, max_plane_bytes):
         tokens = tokenize(src)
     except LexError as e:
         raise _lex_error(e, file) from e
-    p = Parser(tokens, file, max_plane_bytes)
+    p = Parser(tokens, file, max_plane_bytes, external)
     defs: list[Def] = []
     try:
         defs = p.parse_program()
@@ -584,7 +612,7 @@ def _parse_text_with_names(src, file, max_plane_bytes):
         raise ParseError(f"{first.span.line}:{first.span.col}: {first.message}", first.span, diags)
     eof = tokens[-1]
     module = Module(tuple(defs), Span(1, 1, eof.line, eof.col, file=file))
-    return module, dict(p.names.by_hash)
+    return module, dict(p.names.by_hash), p.signatures
 
 
 def parse_text(src: str | bytes, file: str | None = None, *,

@@ -87,10 +87,13 @@ def format_float_literal(bits: int) -> str | None:
 
 
 class _Printer:
-    def __init__(self, module: Module, names: Mapping[int, str] | None, check_only: bool):
+    def __init__(self, module: Module, names: Mapping[int, str] | None, check_only: bool,
+                 signatures: Mapping | None = None, externals=()):
         self.names = names or {}
         self.check_only = check_only and names is None
         self.fns = {d.name for d in module.defs}
+        self.signatures = signatures or {}
+        self.externals = frozenset(externals)
         self.path: list[str] = []
         self.ok_names: dict[int, str] = {}
         n_scopes = sum(1 for d in module.defs for x in walk(d.node) if isinstance(x, Scope))
@@ -142,9 +145,16 @@ class _Printer:
             params.append(self.name(ch[i].name, ch[i]))
             i += 2
         ty = "vec" if d.name == "main" else "int"
-        plist = ", ".join(f"{p}: {ty}" for p in reversed(params))
+        types, ret = [ty] * len(params), ""
+        sig = self.signatures.get(d.name)
+        if sig is not None:  # the signature as written (types are not part of the IR)
+            sp, sr = sig
+            if sp is not None and [p for p, _ in sp] == params[::-1]:
+                types = [t for _, t in sp][::-1]
+            ret = f" -> {sr}" if sr else ""
+        plist = ", ".join(f"{p}: {t}" for p, t in zip(reversed(params), reversed(types)))
         self.path.append("Scope")
-        return f"fn {d.name}({plist}) {self.block(ch[i:], 0)}"
+        return f"fn {d.name}({plist}){ret} {self.block(ch[i:], 0)}"
 
     def block(self, stmts: Sequence[Node], indent: int) -> str:
         if not stmts:
@@ -288,7 +298,7 @@ class _Printer:
             target = ch[-1].target
             if not isinstance(target, NamedRef):
                 raise self.fail(ch[-1], f"call target {target} is not a function of the module")
-            if target.name not in self.fns:
+            if target.name not in self.fns and target.name not in self.externals:
                 raise self.fail(ch[-1], f"call to '{target.name}', which the module does not define")
             args = []
             for j, a in enumerate(ch[:-1]):
@@ -301,15 +311,23 @@ class _Printer:
         raise self.fail(n, "this node kind has no text syntax")
 
 
-def print_text(module: Module, names: Mapping[int, str] | None = None) -> str:
-    """Text of `module` such that `parse_text(text) == module`; raises InexpressibleError."""
+def print_text(module: Module, names: Mapping[int, str] | None = None, *,
+               signatures: Mapping | None = None, externals=(), comments=()) -> str:
+    """Text of `module` such that `parse_text(text) == module`; raises InexpressibleError.
+
+    `signatures`: def name → ([(param, type), …] or None, return type or None), the types as
+    written (printed when the parameter names match; the default is `vec` for main, `int`
+    otherwise, no return type). `externals`: names of stored functions that calls may target
+    besides the module's defs (the text then parses back with the store, `parse_text_full(…,
+    external=True)` + `link.link_names`). `comments`: lines printed first, as `// …`."""
     seen: set[str] = set()
     for d in module.defs:
         if d.name in seen:
             raise InexpressibleError(f"duplicate function '{d.name}'", "Def", f"def {d.name}")
         seen.add(d.name)
-    p = _Printer(module, names, check_only=False)
-    return "".join(p.function(d) + "\n\n" for d in module.defs).rstrip("\n") + ("\n" if module.defs else "")
+    p = _Printer(module, names, check_only=False, signatures=signatures, externals=externals)
+    head = "".join(f"// {c}\n" for c in comments)
+    return head + "".join(p.function(d) + "\n\n" for d in module.defs).rstrip("\n") + ("\n" if module.defs else "")
 
 
 def print_text_nodes(nodes: Sequence[Node], names: Mapping[int, str] | None = None,
