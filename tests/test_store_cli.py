@@ -98,11 +98,12 @@ def test_show_formats_and_depth(env):
     assert "#x:0000000000000001 CALLS #x:0000000000000003" in r.stdout
     r = nda("show", "prog", "--format", "text")  # a Triple has no text syntax
     assert r.exit_code == 1
-    m = j(nda("commit", "m.sexpr", "--dim", "0", "--json"))
+    m = j(nda("commit", "m.sexpr", "--dim", "0", "--namespace", "", "--name", "main", "--json"))
     out = j(nda("show", "main", "--depth", "1", "--json"))
     assert [c["hash"] for c in out["callees"]] == [m["functions"]["sum"]]
     assert out["callees"][0]["group"] is not None and out["callees"][0]["index"] == 0
     assert j(nda("show", "main", "--json"))["callees"] == []
+    assert "(call @sum)" in nda("show", "main").stdout  # stored calls print by bound name
     r = nda("show", "sum", "--format", "text")
     assert r.exit_code == 0 and "fn sum(n: int)" in r.stdout and "sum(n - 1)" in r.stdout
     r = nda("show", "main", "--depth", "2")
@@ -113,7 +114,7 @@ def test_show_formats_and_depth(env):
 
 def test_log_names_verify_triples(env):
     nda("commit", "a.sexpr", "-m", "one", "--name", "p")
-    nda("commit", "m.sexpr", "-m", "two", "--dim", "0")
+    nda("commit", "m.sexpr", "-m", "two", "--dim", "0", "--namespace", "", "--name", "main")
     out = j(nda("log", "--json"))
     assert [e["message"] for e in out["entries"]] == ["one", "two"]
     assert out["entries"][1]["parent"] == out["entries"][0]["commit_id"]
@@ -130,10 +131,12 @@ def test_log_names_verify_triples(env):
     assert r.exit_code == 0 and j(r)["ok"] and j(r)["problems"] == []
     assert "ok" in nda("verify").stdout
     out = j(nda("triples", "--json"))
-    assert {"subject_hash": 1, "predicate_id": 2, "object_hash": 3, "subject": None, "object": None} in out["triples"]
+    assert {"subject_hash": 1, "predicate_id": 2, "object_hash": 3, "subject": None, "object": None,
+            "predicate": "CALLS", "subject_address": None, "object_address": None,
+            "subject_display": "#x:0000000000000001", "object_display": "#x:0000000000000003"} in out["triples"]
     assert any(t["subject"] == "sum" and t["predicate_id"] == 1 for t in out["triples"])
     out = j(nda("triples", "sum", "DEFINES", "--json"))
-    assert out["count"] == 1
+    assert out["count"] == 1 and out["triples"][0]["object"] == "sum"  # the bound name, not #x:
     out = j(nda("triples", "*", "calls", "#x:0000000000000003", "--json"))
     assert out["count"] == 1 and out["triples"][0]["subject_hash"] == 1
     # the committed file's live set: its Triple nodes plus derived DEFINES/CALLS

@@ -111,7 +111,10 @@ def load_program(ref: str, as_json: bool, store=None):
             src = Path(ref).read_text(encoding="utf-8", errors="replace")
         except OSError:
             pass
-        diag_fail(e, as_json, src)
+        from nda.core.link import UnboundNameError
+
+        # a call to a name bound nowhere is a gate finding: the program failed (exit 1)
+        diag_fail(e, as_json, src, code=EXIT_FAIL if isinstance(e, UnboundNameError) else EXIT_USAGE)
 
 
 def parse_input(spec: str | None, dim: int | None, as_json: bool, max_len: int | None = None):

@@ -99,7 +99,9 @@ def check_file(ref: str, *, input_len: int | None = None, limits: Limits = Limit
 
         if isinstance(e, UsageError):
             raise
-        report.stage = "parse"
+        from nda.core.link import UnboundNameError
+
+        report.stage = "gate" if isinstance(e, UnboundNameError) else "parse"
         report.diagnostics = list(getattr(e, "diagnostics", None) or (e.diagnostic(),))
         return report
     report.kind = loaded.kind

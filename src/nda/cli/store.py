@@ -1,5 +1,5 @@
 """Store verbs of the `nda` command line (runtime.md §9): commit, show, log, verify, triples,
-names, import-sitemap, export-sitemap.
+names, callers, deps, import-sitemap, export-sitemap.
 
 In: argv (through `nda.cli.app.main`, which calls `register(main)`).
 Out: readable rich tables, or exactly one JSON object with `--json`; exit status 0 success,
@@ -12,6 +12,12 @@ commit that is rejected (parse, gate, sandbox or scope) or fails leaves the stor
 and when that commit would have created the store, no store file is left behind.
 `show --depth N` also prints the stored callees reachable through N levels of calls;
 `show --format dot|svg` draws the node (and those callees) through `nda.cli.graph`.
+
+Names (see `nda.store.codebase`): `commit` binds only what it is asked to (`--name` for the
+program root, `--namespace NS` for the module's functions as `NS.f`, `--namespace ''` for bare
+names) and reports every name it moved with the previous target, as does `log`; `show` prints
+stored code as written (source name, signature, calls by bound name); `triples`, `callers` and
+`deps` accept names and H2 addresses and print bound names (else `#` + H2) for terms.
 """
 
 from __future__ import annotations
@@ -138,14 +144,20 @@ def node_json(node) -> dict:
 @click.option("--input", "input_spec", default=None, help="Conditioning vector: 1,2,-1 | @file.json | @file.npy")
 @click.option("--dim", type=int, default=None, help="Use N ones as the conditioning vector (default 896).")
 @click.option("--name", default=None, help="Also bind this name to the program root.")
+@click.option("--namespace", default=None,
+              help="Bind the module's functions (all but main) as NS.f ('' = bare names f).")
 @click.option("--scope", "scope_threshold", type=float, default=None, help="Require the scope check (e.g. 0.10).")
 @click.option("--tier", default="auto", show_default=True, help="Tier of the gate's sandbox run.")
 @store_option
 @limit_options
 @json_option
-def commit_cmd(file, message, input_spec, dim, name, scope_threshold, tier, store_path, as_json, **lim):
+def commit_cmd(file, message, input_spec, dim, name, namespace, scope_threshold, tier, store_path, as_json,
+               **lim):
     """Gate (validate, run, optional scope check) and store a program in one transaction."""
-    from nda.pipeline.commit import commit
+    from nda.pipeline.commit import commit, namespace_problem
+
+    if namespace_problem(namespace):
+        usage_fail(namespace_problem(namespace), as_json)
 
     path = Path(store_path or DEFAULT_STORE)
     fresh, fresh_dir = not path.exists(), not path.parent.exists()
@@ -155,7 +167,7 @@ def commit_cmd(file, message, input_spec, dim, name, scope_threshold, tier, stor
         loaded = load_program(file, as_json, store)
         cond = parse_input(input_spec, dim, as_json, limits_from(lim).max_input_len)
         res = commit(store, loaded, cond, message=message, limits=limits_from(lim),
-                     scope_threshold=scope_threshold, name=name, tier=tier)
+                     scope_threshold=scope_threshold, name=name, namespace=namespace, tier=tier)
         committed = res.ok
     finally:
         store.close()
@@ -172,6 +184,9 @@ def commit_cmd(file, message, input_spec, dim, name, scope_threshold, tier, stor
         t.add_row("commit", f"#{res.seq} {res.commit_id.hex()}")
         for fn, addr in res.names.items():
             t.add_row(f"fn {fn}", addr.hex())
+        for b in res.bindings:
+            t.add_row(f"bound {b['name']}", b["hash"] + ("" if b["previous"] is None
+                                                          else f"  (moved from {b['previous'][:16]}…)"))
         if not res.gate_checked:
             t.add_row("note", "static validation unavailable (no nda.analysis.gate); gate step skipped")
         c.print("[green]committed[/green]")
@@ -200,19 +215,31 @@ def _show_one(store, rec, fmt: str) -> dict:
     from nda.core import ir
     from nda.syntax.sexpr import print_node, print_sexpr
 
+    from nda.pipeline.stored import stored_module
+    from nda.store.codebase import function_meta, names_of
+
+    view = stored_module(store, rec)
     seq = tuple(rec.node.children) if type(rec.node) is ir.Scope else (rec.node,)
-    names = store.names_for(seq)
+    names = store.names_for([d.node for d in view.module.defs])
+    known = names_of(store, rec.hash)
     info = {"hash": rec.hash.hex(), "kind": type(rec.node).__name__, "v1_hash": f"{rec.v1_hash:016x}",
             "program": rec.is_program,
             "program_v1": None if not rec.is_program else f"{store.program_v1(rec.hash):016x}",
             "group": None if rec.group is None else rec.group.hash.hex(), "index": rec.index,
-            "names": [n for n, h, _, _ in store.names() if h == rec.hash]}
+            "names": known["current"], "former_names": known["former"],
+            "source": function_meta(store, rec.hash)}
     if fmt == "sexpr":
-        info["sexpr"] = print_sexpr(seq, names) if rec.is_program else print_node(rec.node, names)
+        shown = view.shown if view.shown is not None else seq
+        info["sexpr"] = print_sexpr(shown, names) if rec.is_program else print_node(
+            shown[0] if len(shown) == 1 and type(rec.node) is not ir.Scope else ir.Scope(shown), names)
     elif fmt == "text":
         from nda.syntax.text import print_text
 
-        info["text"] = print_text(_text_module(store, rec), names)
+        own = {d.name for d in view.module.defs}
+        externals = {n.target.name for d in view.module.defs for n in ir.walk(d.node)
+                     if type(n) is ir.Call and type(n.target) is ir.NamedRef and n.target.name not in own}
+        info["text"] = print_text(view.module, names, signatures=view.signatures, externals=externals,
+                                  comments=view.comments)
     elif fmt == "json":
         info["tree"] = node_json(rec.node)
     else:
@@ -231,27 +258,6 @@ def _show_one(store, rec, fmt: str) -> dict:
         info["live_triples"] = [t.to_dict() for t in live]
         info["text"] = format_triples_text(own + [t for t in live if t not in own], dictionary)
     return info
-
-
-def _text_module(store, rec):
-    """A Module to print as text: the node as `fn main`, or a whole group with its members'
-    bound names (GroupRef calls become calls by name)."""
-    from nda.core import ir
-    from nda.core.link import rewrite_calls
-
-    if rec.group is None:
-        body = rec.node if type(rec.node) is ir.Scope else ir.Scope((rec.node,))
-        return ir.Module((ir.Def("main", body),))
-    bound: dict = {}
-    for n, h, _, _ in store.names():
-        bound.setdefault(h, n)
-    names = [bound.get(a, f"member_{i}") for i, a in enumerate(rec.group.members)]
-
-    def named(t):
-        return ir.NamedRef(names[t.index]) if type(t) is ir.GroupRef and t.index < len(names) else None
-
-    return ir.Module(tuple(ir.Def(names[i], rewrite_calls(store.get_node(a), named))
-                           for i, a in enumerate(rec.group.members)))
 
 
 @click.command("show")
@@ -321,19 +327,24 @@ def show_cmd(ref, fmt, depth, store_path, as_json):
 @store_option
 @json_option
 def log_cmd(limit, store_path, as_json):
-    """The store's root log (newest first)."""
+    """The store's root log (newest first), with the names each commit bound or moved."""
+    from nda.store.codebase import bindings_by_commit
+
     store = _open(store_path, as_json)
     try:
-        entries, root = store.log(limit), store.root()
+        entries, root, bound = store.log(limit), store.root(), bindings_by_commit(store)
     finally:
         store.close()
     if as_json:
-        emit_json({"ok": True, "state_root": root.hex(), "entries": [e.to_dict() for e in entries]})
+        emit_json({"ok": True, "state_root": root.hex(),
+                   "entries": [{**e.to_dict(), "bindings": bound.get(e.seq, [])} for e in entries]})
         return
-    t = _table("seq", "time (UTC)", "commit", "state root", "entries", "message")
+    t = _table("seq", "time (UTC)", "commit", "state root", "entries", "message", "names")
     for e in reversed(entries):
+        moved = ", ".join(f"{b['name']} → {b['hash'][:12]}…" + (f" (was {b['previous'][:12]}…)" if b["previous"]
+                                                               else "") for b in bound.get(e.seq, []))
         t.add_row(str(e.seq), _time(e.time_us), e.commit_id.hex()[:16], e.state_root.hex()[:16],
-                  str(e.entry_count), e.message)
+                  str(e.entry_count), e.message, moved)
     _console().print(t)
 
 
@@ -365,13 +376,17 @@ def verify_cmd(store_path, as_json):
 @store_option
 @json_option
 def triples_cmd(terms, live, store_path, as_json):
-    """Query triples: S P O, each a term (#x:16hex, decimal, name) or * for any."""
-    from nda.syntax.triples import PREDICATE_NAMES, format_term, parse_predicate
+    """Query triples: S P O, each a term or * for any. A term is a bound name or an H2 address
+    (its v1 identities, and for a name also the word), #x:16hex, a decimal, or any word."""
+    from nda.pipeline.load import UsageError
+    from nda.store.codebase import query_triples
+    from nda.syntax.triples import parse_predicate
 
     if len(terms) > 3:
         usage_fail(f"expected at most 3 terms (S P O), got {len(terms)}", as_json)
     terms = list(terms) + ["*"] * (3 - len(terms))
-    s, o = _term(terms[0], as_json), _term(terms[2], as_json)
+    for tok in (terms[0], terms[2]):
+        _term(tok, as_json)  # a malformed #x: / decimal is a usage error before opening the store
     p = None
     if terms[1] not in ("*", "_", "?"):
         try:
@@ -380,47 +395,118 @@ def triples_cmd(terms, live, store_path, as_json):
             usage_fail(f"unknown predicate '{terms[1]}'", as_json)
     store = _open(store_path, as_json)
     try:
-        found = (store.find_live_triples if live else store.find_triples)(s, p, o)
-        names = store.strings_for({x for t in found for x in (t.subject, t.object)})
+        try:
+            found = query_triples(store, terms[0], p, terms[2], live=live)
+        except UsageError as e:
+            usage_fail(e.message, as_json)
     finally:
         store.close()
     if as_json:
         emit_json({"ok": True, "live": live, "count": len(found),
-                   "triples": [{**t.to_dict(), "subject": names.get(t.subject), "object": names.get(t.object)}
-                               for t in found]})
+                   "triples": [_triple_json(t) for t in found]})
         return
     t = _table("subject", "predicate", "object")
     for r in found:
-        t.add_row(format_term(r.subject, names), PREDICATE_NAMES.get(r.predicate, str(r.predicate)),
-                  format_term(r.object, names))
+        t.add_row(r["subject"]["display"], r["predicate"], r["object"]["display"])
     c = _console()
     c.print(t)
     c.print(f"[dim]{len(found)} {'live ' if live else ''}triple(s)[/dim]")
 
 
-@click.command("names")
-@click.option("--history", "history", default=None, help="Every binding of this name.")
-@store_option
-@json_option
-def names_cmd(history, store_path, as_json):
-    """Name bindings (current), or one name's history."""
+def _triple_json(t: dict) -> dict:
+    """A triple for --json: the u64 record, and per term its name (bound name, else the
+    dictionary string, else null), H2 address (or null) and display form."""
+    out = {"subject_hash": t["subject_hash"], "predicate_id": t["predicate_id"], "object_hash": t["object_hash"],
+           "predicate": t["predicate"]}
+    for k in ("subject", "object"):
+        d = t[k]
+        out[k] = d["name"] or d["string"]
+        out[f"{k}_address"] = d["address"]
+        out[f"{k}_display"] = d["display"]
+    return out
+
+
+def _term_table(rows: list[dict]):
+    t = _table("name", "address", "v1 term")
+    for d in rows:
+        t.add_row(d["name"] or d["string"] or "-", d["address"] or "-", d["term"])
+    return t
+
+
+def _related(kind: str, ref: str, store_path: str | None, as_json: bool) -> None:
+    from nda.pipeline.load import UsageError
+    from nda.store.codebase import callers, dependencies
+
     store = _open(store_path, as_json)
     try:
-        if history is not None:
-            rows = [(history, h, seq, t) for seq, h, t in store.name_history(history)]
-            if not rows:
-                usage_fail(f"name '{history}' was never bound", as_json)
-        else:
-            rows = store.names()
+        try:
+            out = (callers if kind == "callers" else dependencies)(store, ref)
+        except UsageError as e:
+            usage_fail(e.message, as_json)
     finally:
         store.close()
     if as_json:
-        emit_json({"ok": True, "names": [{"name": n, "hash": h.hex(), "seq": s, "time_us": t}
-                                         for n, h, s, t in rows]})
+        emit_json({"ok": True, **out, "count": len(out[kind])})
         return
-    t = _table("name", "hash", "seq", "bound (UTC)")
-    for n, h, s, tm in rows:
-        t.add_row(n, h.hex(), str(s), _time(tm))
+    tgt = out["target"]
+    c = _console()
+    label = ", ".join(tgt["current"]) or ", ".join(tgt["source"]) or "(unnamed)"
+    c.print(f"[bold]{label}[/bold] [dim]{tgt['address']}[/dim]")
+    c.print(_term_table(out[kind]))
+    c.print(f"[dim]{len(out[kind])} {kind}[/dim]")
+
+
+@click.command("callers")
+@click.argument("ref")
+@store_option
+@json_option
+def callers_cmd(ref, store_path, as_json):
+    """Who calls REF (a bound name, H2 hash or unique prefix, or #x:v1 hash), from every
+    committed program's triples."""
+    _related("callers", ref, store_path, as_json)
+
+
+@click.command("deps")
+@click.argument("ref")
+@store_option
+@json_option
+def deps_cmd(ref, store_path, as_json):
+    """What REF (a bound name, H2 hash or unique prefix, or #x:v1 hash) calls."""
+    _related("dependencies", ref, store_path, as_json)
+
+
+@click.command("names")
+@click.option("--history", "history", default=None, help="Every binding of this name.")
+@click.option("--search", "search", default=None, help="Names containing (or spelt like) this.")
+@click.option("--prefix", "prefix", default=None, help="Only names starting with this (e.g. 'lib.').")
+@store_option
+@json_option
+def names_cmd(history, search, prefix, store_path, as_json):
+    """Name bindings (current), one name's history, or a search."""
+    from nda.store import codebase
+
+    if sum(x is not None for x in (history, search, prefix)) > 1:
+        usage_fail("give at most one of --history, --search, --prefix", as_json)
+    store = _open(store_path, as_json)
+    try:
+        if history is not None:
+            rows = codebase.name_history(store, history)
+            if not rows:
+                usage_fail(f"name '{history}' was never bound", as_json)
+        elif search is not None:
+            rows = codebase.search_names(store, search)
+        else:
+            rows = codebase.list_names(store, prefix)
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"ok": True, "names": rows})
+        return
+    t = _table("name", "hash", "seq", "bound (UTC)", "commit", "previous")
+    for d in rows:
+        t.add_row(d["name"], d["hash"], str(d["seq"]), _time(d["time_us"]),
+                  "-" if d["commit_seq"] is None else f"#{d['commit_seq']}",
+                  "-" if d["previous"] is None else d["previous"][:16] + "…")
     _console().print(t)
 
 
@@ -480,7 +566,8 @@ def export_cmd(directory, store_path, as_json):
         click.echo(f"  problem: {p}")
 
 
-VERBS = (commit_cmd, show_cmd, log_cmd, verify_cmd, triples_cmd, names_cmd, import_cmd, export_cmd)
+VERBS = (commit_cmd, show_cmd, log_cmd, verify_cmd, triples_cmd, names_cmd, callers_cmd, deps_cmd, import_cmd,
+         export_cmd)
 for _group in _pending:
     register(_group)
 

@@ -66,7 +66,7 @@ def callee_name(store, addr: bytes, avoid=()) -> tuple[str | None, str | None]:
     info = names_of(store, addr)
     ok = [n for n in info["current"] if callable_name(n) and n not in avoid]
     if ok:
-        return sorted(ok, key=lambda n: (n == "main", n))[0], None
+        return sorted(ok, key=lambda n: (n == "main", n.count("."), len(n), n))[0], None
     for n in info["former"]:
         if callable_name(n) and n not in avoid:
             now = store.resolve_name(n)
@@ -86,7 +86,9 @@ def stored_module(store, rec) -> StoredView:
         nodes = [store.get_node(a) for a in members]
         sigs = {n: s for n, s in named if s is not None}
     else:
-        name, sig = def_name(store, rec.hash)
+        name, sig = def_name(store, rec.hash, "main")
+        if sig is None and rec.is_program:
+            name = "main"  # a program committed as such: shown as the main it runs as
         names, nodes = [name], [rec.node]
         sigs = {name: sig} if sig is not None else {}
     own = set(names)
