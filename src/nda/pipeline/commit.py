@@ -338,8 +338,14 @@ def static_check(program, *, input_len: int | None = None, limits: Limits = Limi
                  store=None) -> list:
     """Step (2) of `commit` alone: every gate finding for `program` (any form `commit` takes)
     as diagnostics (the run's error code, stage "gate", variables named as the source spelt them
-    with did-you-mean hints); [] = the gate passes. `input_len` None = width unknown."""
-    seq, linked, names, _path, _source = _normalize(program, store)
+    with did-you-mean hints; a call by a name the store does not bind is one too); [] = the
+    gate passes. `input_len` None = width unknown."""
+    from nda.core.link import UnboundNameError
+
+    try:
+        seq, linked, names, _path, _source = _normalize(program, store)
+    except UnboundNameError as e:  # a call by a name the store does not bind: gate findings
+        return list(e.diagnostics)
     return [f.diagnostic for f in static_findings(seq, linked, input_len=input_len, limits=limits,
                                                   store=store, names=names)]
 
