@@ -62,7 +62,7 @@ def test_every_conversion_keeps_the_program(tmp_path, name, to):
 def test_text_source_prints_its_own_names():
     r = invoke("fmt", EX / "fibonacci.nda", "--to", "text")
     assert r.exit_code == 0
-    assert "fn fib(n: int) {" in r.stdout and "let t = next(a, b)" in r.stdout and "loop n {" in r.stdout
+    assert "fn fib(n: int) -> int {" in r.stdout and "let t = next(a, b)" in r.stdout and "loop n {" in r.stdout
     r = invoke("fmt", EX / "fibonacci.nda", "--to", "sexpr")
     assert "#x:" not in r.stdout and "(let t (scope (load a) (load b) (call @next)))" in r.stdout
     # the loop counter the lowering introduced is named too
@@ -74,7 +74,7 @@ def test_text_to_text_is_a_fixed_point(tmp_path):
     p = tmp_path / "r.nda"
     p.write_text(first)
     assert invoke("fmt", p, "--to", "text").stdout == first
-    assert first.startswith("fn sum(n: int) {\n    if n <= 0 {")
+    assert first.startswith("fn sum(n: int) -> int {\n    if n <= 0 {")  # types as written
 
 
 def test_binary_module_keeps_its_functions(tmp_path):
@@ -191,6 +191,8 @@ def test_every_verb_answers_json(tmp_path, monkeypatch):
         ("verify", lambda: [], 0),
         ("triples", lambda: [], 0),
         ("names", lambda: [], 0),
+        ("callers", lambda: ["counter"], 0),
+        ("deps", lambda: [committed()[:12]], 0),
         ("export-sitemap", lambda: [tmp_path / "exported"], 0),
         ("import-sitemap", lambda: [tmp_path / "exported", "--store", tmp_path / "imported.db"], 0),
         ("bench", lambda: ["block4", "--runs", "1", "--tier", "interp"], 0),

@@ -189,6 +189,7 @@ def test_import_export_verbs(env):
 
 
 def test_help_for_every_verb(env):
-    for verb in ("commit", "show", "log", "verify", "triples", "names", "import-sitemap", "export-sitemap"):
+    for verb in ("commit", "show", "log", "verify", "triples", "names", "callers", "deps", "import-sitemap",
+                 "export-sitemap"):
         r = nda(verb, "--help")
         assert r.exit_code == 0 and "--json" in r.stdout and "--store" in r.stdout
