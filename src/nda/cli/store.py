@@ -243,20 +243,17 @@ def _show_one(store, rec, fmt: str) -> dict:
     elif fmt == "json":
         info["tree"] = node_json(rec.node)
     else:
-        from nda.syntax.triples import format_triples_text
+        from nda.store.codebase import TermNamer, identities
+        from nda.syntax.triples import PREDICATE_NAMES
 
-        ids = {rec.v1_hash} | ({store.program_v1(rec.hash)} if rec.is_program else set())
-        if rec.group is not None:
-            from nda.core.hashing import alias_of
-
-            ids.add(alias_of(rec.hash))
+        ids = identities(store, rec.hash)
         own = store.node_origin_triples(rec.hash)
         live = sorted({t for i in ids for t in store.find_live_triples(s=i) + store.find_live_triples(o=i)})
-        terms = {x for t in own + live for x in (t.subject, t.object)}
-        dictionary = store.strings_for(terms)
+        namer = TermNamer(store)  # terms by bound name, else # + H2, else the dictionary, else #x:
         info["triples"] = [t.to_dict() for t in own]
         info["live_triples"] = [t.to_dict() for t in live]
-        info["text"] = format_triples_text(own + [t for t in live if t not in own], dictionary)
+        info["text"] = "".join(f"{namer(t.subject)['display']} {PREDICATE_NAMES.get(t.predicate, t.predicate)} "
+                               f"{namer(t.object)['display']}\n" for t in own + [t for t in live if t not in own])
     return info
 
 

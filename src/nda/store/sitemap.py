@@ -31,7 +31,12 @@ Storage decisions (deviations/additions to §8):
 - extra indexes: member aliases (`substr(hash,1,8)` of group members, for Legacy64 calls by
   alias), `programs(v1_program_hash)`, `triples(origin_kind, origin)`, `nodes(group_hash)`;
 - in entry preimages, u64 keys (snapshot, kv, string hashes) are the stored 8-byte BE BLOBs;
-  other integers (u32 name length, u64 counts and times) are little-endian.
+  other integers (u32 name length, u64 counts and times) are little-endian;
+- the codebase tables (`nda.store.codebase`; additive, created on open, so older stores open
+  unchanged): `fn_meta(hash, name, signature)` — a function's source name and signature, part
+  of the state (entry `e_meta`); `name_commits(name, seq, root_seq)` — the commit each binding
+  was made in (log metadata like `roots`, not state). A committed program's DEFINES / CALLS
+  triples live in a snapshot of its own (path `program:` + root hex) that is only added to.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ write), `v1(program)` = the v1 program entry hash (formats.md §3.4).
   caller term is `v1(program)`): `(v1(caller), CALLS, v1(target))`, where Hash32 → the
   callee's H1 (alias for members), Legacy64 → its value, GroupRef(i) → alias of member i.
 Duplicates are dropped and a self-call (subject = object, which validation would reject as a
-self-reference) is left out. `commit` stores these as the *live* set of the committed file
-(`put_file_snapshot(path, …)`), so `get_callers` / `get_dependencies` answer "who calls f" for
-the current versions of the committed files, while Triple nodes inside committed code are
-indexed as historical node-origin triples.
+self-reference) is left out. `commit` adds these to the committed *program's* own live set
+(`store.codebase.record_program_triples`: one snapshot per program root, never replaced), so
+`get_callers` / `get_dependencies` answer "who calls f" over every committed program, while
+Triple nodes inside committed code are also indexed as historical node-origin triples.
 """
 
 from __future__ import annotations
