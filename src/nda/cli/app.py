@@ -385,18 +385,19 @@ def fmt(file, to, output, store_path, as_json):
     only name hashes, so its names come from the store's string dictionary when one exists.
     Binary v2 goes to -o FILE, or to stdout when stdout is not a terminal; with --json and no
     -o, the JSON object carries the bytes as hex. Text cannot express raw name hashes, calls
-    to stored code or non-synthetic weights: such programs fail with exit 1.
+    to stored code or non-synthetic weights: such programs fail with exit 1. With a store,
+    calls to its bound names resolve (and print by name).
     """
-    loaded = load_program(file, as_json)
-    names = dict(loaded.names)
-    if loaded.kind == "binary":
-        store = open_store(store_path)
+    store = open_store(store_path)
+    try:
+        loaded = load_program(file, as_json, store)
+        names = dict(loaded.names)
+        if loaded.kind == "binary" and store is not None:
+            roots = [d.node for d in loaded.module.defs] if loaded.module is not None else loaded.sequence
+            names = {**store.names_for(roots), **names}
+    finally:
         if store is not None:
-            try:
-                roots = [d.node for d in loaded.module.defs] if loaded.module is not None else loaded.sequence
-                names = {**store.names_for(roots), **names}
-            finally:
-                store.close()
+            store.close()
     from nda.pipeline.load import format_loaded
 
     try:
@@ -434,14 +435,21 @@ def fmt(file, to, output, store_path, as_json):
 
 @main.command("hash")
 @click.argument("file")
+@store_option
 @json_option
-def hash_(file, as_json):
-    """H2 (and H1) of the program and of each function."""
+def hash_(file, store_path, as_json):
+    """H2 (and H1) of the program and of each function (calls to the store's bound names
+    link to their addresses when a store exists)."""
     from nda.core import ir
     from nda.core.hashing import h1, program_hash
     from nda.core.link import MemoryResolver
 
-    loaded = load_program(file, as_json)
+    store = open_store(store_path)
+    try:
+        loaded = load_program(file, as_json, store)
+    finally:
+        if store is not None:
+            store.close()
     mem = MemoryResolver()
     if loaded.module is not None:
         mem.add_linked(loaded.module)
