@@ -225,7 +225,8 @@ def test_every_svg_is_well_formed_for_each_kind_alone():
 def stored(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.sexpr").write_text(MODULE)
-    r = CliRunner().invoke(main, ["commit", "m.sexpr", "--dim", "4", "--json"])
+    # names are explicit (issue 12): the functions under bare names, the program as main
+    r = CliRunner().invoke(main, ["commit", "m.sexpr", "--dim", "4", "--namespace", "", "--name", "main", "--json"])
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
 

@@ -150,7 +150,8 @@ def _normalize(program, store=None) -> tuple[tuple, Any, dict, str | None, str |
             except (ImportError, NdaError):
                 names = {}
         path = program.path if program.kind in ("text", "sexpr", "binary") else None
-        return tuple(program.sequence), program.module, names, path, program.source
+        seq = tuple(program.sequence) if program.module is not None else by_name(program.sequence)
+        return seq, program.module, names, path, program.source
     if isinstance(program, ir.Node):
         return by_name((program,)), None, {}, None, None
     if isinstance(program, ir.Module):
