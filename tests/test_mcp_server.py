@@ -361,18 +361,26 @@ def test_commit_show_log_names_run_by_ref(tmp_path):
     assert o["bad"]["ok"] is False and o["bad"]["stage"] == "gate"
     assert o["bad"]["error_code"] == "STACK_UNDERFLOW" and o["bad"]["diagnostics"]
     assert len(o["log2"]["entries"]) == 1
-    assert [n["name"] for n in o["list"]["names"]] == ["main", "sq", "sq7"]
-    assert [n["name"] for n in o["search"]["names"]] == ["sq", "sq7"] and o["search"]["total"] == 2
+    # names are explicit (issue 12): a commit binds only the name asked for, never main or the defs
+    assert [n["name"] for n in o["list"]["names"]] == ["sq7"]
+    assert [n["name"] for n in o["search"]["names"]] == ["sq7"] and o["search"]["total"] == 1
     assert [(n["seq"], n["hash"]) for n in o["history"]["names"]] == [
         (1, o["commit"]["root"]), (2, o["again"]["root"])]
-    assert o["verify"]["ok"] and o["verify"]["stats"]["names"] == 3
+    assert o["verify"]["ok"] and o["verify"]["stats"]["names"] == 1
 
 
 def test_callers_and_dependencies(tmp_path):
     tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db")))
-    c = tools.commit(GRAPH, message="graph")
+    c = tools.commit(GRAPH, message="graph", name="main")
     assert c["ok"], c
     fn = c["functions"]
+    # names are explicit (issue 12): nda_commit binds only `name`; the functions are bound
+    # through the store API (a commit with a namespace) until the tool takes one
+    from nda.store.codebase import bind_names
+    from nda.store.sitemap import SiteMap
+
+    with SiteMap.open(str(tmp_path / "s.db")) as s:
+        bind_names(s, {"sq": bytes.fromhex(fn["sq"]), "quad": bytes.fromhex(fn["quad"])})
     callers = tools.callers("sq")
     assert callers["ok"] and callers["hash"] == fn["sq"]
     assert [(x["hash"], x["names"]) for x in callers["callers"]] == [(fn["quad"], ["quad"])]
