@@ -208,12 +208,12 @@ def test_mcp_commits_no_longer_replace_each_other(tmp_path):
 
     path = str(tmp_path / "m.db")
     with SiteMap.open(path) as s:
-        _lib(s)
+        fn = {k: v.hex() for k, v in _lib(s).names.items()}
     tools = Tools(ServerConfig(store_path=path))
     seen: set = set()
-    for src in ("(module (def a (scope (int 1) (call @sumsq))) (def b (scope (call @a))) "
-                "(def main (scope (call @b) (call @next))))",
-                "(print (scope (int 2) (call @sumsq)))",
+    for src in (f"(module (def a (scope (int 1) (call #{fn['sumsq']}))) (def b (scope (call @a))) "
+                f"(def main (scope (call @b) (call #{fn['next']}))))",
+                f"(print (scope (int 2) (call #{fn['sumsq']})))",
                 "(print (int 7))"):
         d = tools.commit(src, "sexpr", dim=0)
         assert d["ok"], d
@@ -270,10 +270,14 @@ def test_every_surface_keeps_every_triple_and_verify_clean(tmp_path, monkeypatch
                                    "(call @twice)) (call @sumsq))) (call @hello))) (def hello (scope (print (int 1)))))",
                                    "sexpr", s), [], namespace="").ok
     check()
-    # MCP (the nda_commit tool through the protocol)
-    assert _mcp_commit(path, "(print (scope (int 4) (call @twice)))")["ok"]
+    # MCP (the nda_commit tool through the protocol; calls by hash: linking by name is the
+    # MCP tools' part, which loads sources without the store)
+    with SiteMap.open(path) as s:
+        sumsq, twice = s.resolve_name("sumsq").hex(), s.resolve_name("twice").hex()
+    assert _mcp_commit(path, f"(print (scope (int 4) (call #{twice})))")["ok"]
     check()
-    assert _mcp_commit(path, "fn main() {\n    print(twice(sumsq(2)))\n}\n", "text")["ok"]
+    assert _mcp_commit(path, f"(module (def main (scope (print (scope (scope (int 2) (call #{sumsq})) "
+                             f"(call #{twice}))))))")["ok"]
     check()
     # token stream calling a stored function
     with SiteMap.open(path) as s:
@@ -291,7 +295,7 @@ def test_every_surface_keeps_every_triple_and_verify_clean(tmp_path, monkeypatch
     check()
     with SiteMap.open(path) as s:
         twice = s.resolve_name("twice")
-        assert len(codebase.callers(s, twice.hex())["callers"]) == 3  # API main, MCP top level, MCP text
+        assert len(codebase.callers(s, twice.hex())["callers"]) == 3  # API main, MCP top level, MCP module
     assert len(history[-1]) > len(history[0])
 
 
