@@ -33,7 +33,7 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
     'nda hash examples/recursion.sexpr': (0, ["sum"]),
     'nda conformance': (0, ["interp", "closure", "passed"]),
     'nda check examples/typo.nda': (1, ["totl", "did you mean 'total'?"]),
-    'nda commit examples/fibonacci.nda -m "fib"': (0, ["fib"]),
+    'nda commit examples/fibonacci.nda -m "fib" --namespace \'\' --name main': (0, ["fib", "bound main"]),
     'nda log': (0, ["fib"]),
     'nda verify': (0, ["ok"]),
     'nda bench block4': (0, ["block4"]),
