@@ -140,3 +140,20 @@ def test_programs_and_results_draw_themselves(monkeypatch, tmp_path):
         assert ET.fromstring(svg).tag.endswith("svg") and "Loop" in svg
     monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz: the notebook falls back to text
     assert prog._repr_svg_() is None
+
+
+def test_store_functions_are_called_by_name(tmp_path):
+    lib = "fn sq(x: int) -> int {\n    return x * x;\n}\nfn main() {\n    print(sq(3));\n}\n"
+    with nda.Store.open(str(tmp_path / "s.db")) as store:
+        c = store.commit(lib, message="lib", input=[], namespace="")
+        assert c.ok and store.resolve_name("sq") is not None and store.resolve_name("main") is None
+        user = "fn main() {\n    print(sq(4));\n}\n"
+        assert nda.run(user, [], store=store).output_log == ["[print] [16.0]"]
+        assert nda.check(user, input_len=0, store=store).ok
+        assert nda.parse(user, store=store).hash == nda.parse(user, store=store).hash
+        bad = nda.check("fn main() {\n    print(sqq(4));\n}\n", input_len=0, store=store)
+        assert not bad.ok and "sq" in " ".join(d.hint or "" for d in bad.diagnostics)
+        again = store.commit(user, message="user", input=[], name="user")
+        assert again.ok and store.resolve_name("user") == again.root
+        with pytest.raises(ParseError, match="unknown function 'sq'"):
+            nda.parse(user)  # without the store, `sq` is unknown

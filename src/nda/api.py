@@ -132,7 +132,7 @@ def _guess_kind(source: str, file: str | None) -> str:
     return guess_kind(source)
 
 
-def parse(source, kind: str | None = None, *, file: str | None = None) -> Program:
+def parse(source, kind: str | None = None, *, file: str | None = None, store=None) -> Program:
     """Parse a program.
 
     `source` is source text (`str`), binary v2 (`bytes`), or a path (`os.PathLike`, read from
@@ -140,34 +140,38 @@ def parse(source, kind: str | None = None, *, file: str | None = None) -> Progra
     path or `file=` with a known suffix (.sexpr, .nda, .ndab) decides, otherwise a source that
     starts with "(" is an S-expression and anything else the text syntax. `file` names the
     source in diagnostics. Bad input raises a typed error (`ParseError`, `DecodeError`,
-    `UsageError`) that names the position.
+    `UsageError`) that names the position. With a `store`, calls to functions the source does
+    not define resolve by name to the store's bound functions (`sumsq(10)`, `(call @sumsq)`);
+    an unbound one is a `ValidationError` naming it, with "did you mean" over the store's names.
     """
+    sm = store.sitemap if isinstance(store, Store) else store
     if kind is not None and kind not in KINDS:
         raise UsageError(f"unknown source kind {kind!r} (expected one of {', '.join(KINDS)})")
     if isinstance(source, os.PathLike):
         path = os.fspath(source)
         if kind is None:
-            return Program(load_path(path))
+            return Program(load_path(path, sm))
         data = Path(path).read_bytes()
         source, file = (data if kind == "binary" else data.decode("utf-8", errors="replace")), file or path
     if isinstance(source, (bytes, bytearray, memoryview)):
         if kind not in (None, "binary"):
             raise UsageError(f"bytes are binary v2; cannot parse them as {kind}")
-        return Program(load_bytes(bytes(source), file=file))
+        return Program(load_bytes(bytes(source), sm, file=file))
     if not isinstance(source, str):
         raise UsageError(f"cannot parse a {type(source).__name__} (expected str, bytes or a path)")
     kind = kind or _guess_kind(source, file)
     if kind == "binary":
         raise UsageError("binary programs are bytes, not str")
-    return Program(load_text(source, kind, file=file))
+    return Program(load_text(source, kind, sm, file=file))
 
 
-def _as_program(program) -> Program:
-    """A Program from a Program, source text, bytes, a path, IR nodes or a Module."""
+def _as_program(program, store=None) -> Program:
+    """A Program from a Program, source text, bytes, a path, IR nodes or a Module (source is
+    parsed with `store`, so it may call the store's functions by name)."""
     if isinstance(program, Program):
         return program
     if isinstance(program, (str, bytes, bytearray, memoryview, os.PathLike)):
-        return parse(program)
+        return parse(program, store=store)
     if isinstance(program, Loaded):
         return Program(program)
     if isinstance(program, ir.Module):
@@ -223,14 +227,14 @@ def check(program, *, input_len: int | None = None, limits: Limits | None = None
     from nda.cli.check import gate_diagnostics
     from nda.core.errors import NdaError
 
+    sm = store.sitemap if isinstance(store, Store) else store
     try:
-        p = _as_program(program)
+        p = _as_program(program, sm)
     except UsageError:
         raise
     except NdaError as e:
         diags = tuple(getattr(e, "diagnostics", None) or (e.diagnostic(),))
         return CheckResult(False, diags, "parse")
-    sm = store.sitemap if isinstance(store, Store) else store
     diags = tuple(gate_diagnostics(_with_store(p, sm), input_len=input_len,
                                    limits=limits or Limits(), store=sm))
     return CheckResult(not any(d.severity == "error" for d in diags), diags)
@@ -263,7 +267,7 @@ def run(program, input=None, *, limits: Limits | None = None, tier: str = "auto"
     """
     from nda.sandbox.runner import run as sandbox_run
 
-    p = _as_program(program)
+    p = _as_program(program, store)
     ld = _with_store(p, store)
     return sandbox_run(ld.sequence, _as_input(input), store=ld.resolver, limits=limits, tier=tier)
 
@@ -283,16 +287,26 @@ class Store(SiteMap):
         return self
 
     def commit(self, program, *, message: str = "", input=None, limits: Limits | None = None,
-               name: str | None = None, tier: str = "auto"):
+               name: str | None = None, namespace: str | None = None, tier: str = "auto"):
         """Gate, run on `input` (default 896 ones) and store `program` in one transaction.
-        → `CommitResult` (`.ok`, `.root`, `.reason`, `.diagnostics`, `.sandbox`); a rejected
-        program leaves the store unchanged."""
-        from nda.pipeline.commit import commit as commit_program
 
-        p = _as_program(program)
+        Source text may call the store's functions by name. Only the names asked for are
+        bound: `name` binds the program, `namespace` the module's functions (except `main`) as
+        `namespace.f` ("" binds bare names). → `CommitResult` (`.ok`, `.root`, `.reason`,
+        `.diagnostics`, `.sandbox`, `.bindings` with any previous targets); a rejected
+        program leaves the store unchanged."""
+        from nda.core.errors import NdaError
+        from nda.pipeline.commit import _reject, commit as commit_program
+
+        try:
+            p = _as_program(program, self)
+        except UsageError:
+            raise
+        except NdaError as e:
+            return _reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
         cond = None if input is None else _as_input(input)
         return commit_program(self, _with_store(p, self), cond, message=message,
-                              limits=limits or Limits(), name=name, tier=tier)
+                              limits=limits or Limits(), name=name, namespace=namespace, tier=tier)
 
     def get(self, ref: str) -> Program:
         """The stored program at `ref`: a bound name, a hash or a unique hash prefix."""
