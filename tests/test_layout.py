@@ -13,7 +13,7 @@ ROOT = Path(nda.__file__).parent
 
 # Bottom to top; a module may import only from its own layer or lower ones.
 LAYERS = ["core", "runtime", "syntax", "analysis", "tiers", "sandbox", "store", "pipeline",
-          "batch", "cli", "mcp"]
+          "batch", "cli", "mcp", "integrations"]
 MAX_LINES = 800
 
 
