@@ -1,0 +1,124 @@
+"""TokenConstraint (nda.syntax.token_constraint): masks and steps agree with the token stream
+state machine; numpy-sampled generations under the mask all verify, pass the gate and commit
+or are refused only by the scope check; the HF replayer's prefix cache (no torch needed)."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from nda.integrations.hf import _Replayer, programs
+from nda.pipeline.commit import commit_stream
+from nda.syntax import tokens as T
+from nda.syntax.token_constraint import TokenConstraint, identity_token_ids
+from nda.syntax.tokens import Tok, TokenStreamError
+
+IDS = {int(t): 100 + 3 * int(t) for t in Tok if t != Tok.ROOT}  # a sparse mapping into 200 ids
+EOS = 7
+
+
+def make(budget=32, **kw):
+    return TokenConstraint(IDS, 200, budget, eos_token_id=EOS, **kw)
+
+
+def sample(c: TokenConstraint, rng) -> T.TokenProgram:
+    while not c.complete:
+        logits = rng.normal(size=c.vocab_size)
+        logits[~c.allowed_mask()] = -np.inf
+        p = np.exp(logits - logits.max())
+        c.advance(int(rng.choice(c.vocab_size, p=p / p.sum())))
+    return c.program()
+
+
+def test_mask_and_steps_agree_with_the_state_machine():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        c = make(budget=int(rng.integers(1, 40)))
+        s = T.start(c.budget)
+        while not c.complete:
+            mask, bias = T.allowed_next(s)
+            m = c.allowed_mask()
+            assert m.shape == (200,) and m.dtype == bool
+            assert sorted(np.flatnonzero(m)) == sorted(IDS[t] for t in range(9) if mask[t])
+            assert c.bias()[IDS[Tok.END_SCOPE]] == bias[Tok.END_SCOPE] / T.BIAS_UNIT
+            tok = int(rng.choice([t for t in range(9) if mask[t]]))
+            c.advance(IDS[tok])
+            s = T.step(s, tok)
+            assert c.state.tokens == s.tokens
+        assert c.program().root == T.finish(s).root
+        assert c.allowed_ids() == [EOS]
+        c.advance(EOS)  # eos after completion changes nothing
+        assert c.complete and c.reset().state.tokens == T.start(c.budget).tokens
+
+
+def test_forbidden_and_unknown_ids_are_typed_errors():
+    c = make()
+    with pytest.raises(TokenStreamError) as e:
+        c.advance(IDS[Tok.END_SCOPE] + 1)  # spells no stream token
+    assert e.value.reason == T.UNKNOWN_TOKEN and e.value.index == 1
+    with pytest.raises(TokenStreamError) as e:
+        c.advance(EOS)  # eos before the stream is complete
+    assert e.value.reason == T.UNKNOWN_TOKEN
+    c2 = make(budget=20)
+    for _ in range(3):
+        c2.advance(IDS[Tok.SCOPE])
+    assert not c2.allowed_mask()[IDS[Tok.SCOPE]]
+    with pytest.raises(TokenStreamError) as e:
+        c2.advance(IDS[Tok.SCOPE])  # depth 5 reached
+    assert e.value.reason == T.DISALLOWED
+
+
+@pytest.mark.parametrize("kw", [dict(token_ids={6: 1}), dict(token_ids={0: 300}), dict(token_ids={0: 1, 2: 1}),
+                                dict(vocab_size=0), dict(eos_token_id=IDS[0]), dict(eos_token_id=999)])
+def test_bad_configuration_is_a_value_error(kw):
+    args = dict(token_ids=IDS, vocab_size=200, budget=10, eos_token_id=EOS)
+    args.update(kw)
+    with pytest.raises(ValueError):
+        TokenConstraint(args.pop("token_ids"), args.pop("vocab_size"), args.pop("budget"), **args)
+
+
+def test_copy_is_independent():
+    c = make()
+    c.advance(IDS[Tok.NORM])
+    d = c.copy().advance(IDS[Tok.INT])
+    assert len(c.state.tokens) == 2 and len(d.state.tokens) == 3
+
+
+def test_200_masked_generations_verify_pass_the_gate_and_commit_or_fail_only_scope(tmp_path):
+    from nda.store.sitemap import SiteMap
+
+    rng = np.random.default_rng(2026)
+    n = collections.Counter()
+    store = SiteMap.open(str(tmp_path / "s.db"))
+    try:
+        for i in range(200):
+            prog = sample(make(budget=int(rng.integers(27, 64))), rng)
+            assert not prog.forced  # budgets ≥ 27 always close before the forced end
+            prog = T.verify_stream(prog.tokens, prog.root, budget=prog.budget)
+            res = commit_stream(store, prog)
+            n["committed" if res.ok else res.stage] += 1
+    finally:
+        store.close()
+    assert set(n) <= {"committed", "scope"} and n["committed"] > 0, n
+
+
+def test_replayer_handles_batches_reordering_and_rows_after_eos():
+    c = TokenConstraint(identity_token_ids(), 9, 12, eos_token_id=6, pad_token_id=6)
+    r = _Replayer(c)
+    rows = [[int(Tok.NORM)], [int(Tok.INT)]]
+    cache: dict = {}
+    states = [r.state(tuple(x), cache) for x in rows]
+    r.cache = cache
+    # beams reordered and extended: row states follow the ids, not the row positions
+    rows = [[int(Tok.INT), int(Tok.END_SCOPE)], [int(Tok.NORM), int(Tok.BIT1)], [int(Tok.NORM), int(Tok.BIT0)]]
+    cache = {}
+    st = [r.state(tuple(x), cache) for x in rows]
+    assert st[0].done and not st[1].done and st[0].tokens[1] == (Tok.INT, states[1].tokens[1][1])
+    # an unseen prefix is replayed from the start; eos/pad after completion are no-ops
+    r2 = _Replayer(c)
+    done = r2.state((int(Tok.INT), int(Tok.END_SCOPE), 6, 6), {})
+    assert done.done
+    progs = programs(c, [[0, int(Tok.INT), int(Tok.END_SCOPE), 6, 6], [0, int(Tok.NORM)]], 1)
+    assert progs[0].root == done.root and progs[1] is None
