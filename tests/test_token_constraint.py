@@ -11,8 +11,9 @@ import pytest
 
 from nda.integrations.hf import _Replayer, programs
 from nda.pipeline.commit import commit_stream
+from nda.pipeline.decoding import commit_guard
 from nda.syntax import tokens as T
-from nda.syntax.token_constraint import TokenConstraint, identity_token_ids
+from nda.syntax.token_constraint import TokenConstraint, closed_sequence, identity_token_ids
 from nda.syntax.tokens import Tok, TokenStreamError
 
 IDS = {int(t): 100 + 3 * int(t) for t in Tok if t != Tok.ROOT}  # a sparse mapping into 200 ids
@@ -122,3 +123,50 @@ def test_replayer_handles_batches_reordering_and_rows_after_eos():
     assert done.done
     progs = programs(c, [[0, int(Tok.INT), int(Tok.END_SCOPE), 6, 6], [0, int(Tok.NORM)]], 1)
     assert progs[0].root == done.root and progs[1] is None
+
+
+def test_closed_sequence_is_what_closing_every_scope_gives():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        c = make(budget=40)
+        for _ in range(int(rng.integers(0, 25))):
+            if c.complete:
+                break
+            c.advance(int(rng.choice(np.flatnonzero(c.allowed_mask()))))
+        want = closed_sequence(c.state)
+        s = c.state
+        while not s.done:
+            s = T.step(s, Tok.END_SCOPE)
+        assert T.finish(s).sequence == want
+
+
+def test_with_the_commit_guard_every_masked_generation_commits(tmp_path):
+    from nda.store.sitemap import SiteMap
+
+    rng = np.random.default_rng(7)
+    guard = commit_guard()
+    n = collections.Counter()
+    store = SiteMap.open(str(tmp_path / "s.db"))
+    try:
+        for i in range(100):
+            c = make(budget=int(rng.integers(27, 48)), guard=guard)
+            prog = T.verify_stream(sample(c, rng).tokens, c.program().root, budget=c.budget)
+            res = commit_stream(store, prog)
+            n["committed" if res.ok else res.stage] += 1
+            assert guard(prog.sequence)
+    finally:
+        store.close()
+    assert n == {"committed": 100}, n
+
+
+def test_guard_masks_tokens_whose_closed_program_fails():
+    calls = []
+
+    def only_norms(seq):
+        calls.append(seq)
+        return all(type(n).__name__ == "Norm" for n in seq)
+
+    c = make(budget=20, guard=only_norms)
+    allowed = {t for t in range(9) if IDS.get(t) is not None and c.allowed_mask()[IDS[t]]}
+    assert allowed == {Tok.NORM, Tok.END_SCOPE}  # SCOPE would add a Scope node at top level
+    assert calls

@@ -10,6 +10,13 @@ the model's vocabulary), `bias()` (the spec's END_SCOPE bias in logits), `comple
 The pure forms `initial_state()`, `next_state(state, id)` and `mask_of(state)` let an adapter
 (e.g. `nda.integrations.hf`) keep one immutable `StreamState` per sequence or beam.
 
+With a `guard` (a predicate over a top-level node sequence, e.g.
+`nda.pipeline.decoding.commit_guard(...)`: gate, sandbox run and scope check, as the commit
+does), a token is allowed only if the program the stream would be *if it were closed right
+after that token* satisfies the guard. The empty program satisfies the commit guard and
+END_SCOPE never changes the closed program, so END_SCOPE stays allowed and every finished
+stream satisfies the guard: with the commit guard, every finished program commits.
+
 A token the stream forbids raises `TokenStreamError` (reason `disallowed`); an id that spells
 no stream token raises it with reason `unknown_token`. Once the stream is complete (ROOT
 emitted), only the end-of-sequence id is allowed, and advancing with it (or with `pad_id`)
@@ -18,13 +25,25 @@ changes nothing. Everything here is numpy and nda; no model framework is importe
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
+from nda.core.ir import Scope
 from nda.syntax import tokens as T
 from nda.syntax.tokens import (BIAS_UNIT, DEFAULT_CONDITIONING_LEN, N_TOKENS, StreamState, TargetProvider,
                                Tok, TokenProgram, TokenStreamError)
+
+
+def closed_sequence(state: StreamState) -> tuple:
+    """The top-level sequence the stream would have if every open scope were closed now."""
+    if state.done:
+        return state.program.children
+    levels = state.levels  # levels[0] is the base, levels[1] the top-level sequence
+    kids = levels[-1]
+    for lv in reversed(levels[1:-1]):
+        kids = lv + (Scope(kids),)
+    return kids
 
 
 def identity_token_ids() -> dict[int, int]:
@@ -39,7 +58,8 @@ class TokenConstraint:
     def __init__(self, token_ids: Mapping[int, int], vocab_size: int, budget: int, *,
                  conditioning_len: int = DEFAULT_CONDITIONING_LEN,
                  provider: Optional[TargetProvider] = None, eos_token_id: Optional[int] = None,
-                 pad_token_id: Optional[int] = None):
+                 pad_token_id: Optional[int] = None,
+                 guard: Optional[Callable[[tuple], bool]] = None):
         if not (isinstance(vocab_size, int) and vocab_size > 0):
             raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
         self.vocab_size = vocab_size
@@ -48,6 +68,7 @@ class TokenConstraint:
         self.provider = provider
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
+        self.guard = guard
         self._stream_of = np.full(vocab_size, -1, dtype=np.int64)  # model id → stream token
         self._model_of = np.full(N_TOKENS, -1, dtype=np.int64)     # stream token → model id
         for tok, mid in token_ids.items():
@@ -90,9 +111,15 @@ class TokenConstraint:
                 m[self.eos_token_id] = True
             return m
         allowed, _ = T.allowed_next(state, self.provider)
-        ids = self._model_of[np.flatnonzero(np.array(allowed, dtype=bool))]
-        m[ids[ids >= 0]] = True
+        toks = [t for t in range(N_TOKENS) if allowed[t] and self._model_of[t] >= 0]
+        if self.guard is not None:
+            toks = [t for t in toks if t == Tok.END_SCOPE or self._guard_ok(state, t)]
+        m[self._model_of[toks]] = True
         return m
+
+    def _guard_ok(self, state: StreamState, tok: int) -> bool:
+        nxt = T.step(state, tok, self.provider)
+        return not nxt.force_terminated and bool(self.guard(closed_sequence(nxt)))
 
     def bias_of(self, state: StreamState) -> np.ndarray:
         b = np.zeros(self.vocab_size, dtype=np.float32)
@@ -136,4 +163,4 @@ class TokenConstraint:
         return new
 
 
-__all__ = ["TokenConstraint", "identity_token_ids"]
+__all__ = ["TokenConstraint", "identity_token_ids", "closed_sequence"]
