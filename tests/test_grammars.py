@@ -91,8 +91,11 @@ def test_bad_syntax_or_dialect_is_a_typed_error(args):
 
 
 def test_package_data_is_declared():
-    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    assert '"nda.syntax.grammars" = ["*.lark", "*.gbnf"]' in text
+    import tomllib
+
+    with open(Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as f:
+        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    assert sorted(data["nda.syntax.grammars"]) == ["*.gbnf", "*.lark"]
 
 
 # ---------------------------------------------------------------------------------------------
