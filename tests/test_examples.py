@@ -52,7 +52,9 @@ def one_json(out):
 
 
 def test_every_example_is_covered():
-    assert {p.name for p in EX.iterdir()} == set(RUNS) | set(PARSE_ERRORS)
+    # Python scripts (examples/*.py) are tested where their subject is (reward_loop.py:
+    # tests/test_token_constraint.py); every other file is a program run here
+    assert {p.name for p in EX.iterdir() if p.suffix != ".py"} == set(RUNS) | set(PARSE_ERRORS)
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))

@@ -170,3 +170,30 @@ def test_guard_masks_tokens_whose_closed_program_fails():
     allowed = {t for t in range(9) if IDS.get(t) is not None and c.allowed_mask()[IDS[t]]}
     assert allowed == {Tok.NORM, Tok.END_SCOPE}  # SCOPE would add a Scope node at top level
     assert calls
+
+
+def test_reward_loop_example_runs(monkeypatch, capsys):
+    """examples/reward_loop.py with nda's run_many, or a serial stand-in (nda.parse + nda.run,
+    results with .index) while run_many is not in the package."""
+    import runpy
+    import types
+    from pathlib import Path
+
+    import nda
+
+    if getattr(nda, "run_many", None) is None:
+        try:
+            import nda.batch  # noqa: F401
+        except ImportError:
+            def serial_run_many(programs, inputs=None, **kw):
+                for i, (src, x) in enumerate(zip(programs, inputs)):
+                    r = nda.run(nda.parse(src), x)
+                    yield types.SimpleNamespace(index=i, hash=None, error_code=r.error_code,
+                                                output_vec=r.output_vec)
+
+            monkeypatch.setattr(nda, "run_many", serial_run_many, raising=False)
+    path = Path(__file__).resolve().parents[1] / "examples" / "reward_loop.py"
+    mod = runpy.run_path(str(path))
+    mod["main"](3, 6)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("round ")]
+    assert len(lines) == 3 and all("passing the scope check" in l for l in lines)
