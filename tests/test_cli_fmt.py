@@ -197,6 +197,7 @@ def test_every_verb_answers_json(tmp_path, monkeypatch):
         ("import-sitemap", lambda: [tmp_path / "exported", "--store", tmp_path / "imported.db"], 0),
         ("bench", lambda: ["block4", "--runs", "1", "--tier", "interp"], 0),
         ("conformance", lambda: ["--tier", "interp", vec], 0),
+        ("grammar", lambda: ["--syntax", "sexpr", "--dialect", "gbnf"], 0),
     ]
     assert {c[0] for c in calls} <= set(main.commands)
     # every verb that answers on stdout is called (mcp speaks the protocol there; tokens is a group)
