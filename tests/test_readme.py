@@ -40,6 +40,7 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
     'nda show main --format svg > main.svg': (0, []),
     'nda graph main --format svg > calls.svg': (0, []),
     'nda tokens generate --budget 12 --seed 1': (0, ["ROOT:"]),
+    'nda grammar --syntax text --dialect gbnf': (0, ["root ::=", "ident ::="]),
     'nda mcp --help': (0, ["MCP"]),
     'nda check examples/errors.nda': (1, ["errors.nda:", "^"]),
     'nda check examples/block4.sexpr --dim 100': (1, ["DIMENSION_MISMATCH"]),
