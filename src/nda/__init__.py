@@ -21,6 +21,7 @@ _API = {
     "CheckResult": "nda.api", "Result": "nda.api", "Store": "nda.api", "Limits": "nda.api",
     "Diagnostic": "nda.core.errors", "Span": "nda.core.errors", "NdaError": "nda.core.errors",
     "ParseError": "nda.core.errors",
+    "grammar": "nda.syntax.grammars", "TokenConstraint": "nda.syntax.token_constraint",
 }
 
 __all__ = sorted(_API)
