@@ -145,20 +145,35 @@ class HashOut(_Out):
     syntax: str | None = None
 
 
+class BindingOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    hash: str = Field(description="the address the name is bound to now")
+    previous: str | None = Field(description="the address it was bound to before (null: a new name)")
+
+
 class CommitOut(_Out):
     root: str = Field(description="address of the stored program root")
     program_v1: str
     state_root: str
     commit_id: str
     seq: int = Field(description="commit number in the store's log")
-    functions: dict[str, str] = Field(description="stored module functions: name → address "
-                                      "(each name is bound too)")
+    functions: dict[str, str] = Field(description="stored module functions: def name → address "
+                                      "(bound only through `namespace`)")
+    bindings: list[BindingOut] = Field(description="every name this commit bound or moved")
     sandbox: dict | None = Field(None, description="the gate's sandbox run (compact)")
 
 
 class ShowOut(FormatOut):
     ref: str
     hash: str = Field(description="the stored address the ref resolved to")
+
+
+class BindingLogOut(BindingOut):
+    seq: int = Field(description="binding number of this name (1 = first)")
+    time_us: int
+    commit_seq: int | None = Field(None, description="the commit that made the binding")
 
 
 class LogEntryOut(BaseModel):
@@ -170,6 +185,7 @@ class LogEntryOut(BaseModel):
     message: str
     time_us: int
     entry_count: int
+    bindings: list[BindingLogOut] = Field(description="names this commit bound or moved")
 
 
 class LogOut(_Out):
@@ -177,11 +193,17 @@ class LogOut(_Out):
     entries: list[LogEntryOut] = Field(description="newest first")
 
 
-class NameOut(BaseModel):
-    name: str
-    hash: str
-    seq: int = Field(description="binding number of this name (1 = first)")
-    time_us: int
+class Signature(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="the function's name in its source")
+    params: list[list[str]] | None = Field(description="[[name, type], …] as written (null: not written)")
+    returns: str | None
+
+
+class NameOut(BindingLogOut):
+    source: Signature | None = Field(None, description="how the bound function was written "
+                                     "(list and search)")
 
 
 class NamesOut(_Out):
@@ -190,18 +212,34 @@ class NamesOut(_Out):
     total: int = Field(description="matches before `limit` was applied")
 
 
-class FnRef(BaseModel):
-    v1: str = Field(description="64-bit v1 identity (hex) used by triples")
-    hash: str | None = Field(None, description="stored address, when stored")
-    names: list[str] = Field(description="names defining or bound to it")
+class TermOut(BaseModel):
+    """One caller / dependency: a triple term and what it stands for."""
+
+    model_config = ConfigDict(extra="allow")
+
+    term: str = Field(description="the u64 triple term, '#x:' + 16 hex")
+    address: str | None = Field(description="the stored address it identifies (null: none)")
+    name: str | None = Field(description="its current bound name (null: unbound)")
+    string: str | None = Field(description="the string it is the name hash of, when known")
+    display: str = Field(description="name, else '#' + address, else string, else term")
+
+
+class TargetOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    address: str
+    current: list[str] = Field(description="names bound to it now")
+    former: list[str] = Field(description="names once bound to it, since moved")
+    source: list[str] = Field(description="the names it was written under")
 
 
 class CallGraphOut(_Out):
     ref: str
-    hash: str
-    v1: str
-    callers: list[FnRef] | None = None
-    dependencies: list[FnRef] | None = None
+    hash: str = Field(description="the address `ref` resolved to")
+    target: TargetOut
+    count: int
+    callers: list[TermOut] | None = None
+    dependencies: list[TermOut] | None = None
 
 
 class VerifyOut(_Out):

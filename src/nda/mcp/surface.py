@@ -25,7 +25,9 @@ from nda.mcp.tools import COMPACT_VEC, ServerConfig, Tools
 # -- argument descriptions (shared by the tools) ----------------------------------------------
 Source = Annotated[str, Field(description=(
     "The program itself (never a file path): text syntax (`fn main() { print(1) }`), "
-    "S-expression (`(print (int 1))`), or base64 of a binary v2 container."))]
+    "S-expression (`(print (int 1))`), or base64 of a binary v2 container. It may call a "
+    "stored function by its bound name (`sumsq(10)` in text, `(call @sumsq)` in S-expression); "
+    "the call links to the name's current binding."))]
 SyntaxArg = Annotated[S.Syntax | None, Field(description=(
     "How to read `source`. Omit it to have it recognised: S-expression when it opens with '(' "
     "or ';', binary when it is base64 starting 'TkRBM', otherwise text."))]
@@ -38,6 +40,9 @@ LimitsOpt = Annotated[S.LimitsArg | None, Field(description=(
 Ref = Annotated[str, Field(description=(
     "A stored program or function: a bound name, a 64-hex-digit hash, or a unique hash prefix "
     "of at least 8 hex digits."))]
+GraphRef = Annotated[str, Field(description=(
+    "A stored program or function: a bound name, a 64-hex-digit hash (optionally after '#'), "
+    "a unique hash prefix of at least 8 hex digits, or '#x:' + 16 hex digits (a v1 hash)."))]
 
 
 def _text(d: dict) -> str:
@@ -94,7 +99,7 @@ def build(config: ServerConfig):
     def nda_run(
         source: Annotated[str | None, Field(description=(
             "The program itself (never a file path): text syntax, S-expression or base64 binary "
-            "v2. Give `source` or `ref`."))] = None,
+            "v2; it may call stored functions by bound name. Give `source` or `ref`."))] = None,
         ref: Annotated[str | None, Field(description=(
             "Run a stored program instead of `source`: bound name, hash or unique hash prefix."))] = None,
         syntax: SyntaxArg = None, input: Input = None, dim: Dim = None,
@@ -152,15 +157,22 @@ def build(config: ServerConfig):
         source: Source, syntax: SyntaxArg = None,
         message: Annotated[str, Field(description="Commit message (one line).")] = "",
         name: Annotated[str | None, Field(description=(
-            "Bind this name to the program (a rebinding keeps the name's history). A module's "
-            "functions are bound under their own names as well."))] = None,
+            "Bind this name to the program root (moving it if bound: the answer's `bindings` "
+            "gives the previous target, and the name keeps its history). Omitted: no name."))] = None,
+        namespace: Annotated[str | None, Field(description=(
+            "Bind the module's functions (every def but `main`): 'lib' binds def f as 'lib.f', "
+            "'' binds the bare name 'f'. Identifiers joined by dots. Omitted: the functions are "
+            "stored but no name is bound; `main` is never bound implicitly."))] = None,
         input: Input = None, dim: Dim = None, limits: LimitsOpt = None,
     ) -> Annotated[CallToolResult, S.CommitOut]:
         """Gate (static validation, then a sandbox run on the given input) and store a program
-        in the server's SiteMap in one transaction. A rejected program leaves the store
-        unchanged and returns isError with the stage (gate | sandbox | store) and the reasons.
-        Nothing is overwritten: the store is append-only, names keep their history."""
-        return as_result(tools.commit(source, syntax, message, name, input, dim, lim(limits)))
+        in the server's SiteMap in one transaction, binding only the names asked for (`name`,
+        `namespace`). Calls by name link to the store's current bindings. A rejected program
+        leaves the store unchanged and returns isError with the stage (gate | sandbox | names |
+        store) and the reasons. Nothing is overwritten: the store is append-only, names keep
+        their history."""
+        return as_result(tools.commit(source, syntax, message, name, input, dim, lim(limits),
+                                      namespace))
 
     @tool(annotations=annotations("Show a stored program", read_only=True))
     def nda_show(
@@ -175,29 +187,34 @@ def build(config: ServerConfig):
         limit: Annotated[int, Field(ge=0, description=(
             f"Most entries to return (at most the server's {config.max_log_entries})."))] = 20,
     ) -> Annotated[CallToolResult, S.LogOut]:
-        """The store's newest commits (seq, message, state root), newest first."""
+        """The store's newest commits (seq, message, state root), newest first, each with the
+        names it bound or moved (`bindings`, with the previous target)."""
         return as_result(tools.log(limit))
 
     @tool(annotations=annotations("Names in the store", read_only=True))
     def nda_names(
         mode: Annotated[S.NamesMode, Field(description=(
-            "list: every current binding; search: bindings whose name contains `query` "
-            "(case-insensitive); history: every binding `query` ever had, oldest first."))] = "list",
+            "list: every current binding (only names starting with `query` when given, e.g. "
+            "'lib.'); search: bindings whose name contains `query` (case-insensitive), then "
+            "close spellings; history: every binding `query` ever had, oldest first."))] = "list",
         query: Annotated[str | None, Field(description=(
-            "Part of a name (search) or a name (history)."))] = None,
+            "A name prefix (list), part of a name (search) or a name (history)."))] = None,
         limit: Annotated[int, Field(ge=0, description="Most names to return.")] = 100,
     ) -> Annotated[CallToolResult, S.NamesOut]:
-        """Name bindings of the store: name → program/function hash."""
+        """Name bindings of the store: name → program/function hash, with the previous target,
+        the commit that bound it and the function's source signature."""
         return as_result(tools.names(mode, query, limit))
 
     @tool(annotations=annotations("Callers of a function", read_only=True))
-    def nda_callers(ref: Ref) -> Annotated[CallToolResult, S.CallGraphOut]:
-        """Stored functions and programs that call `ref` (from the store's CALLS triples)."""
+    def nda_callers(ref: GraphRef) -> Annotated[CallToolResult, S.CallGraphOut]:
+        """Stored functions and committed programs that call `ref` (every commit's CALLS
+        triples), each by its bound name where it has one, else its address."""
         return as_result(tools.callers(ref))
 
     @tool(annotations=annotations("Dependencies of a function", read_only=True))
-    def nda_dependencies(ref: Ref) -> Annotated[CallToolResult, S.CallGraphOut]:
-        """Stored functions that `ref` calls (from the store's CALLS triples)."""
+    def nda_dependencies(ref: GraphRef) -> Annotated[CallToolResult, S.CallGraphOut]:
+        """Stored functions that `ref` calls (from the store's CALLS triples), each by its bound
+        name where it has one, else its address."""
         return as_result(tools.dependencies(ref))
 
     @tool(annotations=annotations("Verify the store", read_only=True))

@@ -11,6 +11,14 @@ Compact by default: with no `input`/`dim` the conditioning vector is empty (an a
 one), and an output vector longer than `COMPACT_VEC` values is summarised (length, first
 values, min/max/sum) unless `full=True`.
 
+Names (issue 12): sources are loaded WITH the server's store, so a call to a stored function by
+name (`sumsq(10)` in text, `(call @sumsq)` in an S-expression) links to the name's current
+binding; an unbound name is a gate finding (VALIDATION_ERROR, its span, "did you mean" over the
+store's names). Before the first commit the store is empty: names are linked against an empty
+in-memory store. `commit` binds only what it is asked to (`name` for the program root,
+`namespace` for a module's functions) and reports each binding with the target it replaced;
+`names`, `callers`, `dependencies` and `log` are the `store.codebase` queries of the CLI verbs.
+
 Safety: the store is the one in `ServerConfig`; limits asked for are clamped to the server's
 (`clamp_limits`); sources longer than `max_source_len` are refused before parsing; refs and
 names are bounded by `MAX_REF_LEN`.
@@ -22,10 +30,12 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from nda.core.errors import (INPUT_INVALID, INTERNAL, DecodeError, Diagnostic, refusals,
                              NdaError, ParseError, UsageError, error_failure, failure)
+from nda.core.link import UnboundNameError
 from nda.runtime.state import Limits
 
 SYNTAXES = ("sexpr", "text", "binary")
@@ -223,8 +233,6 @@ class Tools:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _store(self, create: bool = False):
-        from pathlib import Path
-
         from nda.store.sitemap import SiteMap
 
         if self.config.store_path is None:
@@ -236,19 +244,38 @@ class Tools:
             p.parent.mkdir(parents=True, exist_ok=True)
         return SiteMap.open(str(p))
 
-    def _optional_store(self):
-        """The store for resolving calls, when the server has one that exists."""
-        from pathlib import Path
+    def _names_store(self):
+        """The store a source is loaded with (its calls by name link to the store's bindings):
+        the server's store; an empty in-memory one while the store file does not exist yet
+        (every name is unbound, and nothing is created); None for a server without a store."""
+        from nda.store.sitemap import SiteMap
 
-        if self.config.store_path is None or not Path(self.config.store_path).exists():
+        if self.config.store_path is None:
             return None
+        if not Path(self.config.store_path).exists():
+            return SiteMap.open(":memory:")
         return self._store()
+
+    def _resolve(self, store, ref: str) -> bytes:
+        """`store.resolve_ref(ref)`; an unknown name gets a did-you-mean hint over the store's names."""
+        from nda.store.codebase import suggest_names
+
+        try:
+            return store.resolve_ref(ref)
+        except UsageError as e:
+            close = suggest_names(store, ref)
+            err = UsageError(e.message.replace("no such file and ", ""))  # not a path here
+            if close:
+                err.diagnostics = (Diagnostic(err.code, err.message, hint="did you mean "
+                                              + " or ".join(f"'{n}'" for n in close) + "?"),)
+            raise err from e
 
     def _guard(self, fn, *args, **kw) -> dict:
         try:
             return fn(*args, **kw)
         except NdaError as e:
-            extra = {"stage": "parse"} if isinstance(e, (ParseError, DecodeError)) else {}
+            extra = {"stage": "parse"} if isinstance(e, (ParseError, DecodeError)) else \
+                {"stage": "gate"} if isinstance(e, UnboundNameError) else {}
             if getattr(e, "read_as", None):
                 extra["syntax"] = e.read_as
             return error_failure(e, **extra)
@@ -268,6 +295,7 @@ class Tools:
             _want_str("ref", ref, MAX_REF_LEN)
             if store is None:
                 store = self._store()  # raises the no-store error
+            self._resolve(store, ref)
             return load_stored(store, ref), None
         _want_str("source", source, self.config.max_source_len)
         loaded, kind = load_source(source, syntax, store)
@@ -289,7 +317,7 @@ class Tools:
         for name, v in (("optimize", optimize), ("gate", gate), ("full", full)):
             _want_bool(name, v)
         cond = conditioning(input, dim, lim)
-        store = self._optional_store()
+        store = self._store() if ref is not None and source is None else self._names_store()
         try:
             loaded, kind = self._source(source, ref, syntax, store)
             extra = {"syntax": kind} if kind else {}
@@ -320,7 +348,7 @@ class Tools:
         if dim is not None:
             _want_int("dim", dim, 0, lim.max_input_len)
         _want_str("source", source, self.config.max_source_len)
-        store = self._optional_store()
+        store = self._names_store()
         try:
             loaded, kind = load_source(source, syntax, store)
             diags = gate_findings(loaded, dim, lim, store)
@@ -341,8 +369,14 @@ class Tools:
         from nda.pipeline.load import format_loaded
 
         _want_choice("format", to, FORMATS)
-        loaded, kind = load_source(source, syntax, max_len=self.config.max_source_len)
-        d = _printed(format_loaded(loaded, to), to)
+        _want_str("source", source, self.config.max_source_len)
+        store = self._names_store()
+        try:
+            loaded, kind = load_source(source, syntax, store)
+            d = _printed(format_loaded(loaded, to), to)
+        finally:
+            if store is not None:
+                store.close()
         return {**d, "syntax": kind} if syntax is None else d
 
     def hash(self, source: str, syntax: str | None = None) -> dict:
@@ -351,7 +385,13 @@ class Tools:
     def _hash(self, source, syntax) -> dict:
         from nda.core.hashing import program_hash
 
-        loaded, kind = load_source(source, syntax, max_len=self.config.max_source_len)
+        _want_str("source", source, self.config.max_source_len)
+        store = self._names_store()
+        try:
+            loaded, kind = load_source(source, syntax, store)
+        finally:
+            if store is not None:
+                store.close()
         d = {"ok": True, "program_hash": program_hash(loaded.sequence).hex()}
         if loaded.module is not None:
             d["functions"] = {x.name: x.address.hex() for x in loaded.module.defs}
@@ -360,33 +400,46 @@ class Tools:
     # -- store ------------------------------------------------------------------------------
     def commit(self, source: str, syntax: str | None = None, message: str = "",
                name: str | None = None, input: list | None = None, dim: int | None = None,
-               limits: dict | None = None) -> dict:
-        return self._guard(self._commit, source, syntax, message, name, input, dim, limits)
+               limits: dict | None = None, namespace: str | None = None) -> dict:
+        return self._guard(self._commit, source, syntax, message, name, input, dim, limits,
+                           namespace)
 
-    def _commit(self, source, syntax, message, name, input, dim, limits) -> dict:
-        from nda.pipeline.commit import commit
+    def _commit(self, source, syntax, message, name, input, dim, limits, namespace) -> dict:
+        from nda.pipeline.commit import commit, namespace_problem
 
         lim = clamp_limits(limits, self.config.limits)
         _want_str("source", source, self.config.max_source_len)
         _want_str("message", message, self.config.max_source_len)
         _want_str("name", name, MAX_REF_LEN, optional=True)
+        _want_str("namespace", namespace, MAX_REF_LEN, optional=True)
         if name == "":
             raise UsageError("name must not be empty (omit it to bind no name)")
+        if namespace_problem(namespace):
+            raise UsageError(namespace_problem(namespace))
         cond = conditioning(input, dim, lim)
-        loaded, kind = load_source(source, syntax)  # before the store is created; commit
-        store = self._store(create=True)            # resolves calls through `store` itself
+        if self.config.store_path is None:
+            self._store()  # raises the no-store error
+        path = Path(self.config.store_path)
+        fresh, fresh_dir = not path.exists(), not path.parent.exists()
+        store = self._store(create=True)
+        committed = False
         try:
+            loaded, kind = load_source(source, syntax, store)  # calls by name link to the store
             res = commit(store, loaded, cond, message=message, limits=lim, name=name,
-                         path=_snapshot_path(loaded, name))
+                         namespace=namespace)
+            committed = res.ok
         finally:
+            empty = fresh and not committed and not store.log(1)
             store.close()
+            if empty:  # a rejected first commit leaves no store behind (as `nda commit`)
+                _remove_store_files(path, fresh_dir)
         d = res.to_dict()
         extra = {"syntax": kind} if syntax is None else {}
         if res.sandbox is not None:
             d["sandbox"] = compact_result(res.sandbox)
         if not res.ok:
             for k in ("ok", "reason", "error_code", "diagnostics", "root", "program_v1",
-                      "state_root", "commit_id", "seq", "functions"):
+                      "state_root", "commit_id", "seq", "functions", "bindings"):
                 d.pop(k, None)
             return failure(res.error_code or INTERNAL, res.reason or "rejected", res.diagnostics,
                            **d, **extra)
@@ -404,7 +457,7 @@ class Tools:
         _want_str("ref", ref, MAX_REF_LEN)
         store = self._store()
         try:
-            addr = store.resolve_ref(ref)
+            addr = self._resolve(store, ref)
             out = format_loaded(load_stored(store, ref), format)
         finally:
             store.close()
@@ -414,21 +467,25 @@ class Tools:
         return self._guard(self._log, limit)
 
     def _log(self, limit) -> dict:
+        from nda.store.codebase import bindings_by_commit
+
         n = min(_want_int("limit", limit, 0), self.config.max_log_entries)  # clamped
         store = self._store()
         try:
             entries, root = store.log(n), store.root()
+            bound = bindings_by_commit(store) if entries else {}
         finally:
             store.close()
         return {"ok": True, "state_root": root.hex(),
-                "entries": [e.to_dict() for e in reversed(entries)]}
+                "entries": [{**e.to_dict(), "bindings": bound.get(e.seq, [])}
+                            for e in reversed(entries)]}
 
     def names(self, mode: str = "list", query: str | None = None, limit: int = 100) -> dict:
         return self._guard(self._names, mode, query, limit)
 
     def _names(self, mode, query, limit) -> dict:
-        # Current store API: SiteMap.names() / name_history(); a store-side search would
-        # replace the filter below (issue 12 parts 1-3 rework names in the store layer).
+        from nda.store import codebase
+
         _want_choice("mode", mode, ("list", "search", "history"))
         _want_str("query", query, MAX_REF_LEN, optional=True)
         n = _want_int("limit", limit, 0)
@@ -437,19 +494,21 @@ class Tools:
         store = self._store()
         try:
             if mode == "history":
-                rows = [(query, h, s, t) for s, h, t in store.name_history(query)]
+                rows = codebase.name_history(store, query)
                 if not rows:
-                    raise UsageError(f"name '{query}' was never bound")
+                    close = codebase.suggest_names(store, query)
+                    e = UsageError(f"name '{query}' was never bound")
+                    if close:
+                        e.diagnostics = (Diagnostic(e.code, e.message, hint="did you mean "
+                                                    + " or ".join(f"'{c}'" for c in close) + "?"),)
+                    raise e
+            elif mode == "search":
+                rows = codebase.search_names(store, query, limit=len(store.names()) + 1)
             else:
-                rows = store.names()
-                if mode == "search":
-                    q = query.lower()
-                    rows = [r for r in rows if q in r[0].lower()]
+                rows = codebase.list_names(store, query or None)
         finally:
             store.close()
-        return {"ok": True, "mode": mode, "total": len(rows),
-                "names": [{"name": nm, "hash": h.hex(), "seq": s, "time_us": t}
-                          for nm, h, s, t in rows[:n]]}
+        return {"ok": True, "mode": mode, "total": len(rows), "names": rows[:n]}
 
     def callers(self, ref: str) -> dict:
         return self._guard(self._graph, ref, "callers")
@@ -458,37 +517,20 @@ class Tools:
         return self._guard(self._graph, ref, "dependencies")
 
     def _graph(self, ref, which) -> dict:
-        # Current store API: CALLS triples (TripleQueries.find_triples) between v1 identities,
-        # names from DEFINES triples and bindings; the names/triples rework would give
-        # store-level callers(addr) / dependencies(addr) to call here instead.
-        from nda.syntax.triples import CALLS, DEFINES
+        """`store.codebase.callers` / `dependencies` (every committed program's CALLS triples;
+        each term by its bound name where it has one), as `nda callers|deps --json`."""
+        from nda.store import codebase
 
         _want_str("ref", ref, MAX_REF_LEN)
         store = self._store()
         try:
-            addr = store.resolve_ref(ref)
-            v1 = store.callee_h1(addr)
-            if v1 is None:
-                raise UsageError(f"{ref}: stored, but has no v1 identity to look up in triples")
-            if which == "callers":
-                terms = sorted({t.subject for t in store.find_triples(None, CALLS, v1)})
-            else:
-                terms = sorted({t.object for t in store.find_triples(v1, CALLS, None)})
-            bound: dict[bytes, list[str]] = {}
-            for nm, h, _s, _t in store.names():
-                bound.setdefault(h, []).append(nm)
-            out = []
-            for term in terms:
-                rec = store.get_record(term)
-                defs = {t.subject for t in store.find_triples(None, DEFINES, term)}
-                names = set(store.strings_for(defs).values())
-                if rec is not None:
-                    names |= set(bound.get(rec.hash, ()))
-                out.append({"v1": f"{term:016x}", "hash": None if rec is None else rec.hash.hex(),
-                            "names": sorted(names)})
+            self._resolve(store, ref[1:] if ref.startswith("#") and not ref.startswith("#x:")
+                          else ref)
+            out = (codebase.callers if which == "callers" else codebase.dependencies)(store, ref)
         finally:
             store.close()
-        return {"ok": True, "ref": ref, "hash": addr.hex(), "v1": f"{v1:016x}", which: out}
+        return {"ok": True, "ref": ref, "hash": out["target"]["address"], "target": out["target"],
+                which: out[which], "count": len(out[which])}
 
     def verify(self) -> dict:
         return self._guard(self._verify)
@@ -518,13 +560,16 @@ class Tools:
                 "grammar": grammar_text(syntax, dialect)}
 
 
-def _snapshot_path(loaded, name: str | None) -> str:
-    """The "file" an MCP commit's live triples (CALLS, DEFINES) are kept under: the bound name,
-    else the program's hash — so one commit does not replace another's call graph (they
-    would all be `<mcp>`); committing under the same name again replaces that name's."""
-    from nda.core.hashing import program_hash
-
-    return f"mcp:name:{name}" if name else f"mcp:hash:{program_hash(loaded.sequence).hex()}"
+def _remove_store_files(path, remove_dir: bool) -> None:
+    """Delete a store this call created (and its SQLite side files, and its directory when this
+    call created that too and it is empty) — `nda commit`'s rule."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    if remove_dir:
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
 
 
 def gate_findings(loaded, input_len: int | None, limits: Limits, store) -> list:
