@@ -357,6 +357,8 @@ def test_commit_show_log_names_run_by_ref(tmp_path):
     assert o["show"]["ok"] and "call" in o["show"]["text"] and o["show"]["hash"] == o["commit"]["root"]
     assert o["run"]["ok"] and o["run"]["output_vec"] == [49.0]
     assert [e["message"] for e in o["log"]["entries"]] == ["sq"]
+    assert o["commit"]["bindings"] == [{"name": "sq7", "hash": o["commit"]["root"], "previous": None}]
+    assert [(b["name"], b["previous"]) for b in o["log"]["entries"][0]["bindings"]] == [("sq7", None)]
     # a rejected commit changes nothing and says where it stopped
     assert o["bad"]["ok"] is False and o["bad"]["stage"] == "gate"
     assert o["bad"]["error_code"] == "STACK_UNDERFLOW" and o["bad"]["diagnostics"]
@@ -364,34 +366,143 @@ def test_commit_show_log_names_run_by_ref(tmp_path):
     # names are explicit (issue 12): a commit binds only the name asked for, never main or the defs
     assert [n["name"] for n in o["list"]["names"]] == ["sq7"]
     assert [n["name"] for n in o["search"]["names"]] == ["sq7"] and o["search"]["total"] == 1
-    assert [(n["seq"], n["hash"]) for n in o["history"]["names"]] == [
-        (1, o["commit"]["root"]), (2, o["again"]["root"])]
+    assert [(n["seq"], n["hash"], n["previous"]) for n in o["history"]["names"]] == [
+        (1, o["commit"]["root"], None), (2, o["again"]["root"], o["commit"]["root"])]
+    # rebinding reports the previous target
+    assert o["again"]["bindings"] == [{"name": "sq7", "hash": o["again"]["root"],
+                                       "previous": o["commit"]["root"]}]
     assert o["verify"]["ok"] and o["verify"]["stats"]["names"] == 1
 
 
 def test_callers_and_dependencies(tmp_path):
-    tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db")))
-    c = tools.commit(GRAPH, message="graph", name="main")
+    server = build_server(ServerConfig(store_path=str(tmp_path / "s.db")))
+
+    async def go(c):
+        out = {"commit": await c.call_tool("nda_commit", {"source": GRAPH, "message": "graph",
+                                                          "name": "prog", "namespace": ""})}
+        for tool, ref in (("nda_callers", "sq"), ("nda_dependencies", "quad"),
+                          ("nda_dependencies", "sq"), ("nda_callers", "quad"), ("nda_callers", "nope"),
+                          ("nda_callers", "squad")):
+            out[tool, ref] = await c.call_tool(tool, {"ref": ref})
+        return {k: _payload(v) for k, v in out.items()}
+
+    o = _session(server, go)
+    c = o["commit"]
     assert c["ok"], c
     fn = c["functions"]
-    # names are explicit (issue 12): nda_commit binds only `name`; the functions are bound
-    # through the store API (a commit with a namespace) until the tool takes one
-    from nda.store.codebase import bind_names
-    from nda.store.sitemap import SiteMap
-
-    with SiteMap.open(str(tmp_path / "s.db")) as s:
-        bind_names(s, {"sq": bytes.fromhex(fn["sq"]), "quad": bytes.fromhex(fn["quad"])})
-    callers = tools.callers("sq")
-    assert callers["ok"] and callers["hash"] == fn["sq"]
-    assert [(x["hash"], x["names"]) for x in callers["callers"]] == [(fn["quad"], ["quad"])]
-    deps = tools.dependencies("quad")
-    assert [(x["hash"], x["names"]) for x in deps["dependencies"]] == [(fn["sq"], ["sq"])]
-    assert tools.dependencies("sq")["dependencies"] == []
-    assert [x["names"] for x in tools.callers(fn["quad"][:12])["callers"]] == [["main"]]
-    assert tools.callers("nope")["error_code"] == "INPUT_INVALID"
+    # the namespace '' binds the defs by their bare names, never main; `name` binds the root
+    assert sorted((b["name"], b["hash"]) for b in c["bindings"]) == sorted(
+        [("sq", fn["sq"]), ("quad", fn["quad"]), ("prog", c["root"])])
+    callers = o["nda_callers", "sq"]
+    assert callers["hash"] == fn["sq"] and callers["target"]["current"] == ["sq"]
+    assert [(x["address"], x["name"], x["display"]) for x in callers["callers"]] == [
+        (fn["quad"], "quad", "quad")] and callers["count"] == 1
+    deps = o["nda_dependencies", "quad"]
+    assert [(x["address"], x["display"]) for x in deps["dependencies"]] == [(fn["sq"], "sq")]
+    assert o["nda_dependencies", "sq"]["dependencies"] == []
+    # main is not bound: the committed program (the root, bound as prog) is the caller
+    assert [x["display"] for x in o["nda_callers", "quad"]["callers"]] == ["prog"]
+    assert o["nda_callers", "nope"]["error_code"] == "INPUT_INVALID"
+    assert "did you mean 'quad'" in o["nda_callers", "squad"]["diagnostics"][0]["hint"]
+    tools = Tools(ServerConfig(store_path=str(tmp_path / "s.db")))
+    assert [x["name"] for x in tools.callers(fn["quad"][:12])["callers"]] == ["prog"]
+    assert tools.callers("#" + fn["sq"])["callers"] == callers["callers"]
     # later commits do not drop the call graph of earlier ones
     assert tools.commit("(int 3)")["ok"] and tools.commit("(int 4)", name="four")["ok"]
-    assert [x["names"] for x in tools.callers("sq")["callers"]] == [["quad"]]
+    assert [x["name"] for x in tools.callers("sq")["callers"]] == ["quad"]
+
+
+LIB = "fn sumsq(n: int) -> int {\n    return n * n\n}\n\nfn main() {\n    print(sumsq(3))\n}\n"
+
+
+def test_sources_call_stored_functions_by_name(tmp_path):
+    """Issue 12 part 4: the MCP tools load sources with the store, so a call to a stored
+    function by name links to its current binding in every tool; an unbound name is a gate
+    finding with a did-you-mean over the store's names."""
+    server = build_server(ServerConfig(store_path=str(tmp_path / "s.db")))
+    text = "fn main() {\n    print(sumsq(10))\n}\n"
+    sexpr = "(print (scope (int 10) (call @sumsq)))"
+
+    async def go(c):
+        out = {"lib": await c.call_tool("nda_commit", {"source": LIB, "namespace": "", "dim": 0})}
+        for tool in ("nda_run", "nda_check", "nda_hash"):
+            out[tool, "text"] = await c.call_tool(tool, {"source": text})
+            out[tool, "sexpr"] = await c.call_tool(tool, {"source": sexpr})
+        out["format"] = await c.call_tool("nda_format", {"source": text, "to": "text"})
+        out["commit_text"] = await c.call_tool("nda_commit", {"source": text, "name": "user_t"})
+        out["commit_sexpr"] = await c.call_tool("nda_commit", {"source": sexpr, "name": "user_s"})
+        out["callers"] = await c.call_tool("nda_callers", {"ref": "sumsq"})
+        out["deps"] = await c.call_tool("nda_dependencies", {"ref": "user_t"})
+        out["lib2"] = await c.call_tool("nda_commit", {"source": LIB.replace("n * n", "n * n + 1"),
+                                                       "namespace": "", "dim": 0})
+        out["log"] = await c.call_tool("nda_log", {})
+        out["names"] = await c.call_tool("nda_names", {})
+        for tool in ("nda_run", "nda_check", "nda_commit"):
+            out[tool, "typo"] = await c.call_tool(tool, {"source": text.replace("sumsq", "sumsk")})
+        out["typo_sexpr"] = await c.call_tool("nda_run", {"source": "(call @sumsk)"})
+        return out
+
+    r = _session(server, go)
+    o = {k: _payload(v) for k, v in r.items()}
+    sumsq = o["lib"]["functions"]["sumsq"]
+    assert o["lib"]["bindings"] == [{"name": "sumsq", "hash": sumsq, "previous": None}]
+    for syntax in ("text", "sexpr"):
+        assert o["nda_run", syntax]["output_log"] == ["[print] [100.0]"], o["nda_run", syntax]
+        assert o["nda_check", syntax] == {"ok": True, "diagnostics": [], "syntax": syntax}
+    # the program holds sumsq's address: both syntaxes are the same program, as the commits are
+    assert o["nda_hash", "text"]["program_hash"] == o["nda_hash", "sexpr"]["program_hash"] == \
+        o["commit_text"]["root"] == o["commit_sexpr"]["root"]
+    assert o["format"]["text"] == text  # printed back calling by name
+    assert o["commit_text"]["sandbox"]["output_log"] == ["[print] [100.0]"]
+    assert [b["name"] for b in o["commit_sexpr"]["bindings"]] == ["user_s"]
+    # lib's main and the user program (one address, committed from text and from S-expression)
+    assert {x["address"] for x in o["callers"]["callers"]} == {o["lib"]["root"], o["commit_text"]["root"]}
+    assert {x["name"] for x in o["callers"]["callers"]} == {None, "user_s"}  # user_s: the newer name
+    assert [x["display"] for x in o["deps"]["dependencies"]] == ["sumsq"]
+    # rebinding: the answer and the log give the previous target
+    assert o["lib2"]["bindings"] == [{"name": "sumsq", "hash": o["lib2"]["functions"]["sumsq"],
+                                      "previous": sumsq}]
+    assert o["log"]["entries"][0]["bindings"][0]["previous"] == sumsq
+    assert [e["bindings"] and e["bindings"][0]["name"] for e in o["log"]["entries"]] == [
+        "sumsq", "user_s", "user_t", "sumsq"]
+    listed = {n["name"]: n for n in o["names"]["names"]}
+    assert listed["sumsq"]["previous"] == sumsq and listed["sumsq"]["seq"] == 2
+    assert listed["sumsq"]["source"] == {"name": "sumsq", "params": [["n", "int"]], "returns": "int"}
+    # an unbound name: isError, a gate finding at the call, did you mean over the store's names
+    for key in (("nda_run", "typo"), ("nda_check", "typo"), ("nda_commit", "typo"), "typo_sexpr"):
+        d = o[key]
+        assert r[key].is_error and d["error_code"] == "VALIDATION_ERROR", (key, d)
+        assert d["stage"] == "gate" and "sumsk" in d["error"], (key, d)
+        assert d["diagnostics"][0]["hint"] == "did you mean 'sumsq'?", (key, d)
+    assert o["nda_run", "typo"]["diagnostics"][0]["span"]["line"] == 2
+    assert len(o["log"]["entries"]) == 4  # the rejected commit stored nothing
+
+
+def test_names_before_the_first_commit_and_namespaces(tmp_path):
+    path = tmp_path / "new" / "s.db"
+    tools = Tools(ServerConfig(store_path=str(path)))
+    # no store yet: every name is unbound (and nothing is created)
+    d = tools.run("fn main() {\n    print(sumsq(1))\n}\n")
+    assert d["error_code"] == "VALIDATION_ERROR" and "not bound in the store" in d["error"]
+    assert tools.check("(call @sumsq)")["stage"] == "gate"
+    assert tools.commit("(call @sumsq)")["stage"] == "gate"
+    assert not path.exists() and not path.parent.exists()  # a rejected first commit leaves nothing
+    # namespace 'lib' binds lib.f (never main); calls by the qualified name link
+    c = tools.commit(LIB, namespace="lib", dim=0)
+    assert [b["name"] for b in c["bindings"]] == ["lib.sumsq"], c
+    assert tools.run("fn main() {\n    print(lib.sumsq(4))\n}\n")["output_log"] == ["[print] [16.0]"]
+    assert tools.run("(print (scope (int 5) (call @lib.sumsq)))")["output_log"] == ["[print] [25.0]"]
+    assert [n["name"] for n in tools.names("list", "lib.")["names"]] == ["lib.sumsq"]
+    assert tools.names("list", "zzz")["names"] == []
+    assert [n["name"] for n in tools.names("search", "sumsk")["names"]] == []  # not close to lib.sumsq
+    assert [n["name"] for n in tools.names("search", "SUM")["names"]] == ["lib.sumsq"]
+    d = tools.run("fn main() {\n    print(sumsq(4))\n}\n")
+    assert d["error_code"] == "VALIDATION_ERROR" and "lib.sumsq" in d["diagnostics"][0]["hint"]
+    # a namespace needs a module, and must be identifiers joined by dots
+    bad = tools.commit("(int 1)", namespace="x")
+    assert bad["error_code"] == "INPUT_INVALID" and bad["stage"] == "names"
+    assert tools.commit(LIB, namespace="1x")["error_code"] == "INPUT_INVALID"
+    assert len(tools.log()["entries"]) == 1
 
 
 def test_store_tools_without_a_store_fail_cleanly():
@@ -477,7 +588,8 @@ def test_wrong_argument_types_give_typed_failures(tmp_path):
         lambda: tools.run(None, syntax="binary"), lambda: tools.check(COUNTER, dim=-1),
         lambda: tools.check(COUNTER, dim="x"), lambda: tools.check(COUNTER, dim=10**12),
         lambda: tools.commit(COUNTER, dim=0, message=5), lambda: tools.commit(COUNTER, dim=0, name=["a"]),
-        lambda: tools.commit(COUNTER, name=""),
+        lambda: tools.commit(COUNTER, name=""), lambda: tools.commit(COUNTER, namespace="a..b"),
+        lambda: tools.commit(COUNTER, namespace=3),
         lambda: tools.show(None), lambda: tools.show(5), lambda: tools.show(["c"]),
         lambda: tools.show("x" * 10_000), lambda: tools.log(None), lambda: tools.log(float("inf")),
         lambda: tools.log([1]), lambda: tools.log(-1), lambda: tools.log("5"), lambda: tools.log(True),
