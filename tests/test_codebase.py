@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from nda.cli.app import main
 from nda.core import ir
 from nda.core.errors import VALIDATION_ERROR
+from nda.core.hashing import program_hash
 from nda.core.link import UnboundNameError
 from nda.pipeline.commit import commit, commit_stream, static_check
 from nda.pipeline.load import format_loaded, load_stored, load_text
@@ -208,12 +209,12 @@ def test_mcp_commits_no_longer_replace_each_other(tmp_path):
 
     path = str(tmp_path / "m.db")
     with SiteMap.open(path) as s:
-        fn = {k: v.hex() for k, v in _lib(s).names.items()}
+        _lib(s)  # binds sumsq and next (namespace "")
     tools = Tools(ServerConfig(store_path=path))
     seen: set = set()
-    for src in (f"(module (def a (scope (int 1) (call #{fn['sumsq']}))) (def b (scope (call @a))) "
-                f"(def main (scope (call @b) (call #{fn['next']}))))",
-                f"(print (scope (int 2) (call #{fn['sumsq']})))",
+    for src in ("(module (def a (scope (int 1) (call @sumsq))) (def b (scope (call @a))) "
+                "(def main (scope (call @b) (call @next))))",
+                "(print (scope (int 2) (call @sumsq)))",
                 "(print (int 7))"):
         d = tools.commit(src, "sexpr", dim=0)
         assert d["ok"], d
@@ -270,15 +271,23 @@ def test_every_surface_keeps_every_triple_and_verify_clean(tmp_path, monkeypatch
                                    "(call @twice)) (call @sumsq))) (call @hello))) (def hello (scope (print (int 1)))))",
                                    "sexpr", s), [], namespace="").ok
     check()
-    # MCP (the nda_commit tool through the protocol; calls by hash: linking by name is the
-    # MCP tools' part, which loads sources without the store)
+    # MCP (the nda_commit tool through the protocol; the source calls stored functions by name)
+    mcp_top = _mcp_commit(path, "(print (scope (int 4) (call @twice)))")
+    assert mcp_top["ok"], mcp_top
+    check()
+    mcp_mod = _mcp_commit(path, "(module (def main (scope (print (scope (scope (int 2) (call @sumsq)) "
+                                "(call @twice))))))")
+    assert mcp_mod["ok"], mcp_mod
+    check()
+    mcp_text = _mcp_commit(path, "fn main() {\n    print(twice(sumsq(2)))\n}\n", "text")
+    assert mcp_text["ok"] and mcp_text["root"] == mcp_mod["root"], mcp_text  # the same program
+    check()
     with SiteMap.open(path) as s:
-        sumsq, twice = s.resolve_name("sumsq").hex(), s.resolve_name("twice").hex()
-    assert _mcp_commit(path, f"(print (scope (int 4) (call #{twice})))")["ok"]
-    check()
-    assert _mcp_commit(path, f"(module (def main (scope (print (scope (scope (int 2) (call #{sumsq})) "
-                             f"(call #{twice}))))))")["ok"]
-    check()
+        twice = s.resolve_name("twice").hex()
+        # linked by name: the stored programs hold the addresses, as if written `#hash`
+        assert mcp_top["root"] == program_hash(load_text(
+            f"(print (scope (int 4) (call #{twice})))", "sexpr").sequence).hex()
+    assert _mcp_commit(path, "(call @twyce)")["diagnostics"][0]["hint"] == "did you mean 'twice'?"
     # token stream calling a stored function
     with SiteMap.open(path) as s:
         prov = T.StoreProvider(s)
@@ -294,8 +303,9 @@ def test_every_surface_keeps_every_triple_and_verify_clean(tmp_path, monkeypatch
         assert any(t.subject == token_v1 for t in s.find_triples(None, CALLS, None))
     check()
     with SiteMap.open(path) as s:
-        twice = s.resolve_name("twice")
-        assert len(codebase.callers(s, twice.hex())["callers"]) == 3  # API main, MCP top level, MCP module
+        by = {d["address"] for d in codebase.callers(s, "twice")["callers"]}
+        assert len(by) == 3  # API main, MCP top level, MCP module (= MCP text)
+        assert {mcp_top["root"], mcp_mod["root"]} < by
     assert len(history[-1]) > len(history[0])
 
 
