@@ -114,8 +114,10 @@ says which syntax was assumed.
 
 Workflow: nda_check (static gate, every finding with line:col and a hint) → nda_run (sandbox;
 the output vector is empty unless you pass `input` or `dim`; long vectors are summarised unless
-full=true) → nda_commit (gate + run + store in one transaction; `name` binds a name) →
-nda_show / nda_names / nda_log / nda_callers / nda_dependencies to explore the store.
+full=true) → nda_commit (gate + run + store in one transaction; it binds only what you ask:
+`name` for the program, `namespace` for a module's functions — '' binds them by their own names)
+→ nda_show / nda_names / nda_log / nda_callers / nda_dependencies to explore the store.
+Programs may call stored functions by bound name (`sumsq(10)`, `(call @sumsq)`).
 nda_format converts between syntaxes, nda_hash gives the content address, nda_grammar the
 formal grammar.
 
@@ -170,6 +172,7 @@ Rules that matter most (details: resource nda://reference/language and nda://ref
 - `a + b` is an exact Add; `a - b`, `a * b`, `a / b` are f32 Math (so `n - 1` is a float).
 - Functions: `fn f(a: int) -> int {{ ... return e }}`; calls `f(x)`. In S-expression form the
   arguments are pushed before `(call @f)` and the callee binds them with `(let a (scope))`.
+  A function already in the store (see nda_names) is called the same way, by its bound name.
 - Loops: `loop 10 {{ ... }}` (constant or dynamic count), `while cond {{ ... }}`, `break`.
 - Tensor nodes: `matrix[R, C]` is a GEMV on the current vector (needs an input of C values:
   pass `dim` or `input` to nda_run), `norm[N]` an RMS norm.
@@ -178,6 +181,8 @@ Steps:
 1. Call nda_check with the source. Fix every diagnostic (each has line:col and often a hint).
 2. Call nda_run with the source (add `dim`/`input` if the program reads a vector). Compare
    output_log and output_vec with what the task expects; a failure names its error_code.
-3. When it is right, call nda_commit with the source, a one-line `message` and a `name`;
-   the answer gives its content address (root) and the commit seq. nda_show NAME prints it back.
+3. When it is right, call nda_commit with the source, a one-line `message` and a `name`
+   (and `namespace: ""` to bind its functions by their own names, for later programs to call);
+   the answer gives its content address (root), the commit seq and the names it bound.
+   nda_show NAME prints it back.
 """
