@@ -340,6 +340,18 @@ def _resolve(store, ref) -> bytes:
     return store.resolve_ref(ref)
 
 
+def _one_per_address(described) -> list:
+    """Described terms sorted by display, one per stored address (a program's terms — its
+    v1 program hash and its root's — name the same code); terms without an address stay."""
+    seen, out = set(), []
+    for d in sorted(described, key=lambda d: (d["display"], d["term"])):
+        key = d.get("address") or d["term"]
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
 def callers(store, ref) -> dict:
     """Who calls `ref` (a name, H2 hex / prefix, `#x:` v1 hash, or a 32-byte address):
     {"target": {address, names}, "callers": [describe_term of each caller, sorted by display]}.
@@ -348,7 +360,7 @@ def callers(store, ref) -> dict:
     subjects = {t.subject for i in identities(store, addr) for t in store.find_triples(None, CALLS, i)}
     namer = TermNamer(store)
     return {"target": {"address": addr.hex(), **names_of(store, addr)},
-            "callers": sorted((namer(s) for s in subjects), key=lambda d: (d["display"], d["term"]))}
+            "callers": _one_per_address(namer(s) for s in subjects)}
 
 
 def dependencies(store, ref) -> dict:
@@ -358,7 +370,7 @@ def dependencies(store, ref) -> dict:
     objects = {t.object for i in identities(store, addr) for t in store.find_triples(i, CALLS, None)}
     namer = TermNamer(store)
     return {"target": {"address": addr.hex(), **names_of(store, addr)},
-            "dependencies": sorted((namer(x) for x in objects), key=lambda d: (d["display"], d["term"]))}
+            "dependencies": _one_per_address(namer(x) for x in objects)}
 
 
 __all__ = [
