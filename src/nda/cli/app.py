@@ -524,7 +524,7 @@ def _register_optional_verbs() -> None:
     import importlib
 
     for mod in ("nda.cli.store", "nda.cli.check", "nda.cli.bench", "nda.cli.tokens", "nda.cli.graph",
-                "nda.cli.grammar", "nda.mcp.server"):
+                "nda.cli.grammar", "nda.cli.batch", "nda.mcp.server"):
         try:
             m = importlib.import_module(mod)
         except ImportError as e:

@@ -164,13 +164,19 @@ class SiteMap(TripleQueries):
         self._kv_cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._callees: OrderedDict[bytes, Callee] = OrderedDict()
         self.weight_root = 0
+        self.read_only = False
 
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str, weight_root: int | None = None) -> "SiteMap":
+    def open(cls, path: str, weight_root: int | None = None, *, read_only: bool = False) -> "SiteMap":
         """Open (creating if needed) the store at `path`. `weight_root` (u64) is recorded on
-        creation; given for an existing store it must match unless the store has no token KV."""
+        creation; given for an existing store it must match unless the store has no token KV.
+        `read_only=True` opens an existing store for reading only (SQLite `mode=ro`; many
+        readers, e.g. batch workers, may share it while one writer commits): any write
+        raises `StoreError`."""
+        if read_only:
+            return cls._open_read_only(path)
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                    timeout=30.0)
@@ -181,6 +187,28 @@ class SiteMap(TripleQueries):
             store._init_schema(weight_root)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path}: cannot open store: {e}") from e
+        return store
+
+    @classmethod
+    def _open_read_only(cls, path: str) -> "SiteMap":
+        from pathlib import Path
+        from urllib.parse import quote
+
+        p = Path(path)
+        if not p.is_file():
+            raise StoreError(f"{path}: no such store")
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True,
+                                   isolation_level=None, check_same_thread=False, timeout=30.0)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{path}: cannot open store read-only: {e}") from e
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            conn.close()
+            raise StoreError(f"{path}: unsupported schema_version {meta.get('schema_version')}")
+        store = cls(conn, str(path))
+        store.weight_root = int(meta.get("weight_root") or "0", 16)
+        store.read_only = True
         return store
 
     def _init_schema(self, weight_root: int | None) -> None:
@@ -247,6 +275,8 @@ class SiteMap(TripleQueries):
         with self._lock:
             if self._conn is None:
                 raise StoreError("store is closed")
+            if self.read_only:
+                raise StoreError(f"{self.path}: store is open read-only")
             if self._tx is not None:  # join the open transaction
                 try:
                     yield self._tx

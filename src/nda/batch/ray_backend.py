@@ -1,0 +1,113 @@
+"""The Ray backend of `run_many`: one Ray actor per worker, programs shipped in chunks.
+
+In: the number of workers (None → every CPU of the Ray cluster), a `WorkerConfig`, an
+address. Ray is imported here only, lazily: without it, `RayActors` raises ImportError
+naming `pip install "nda-toolchain[ray]"`.
+Out: the slot protocol `runner._dispatch` drives (`submit`, `wait`, `replace`, `close`, `n`).
+
+Which Ray: an instance this process already initialized (`ray.init(address=…)` before
+`run_many`) is used as it is and left running; otherwise `ray.init(address=address)` when an
+address is given (or `RAY_ADDRESS` is set — Ray's own convention), else a local instance is
+started with `num_cpus=workers` and shut down when the batch ends. Each actor (`num_cpus=1`)
+holds one `Worker` (its `Engine`, the store opened read-only: the store path must be readable
+on every node). A dead actor (`RayActorError`, e.g. its process was killed) is killed for
+good and replaced; `runner` retries its chunk program by program.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nda.batch.worker import Worker, WorkerConfig
+
+INSTALL_HINT = 'backend="ray" needs Ray: pip install "nda-toolchain[ray]"'
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return ray
+
+
+class BatchActor:
+    """The body of one Ray actor (made remote by `RayActors`)."""
+
+    def __init__(self, config: WorkerConfig):
+        self.worker = Worker(config)
+
+    def run_chunk(self, items) -> list:
+        return self.worker.run_chunk(items)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayActors:
+    """Ray actors addressed by slot (see the module docstring)."""
+
+    def __init__(self, workers: int | None, config: WorkerConfig, address: str | None = None,
+                 ray_module=None):
+        ray = self.ray = ray_module or import_ray()
+        self.started = False
+        if not ray.is_initialized():
+            if address is None and not os.environ.get("RAY_ADDRESS"):
+                from nda.batch.runner import default_workers
+
+                ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
+                         logging_level="WARNING", log_to_driver=True)
+            else:
+                ray.init(address=address, logging_level="WARNING")
+            self.started = True
+        self.n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._config = config
+        self._cls = ray.remote(num_cpus=1, max_restarts=0)(BatchActor)
+        self._actors = [self._cls.remote(config) for _ in range(self.n)]
+        self._refs: dict = {}  # ObjectRef → slot
+
+    def submit(self, slot: int, chunk: list) -> None:
+        self._refs[self._actors[slot].run_chunk.remote(chunk)] = slot
+
+    def wait(self) -> list:
+        ray = self.ray
+        ready, _ = ray.wait(list(self._refs), num_returns=1)
+        more, _ = ray.wait([r for r in self._refs if r not in ready], num_returns=len(self._refs) - len(ready),
+                           timeout=0) if len(self._refs) > len(ready) else ([], [])
+        events = []
+        for ref in list(ready) + list(more):
+            slot = self._refs.pop(ref)
+            try:
+                events.append((slot, ray.get(ref), None))
+            except ray.exceptions.RayError as e:  # the actor died (or its task could not run)
+                events.append((slot, None, _first_line(e)))
+        return events
+
+    def pids(self) -> list[int]:
+        return self.ray.get([a.pid.remote() for a in self._actors])
+
+    def replace(self, slot: int) -> None:
+        try:
+            self.ray.kill(self._actors[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 — already gone
+            pass
+        self._actors[slot] = self._cls.remote(self._config)
+
+    def close(self) -> None:
+        for a in self._actors:
+            try:
+                self.ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self._actors = []
+        self._refs = {}
+        if self.started:
+            self.ray.shutdown()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+__all__ = ["RayActors", "BatchActor", "import_ray", "INSTALL_HINT"]
