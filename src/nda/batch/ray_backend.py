@@ -65,6 +65,16 @@ class RayActors:
         self._cls = ray.remote(num_cpus=1, max_restarts=0)(BatchActor)
         self._actors = [self._cls.remote(config) for _ in range(self.n)]
         self._refs: dict = {}  # ObjectRef → slot
+        self._ready(self._actors)
+
+    def _ready(self, actors) -> None:
+        """Wait until `actors` are built: a failure to start (nda not importable on a node, an
+        unreadable store) is a RuntimeError now, not a dead worker per program."""
+        try:
+            self.ray.get([a.pid.remote() for a in actors])
+        except self.ray.exceptions.RayError as e:
+            self.close()
+            raise RuntimeError(f"Ray batch actor failed to start: {_first_line(e)}") from e
 
     def submit(self, slot: int, chunk: list) -> None:
         self._refs[self._actors[slot].run_chunk.remote(chunk)] = slot
@@ -92,6 +102,7 @@ class RayActors:
         except Exception:  # noqa: BLE001 — already gone
             pass
         self._actors[slot] = self._cls.remote(self._config)
+        self._ready([self._actors[slot]])
 
     def close(self) -> None:
         for a in self._actors:

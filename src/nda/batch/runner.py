@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from nda.batch.worker import BatchResult, Source, Worker, WorkerConfig
+from nda.batch.worker import BatchResult, Source, Worker, WorkerConfig, unsupported_message
 from nda.core import errors as E
 from nda.runtime.state import Limits
 
@@ -179,7 +179,9 @@ def _portable(program):
     if isinstance(program, ir.Node):
         return encode_program((program,))
     seq = getattr(program, "sequence", program)
-    return encode_program(tuple(seq))
+    if isinstance(seq, (tuple, list)) and all(isinstance(n, ir.Node) for n in seq):
+        return encode_program(tuple(seq))
+    return BatchResult.failure(0, "input", E.INPUT_INVALID, unsupported_message(program))
 
 
 def _items(programs, inputs, ids, limits: Limits, portable: bool):

@@ -76,6 +76,10 @@ class BatchResult(SandboxResult):
         d["diagnostics"] = list(self.diagnostics)
         return d
 
+    def __repr__(self) -> str:
+        return (f"BatchResult(index={self.index}, id={self.id!r}, stage={self.stage!r}, "
+                + super().__repr__()[len("SandboxResult("):])
+
     def comparable(self) -> tuple:
         """Everything but timing: equal for the same program on any backend."""
         return (self.index, self.id, self.stage, self.program_hash, self.tier,
@@ -176,6 +180,8 @@ class Worker:
             return program
         try:
             seq, resolver, linked, names = self._load(program)
+        except _Unsupported as e:
+            return BatchResult.failure(index, "input", e.code, e.message, tier=self.tier_code)
         except NdaError as e:
             return self._failure(index, "parse", e)
         except Exception as e:  # a front end that crashed: report it as a panic, go on
@@ -252,8 +258,16 @@ class Worker:
                     dict(getattr(program, "names", None) or {}))
         if isinstance(program, (tuple, list)) and all(isinstance(n, ir.Node) for n in program):
             return tuple(program), store, None, {}
-        raise NdaError(f"cannot run a {type(program).__name__} (expected program text, a stored "
-                       "name or hash, binary v2 bytes, IR nodes or a module)", E.INPUT_INVALID)
+        raise _Unsupported(unsupported_message(program), E.INPUT_INVALID)
+
+
+class _Unsupported(NdaError):
+    pass
+
+
+def unsupported_message(program) -> str:
+    return (f"cannot run a {type(program).__name__} (expected program text, Source, a stored name or "
+            "hash, a file path, binary v2 bytes, a Loaded program, IR nodes or a module)")
 
 
 def _parts(loaded) -> tuple:
