@@ -390,3 +390,18 @@ def test_cli_commit_stores_passing_programs(jobfile, tmp_path):
                 assert "stored" not in x
         assert s.verify() == []
     assert cli(jobfile, "--commit", "--no-gate", "--store", db).exit_code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# nda bench batch
+
+
+def test_bench_programs_are_the_same_programs_as_their_python_twins():
+    from nda.batch.bench import measure, programs
+
+    sx, py = programs(seed=7, n=5)
+    assert sx != programs(seed=8, n=5)[0]  # every run draws fresh programs
+    m = measure(runs=1, n=30, backends=("serial", "process"), workers=2)
+    assert m["cpython"]["agree"] == 30  # NDA output = float32 of the Python result, every program
+    assert m["process×2"]["identical"] and m["serial"]["ok"] == 30
+    assert 90 <= m["meta"]["mean_nodes"] <= 115

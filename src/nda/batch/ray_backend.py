@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from nda.batch.worker import Worker, WorkerConfig
+from nda.batch.worker import Worker, WorkerConfig, default_workers
 
 INSTALL_HINT = 'backend="ray" needs Ray: pip install "nda-toolchain[ray]"'
 
@@ -53,8 +53,6 @@ class RayActors:
         self.started = False
         if not ray.is_initialized():
             if address is None and not os.environ.get("RAY_ADDRESS"):
-                from nda.batch.runner import default_workers
-
                 ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
                          logging_level="WARNING", log_to_driver=True)
             else:

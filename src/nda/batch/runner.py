@@ -32,19 +32,13 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from nda.batch.worker import BatchResult, Source, Worker, WorkerConfig, unsupported_message
+from nda.batch.worker import (BatchResult, Source, Worker, WorkerConfig, default_workers,
+                              unsupported_message)
 from nda.core import errors as E
 from nda.runtime.state import Limits
 
 BACKENDS = ("serial", "process", "ray")
 DEFAULT_CHUNK = 32
-
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def run_many(programs: Iterable, inputs=None, *, limits: Limits | dict | None = None, tier: str = "auto",

@@ -112,6 +112,16 @@ class WorkerConfig:
     hook: Callable | None = None       # testing only: called as hook(index, program) first
 
 
+def default_workers() -> int:
+    """The cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def detect_syntax(text: str) -> str:
     """"sexpr" or "text" for program text (see `Source`)."""
     i, n = 0, len(text)
@@ -280,4 +290,4 @@ def _encode(seq, linked) -> bytes:
     return encode_module(linked) if linked is not None else encode_program(seq)
 
 
-__all__ = ["BatchResult", "Source", "Worker", "WorkerConfig", "detect_syntax", "STAGES", "TIMING_FIELDS"]
+__all__ = ["BatchResult", "Source", "Worker", "WorkerConfig", "detect_syntax", "default_workers", "STAGES", "TIMING_FIELDS"]

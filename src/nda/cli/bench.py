@@ -20,7 +20,8 @@ def register(main: click.Group) -> None:
                   help="Also draw the ratios to FILE (.svg or .png; needs matplotlib, the pictures extra).")
     @json_option
     def bench(names, runs, tiers, plot_path, as_json):
-        """Run the benchmark suite (block4, loop100k, calls10k)."""
+        """Run the benchmark suite (block4, loop100k, nested, calls10k, compile; `batch` —
+        run_many on 4,000 fresh programs against CPython — only when named)."""
         from rich.table import Table
 
         from nda.cli.benchsuite import BENCHMARKS, rows_to_json, run_suite
@@ -70,6 +71,7 @@ def register(main: click.Group) -> None:
         for r in rows:
             ratio = "" if r.ratio is None else f"{r.ratio:.2f}× vs {r.baseline}"
             met = "" if r.met is None else ("[green]yes[/green]" if r.met else "[red]no[/red]")
-            table.add_row(r.bench, r.tier, f"{r.median_us:,.1f}", f"{r.min_us:,.1f}", ratio, r.target or "", met)
+            tier = r.tier + (f" · {r.extra['programs_per_s']:,.0f} programs/s" if "programs_per_s" in r.extra else "")
+            table.add_row(r.bench, tier, f"{r.median_us:,.1f}", f"{r.min_us:,.1f}", ratio, r.target or "", met)
         make_console().print(table)
         raise Exit(0)

@@ -392,13 +392,49 @@ def bench_calls(runs: int, tiers: list[str]) -> list[Row]:
     return rows
 
 
+def bench_batch(runs: int, tiers) -> list[Row]:
+    """`run_many` on 4,000 fresh programs per run: serial, process pool, Ray, against CPython
+    compile+exec of the same programs (see `nda.batch.bench`; runs capped at 3)."""
+    from nda.batch.bench import MAX_RUNS, measure
+
+    m = measure(min(runs, MAX_RUNS))
+    meta, n = m.pop("meta"), m["cpython"]
+    cp = statistics.median(n["times_s"])
+    rows = []
+    serial_rate = None
+    for name, d in m.items():
+        t = d["times_s"]
+        med = statistics.median(t)
+        rate = meta["programs"] / med
+        row = Row("batch", name, len(t), med * 1e6, min(t) * 1e6, max(t) * 1e6, cp / med, "cpython",
+                  extra={"programs_per_s": rate, "programs": meta["programs"], "workers": meta["workers"],
+                         "mean_nodes": meta["mean_nodes"]})
+        if name == "cpython":
+            row.ratio, row.baseline = None, None
+            row.extra["agree_with_serial"] = d["agree"]
+        else:
+            row.extra.update(identical_to_serial=d["identical"], succeeded=d.get("ok"),
+                             first_result_s=statistics.median(d["first_result_s"]))
+        if name == "serial":
+            serial_rate = rate
+            row.target, row.met = "≥ 1× cpython", med <= cp
+        elif name.startswith(("process", "ray")) and serial_rate:
+            want = 0.8 * meta["workers"] * serial_rate
+            row.target = f"≥ 0.8 × {meta['workers']} cores × serial; identical"
+            row.met = rate >= want and d["identical"]
+            row.extra["vs_serial"] = rate / serial_rate
+        rows.append(row)
+    return rows
+
+
 BENCHMARKS = {"block4": bench_block4, "loop100k": bench_loop, "nested": bench_nested,
-              "calls10k": bench_calls, "compile": bench_compile}
+              "calls10k": bench_calls, "compile": bench_compile, "batch": bench_batch}
+OPT_IN = ("batch",)  # long (thousands of programs per backend): run only when named
 FIXED_TIERS = ("interp", "closure", "native")
 
 
 def run_suite(names=None, runs: int = 20, tiers=None, progress=None) -> list[Row]:
-    names = list(names or BENCHMARKS)
+    names = list(names or [n for n in BENCHMARKS if n not in OPT_IN])
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
