@@ -2,7 +2,9 @@
 
 In: the number of workers, a `WorkerConfig`, a multiprocessing start method (default
 "forkserver" where available, else "spawn": never a plain fork of a parent that may hold
-threads and an open SQLite connection).
+threads and an open SQLite connection). The fork server preloads the pipeline (`PRELOAD`), so
+a worker — a first one or a replacement — starts in milliseconds; like every forkserver child,
+it sees the environment variables of the moment the fork server started.
 Out: the slot protocol `runner._dispatch` drives — `submit(slot, chunk)`, `wait()` → events
 `(slot, results, None)` or `(slot, None, reason)` when the worker died, `replace(slot)`,
 `close()`.
@@ -21,6 +23,9 @@ from multiprocessing.connection import wait as mp_wait
 
 from nda.batch.worker import Worker, WorkerConfig
 
+PRELOAD = ("nda.batch.worker", "nda.pipeline.load", "nda.pipeline.commit", "nda.syntax.sexpr",
+           "nda.syntax.text", "nda.analysis.gate", "nda.sandbox.runner", "nda.tiers.interp",
+           "nda.tiers.closure", "nda.tiers.native", "nda.store.sitemap")
 JOIN_TIMEOUT_S = 5.0
 MAX_START_FAILURES = 3
 STOP_TIMEOUT_S = 1.0  # a worker asked to stop that is still busy after this is killed
@@ -65,6 +70,10 @@ class ProcessPool:
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            # import the pipeline once in the fork server: each worker then starts in
+            # milliseconds instead of re-importing it (no effect if the server already runs)
+            self._ctx.set_forkserver_preload(list(PRELOAD))
         self._config = config
         self.n = n
         self._procs: list = [None] * n

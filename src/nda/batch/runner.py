@@ -21,7 +21,7 @@ Pool backends ship programs in chunks of `chunksize` (items are made picklable f
 encoded to binary v2, a `Loaded` becomes its `Source` or stored ref). When a worker dies
 (killed, out of memory, a crash in native code) it is replaced; the programs of its chunk are
 retried one by one in fresh workers, and a program whose worker dies `retries + 1` times gets
-`panicked=True`, error_code INTERNAL, stage "worker" (decisions.md D-batch-1).
+`panicked=True`, error_code INTERNAL, stage "worker" (decisions.md B.2).
 """
 
 from __future__ import annotations
