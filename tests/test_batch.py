@@ -132,6 +132,14 @@ def test_program_forms_are_the_same_program_on_every_backend():
     assert (serial[8].stage, serial[8].error_code) == ("input", "INPUT_INVALID")
 
 
+def test_compiled_code_is_reused_within_a_worker():
+    p = ("(matrix 128 896 :sign aa :extra 55) (norm 128 :weight ff :bias 00) "
+         "(let s (int 0)) (loop 3 (store s (add (load s) (int 1))))")
+    rs = list(run_many([p] * 4, backend="process", workers=1, tier="closure"))
+    assert all(r.is_success() and r.tier == 1 for r in rs)
+    assert rs[0].compile_us > 0 and all(r.compile_us <= 1 for r in rs[1:])  # the worker's Engine
+
+
 def test_detect_syntax():
     assert detect_syntax("; c\n  (int 1)") == "sexpr"
     assert detect_syntax("// c\nfn main() { 1 }") == "text"
