@@ -137,7 +137,8 @@ def test_compiled_code_is_reused_within_a_worker():
          "(let s (int 0)) (loop 3 (store s (add (load s) (int 1))))")
     rs = list(run_many([p] * 4, backend="process", workers=1, tier="closure"))
     assert all(r.is_success() and r.tier == 1 for r in rs)
-    assert rs[0].compile_us > 0 and all(r.compile_us <= 1 for r in rs[1:])  # the worker's Engine
+    # the first run compiles (tens of ms); the others find it in the worker's Engine (µs)
+    assert all(r.compile_us * 20 < rs[0].compile_us for r in rs[1:])
 
 
 def test_detect_syntax():
@@ -274,6 +275,8 @@ def test_ray_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r'pip install "nda-toolchain\[ray\]"'):
         RayActors(2, None)
+    with pytest.raises(ImportError, match=r'pip install "nda-toolchain\[ray\]"'):
+        run_many(PROGRAMS, backend="ray")  # at once, before any program
 
 
 @pytest.fixture(scope="module")

@@ -83,8 +83,9 @@ def run_many(programs: Iterable, inputs=None, *, limits: Limits | dict | None = 
 
         make = lambda: ProcessPool(n, config, start_method)  # noqa: E731
     else:
-        from nda.batch.ray_backend import RayActors
+        from nda.batch.ray_backend import RayActors, import_ray
 
+        import_ray()  # ImportError now (naming the extra to install) when Ray is missing
         make = lambda: RayActors(workers, config, ray_address)  # noqa: E731
     return _run_pool(make, items, size, ordered, retries)
 
