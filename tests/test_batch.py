@@ -120,14 +120,16 @@ def test_program_forms_are_the_same_program_on_every_backend():
     from nda.syntax.sexpr import parse_sexpr
 
     module = parse_sexpr(SUM_MODULE).module
+    import nda
+
     forms = [text, Source(text, "text"), seq, list(seq), ir.Scope(seq), module, load_text(SUM_MODULE),
-             b"not a container", 42]
+             b"not a container", 42, nda.parse(SUM_MODULE)]
     serial = list(run_many(forms, backend="serial"))
     pooled = list(run_many(forms, backend="process", workers=2, chunksize=2))
     same(serial, pooled)
     assert serial[0].program_hash == serial[1].program_hash == serial[2].program_hash == serial[3].program_hash
     assert serial[0].output_log == ["[print] [5.0]"]
-    assert serial[5].output_log == serial[6].output_log == ["[print] [10.0]"]
+    assert serial[5].output_log == serial[6].output_log == serial[9].output_log == ["[print] [10.0]"]
     assert serial[7].error_code == "DECODE_ERROR"
     assert (serial[8].stage, serial[8].error_code) == ("input", "INPUT_INVALID")
 

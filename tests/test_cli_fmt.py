@@ -174,6 +174,8 @@ def test_every_verb_answers_json(tmp_path, monkeypatch):
 
     spec_vectors = vector_path("spec")
     vec.write_text("".join(spec_vectors.read_text().splitlines(keepends=True)[:3]))
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"id": 1, "source": "(int 1)"}\n')
     root = {}
 
     def committed():
@@ -198,6 +200,7 @@ def test_every_verb_answers_json(tmp_path, monkeypatch):
         ("bench", lambda: ["block4", "--runs", "1", "--tier", "interp"], 0),
         ("conformance", lambda: ["--tier", "interp", vec], 0),
         ("grammar", lambda: ["--syntax", "sexpr", "--dialect", "gbnf"], 0),
+        ("batch", lambda: [jobs, "--backend", "serial"], 0),
     ]
     assert {c[0] for c in calls} <= set(main.commands)
     # every verb that answers on stdout is called (mcp speaks the protocol there; tokens is a group)

@@ -152,6 +152,8 @@ def _portable(program):
     """A program as something cheap and safe to pickle for a pool worker."""
     from nda.pipeline.load import Loaded
 
+    if isinstance(getattr(program, "loaded", None), Loaded):  # nda.Program
+        program = program.loaded
     if isinstance(program, (str, bytes, Source, BatchResult)):
         return program
     if isinstance(program, os.PathLike):

@@ -37,7 +37,8 @@ class BatchResult(SandboxResult):
     else None); `stage`: what decided the result — `input` (a bad job line or input vector),
     `parse` (front end or decoder), `gate` (static validation; nothing ran, VALIDATION_ERROR),
     `run` (the sandbox ran it), `worker` (the worker process died while running it);
-    `diagnostics`: the gate's or front end's findings as dicts (`Diagnostic.to_dict`).
+    `diagnostics`: the gate's or front end's findings as dicts (`Diagnostic.to_dict`); a run
+    failure has none (`error_node` is not kept: locating it may need a second run).
     `program_hash` is the program's H2 (hex), "" when it did not parse.
     Picklable (slots only) and JSON-able (`to_dict`).
     """
@@ -81,8 +82,9 @@ class BatchResult(SandboxResult):
                 + super().__repr__()[len("SandboxResult("):])
 
     def comparable(self) -> tuple:
-        """Everything but timing: equal for the same program on any backend."""
-        return (self.index, self.id, self.stage, self.program_hash, self.tier,
+        """Everything but timing and the tier that ran (with tier auto, it depends on what a
+        worker compiled before): equal for the same program on any backend."""
+        return (self.index, self.id, self.stage, self.program_hash,
                 tuple(map(repr, self.diagnostics)), self.fuel_used) + self.observable()
 
 
@@ -206,6 +208,7 @@ class Worker:
                   tier=self.tier, optimize=self.config.optimize,
                   collect_kind_counts=self.config.collect_kind_counts, engine=self.engine)
         out = BatchResult.from_sandbox(res, index)
+        out.error_node = None  # an IR node: not shipped (a run failure is described by error/error_code)
         if self.config.keep_program and out.is_success():
             out.encoded = (_encode(seq, linked), tuple(sorted(set(names.values()))))
         return out
@@ -235,6 +238,8 @@ class Worker:
         from nda.pipeline import load
 
         store = self.store
+        if isinstance(getattr(program, "loaded", None), load.Loaded):  # nda.Program
+            program = program.loaded
         if isinstance(program, Source):
             kind = detect_syntax(program.text) if program.kind == "auto" else program.kind
             return _parts(load.load_text(program.text, kind, store, program.file))

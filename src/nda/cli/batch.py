@@ -229,7 +229,7 @@ class _NoProgress:
 def _progress(show: bool, total: int):
     if not show:
         return _NoProgress()
-    from rich.console import Console
+    from nda.cli.app import console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
     from rich.text import Text
@@ -240,13 +240,14 @@ def _progress(show: bool, total: int):
             return Text(f"{speed:,.0f} programs/s" if speed else "… programs/s")
 
     return Progress(TextColumn("[bold]nda batch"), BarColumn(), MofNCompleteColumn(), Rate(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True),
                     transient=False, redirect_stdout=False, redirect_stderr=False)
 
 
 def _print_summary(summary, backend: str, to_stderr: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from nda.cli.app import console
 
     t = Table(title=f"nda batch ({backend})", show_header=True)
     t.add_column("result")
@@ -265,4 +266,4 @@ def _print_summary(summary, backend: str, to_stderr: bool) -> None:
     t.add_row("total", f"{summary.total:,}")
     t.add_row("time", f"{summary.elapsed_s:.2f} s")
     t.add_row("throughput", f"{summary.rate:,.0f} programs/s")
-    Console(stderr=to_stderr, highlight=False).print(t)
+    console(stderr=to_stderr, highlight=False).print(t)
