@@ -109,7 +109,13 @@ def register(main: click.Group) -> None:
             if writer_store is not None:
                 writer_store.close()
         d = summary.to_dict()
-        d.update(backend=backend, workers=workers, output=output)
+        if backend == "serial":
+            workers = 1
+        elif workers is None and backend == "process":
+            from nda.batch.worker import default_workers
+
+            workers = default_workers()
+        d.update(backend=backend, workers=workers, output=output)  # Ray's default: None (its CPUs)
         if as_json:
             if results_json is not None:
                 d["results"] = results_json
