@@ -92,6 +92,17 @@ def test_process_pool_matches_serial_in_order(serial_mixed):
     same(serial_mixed, rs)
 
 
+def test_stopping_early_stops_the_workers():
+    import multiprocessing as mp
+
+    before = len(mp.active_children())
+    it = run_many(PROGRAMS, backend="process", workers=2, chunksize=2)
+    assert next(it).index == 0
+    assert len(mp.active_children()) == before + 2
+    it.close()
+    assert len(mp.active_children()) == before
+
+
 def test_unordered_yields_every_index_once():
     progs = PROGRAMS[:12]
     rs = list(run_many(progs, backend="process", workers=2, chunksize=1, ordered=False))
@@ -113,7 +124,7 @@ def test_inputs_per_program_and_bad_input():
         list(run_many(progs, [[1.0]], backend="serial"))
 
 
-def test_program_forms_are_the_same_program_on_every_backend():
+def test_program_forms_are_the_same_program_on_every_backend(tmp_path):
     text = "fn main() {\n    let s = 0\n    loop 5 {\n        s = s + 1\n    }\n    print(s)\n}\n"
     seq = load_text("(let s (int 0)) (loop 5 (store s (add (load s) (int 1)))) (print (load s))").sequence
     from nda.syntax.sexpr import parse_sexpr
@@ -123,6 +134,9 @@ def test_program_forms_are_the_same_program_on_every_backend():
 
     forms = [text, Source(text, "text"), seq, list(seq), ir.Scope(seq), module, load_text(SUM_MODULE),
              b"not a container", 42, nda.parse(SUM_MODULE)]
+    f = tmp_path / "count.nda"
+    f.write_text(text)
+    forms += [str(f), f, str(tmp_path / "missing.nda")]  # files: read by the parent for a pool
     serial = list(run_many(forms, backend="serial"))
     pooled = list(run_many(forms, backend="process", workers=2, chunksize=2))
     same(serial, pooled)
@@ -131,6 +145,8 @@ def test_program_forms_are_the_same_program_on_every_backend():
     assert serial[5].output_log == serial[6].output_log == serial[9].output_log == ["[print] [10.0]"]
     assert serial[7].error_code == "DECODE_ERROR"
     assert (serial[8].stage, serial[8].error_code) == ("input", "INPUT_INVALID")
+    assert serial[10].program_hash == serial[11].program_hash == serial[0].program_hash
+    assert (serial[12].stage, serial[12].error_code) == ("parse", "INPUT_INVALID")
 
 
 def test_compiled_code_is_reused_within_a_worker():

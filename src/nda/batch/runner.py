@@ -27,6 +27,7 @@ retried one by one in fresh workers, and a program whose worker dies `retries + 
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from typing import Iterable, Iterator
 
@@ -101,11 +102,11 @@ def _store_arg(store):
     if isinstance(store, (str, os.PathLike)):
         from nda.store.sitemap import SiteMap
 
-        path = os.fspath(store)
+        path = os.path.abspath(os.fspath(store))  # workers may run elsewhere (Ray)
         SiteMap.open(path, read_only=True).close()  # StoreError now if it cannot be read
         return None, path
     path = getattr(store, "path", None)
-    return store, path
+    return store, None if path is None else os.path.abspath(path)
 
 
 def _as_vector(x, limits: Limits):
@@ -154,10 +155,12 @@ def _portable(program):
 
     if isinstance(getattr(program, "loaded", None), Loaded):  # nda.Program
         program = program.loaded
+    if isinstance(program, os.PathLike):
+        program = os.fspath(program)
+    if isinstance(program, str) and _FILE_REF.fullmatch(program):
+        return _read_file(program)
     if isinstance(program, (str, bytes, Source, BatchResult)):
         return program
-    if isinstance(program, os.PathLike):
-        return os.fspath(program)
     if isinstance(program, Loaded):
         if program.source is not None:
             return Source(program.source, program.kind if program.kind in ("sexpr", "text") else "auto",
@@ -179,6 +182,23 @@ def _portable(program):
     if isinstance(seq, (tuple, list)) and all(isinstance(n, ir.Node) for n in seq):
         return encode_program(tuple(seq))
     return BatchResult.failure(0, "input", E.INPUT_INVALID, unsupported_message(program))
+
+
+_FILE_REF = re.compile(r"\S+\.(?:nda|sexpr|ndab)", re.IGNORECASE)
+
+
+def _read_file(path: str):
+    """A program file read here, so that workers (possibly on other machines) need not see it:
+    its text as a `Source`, or its bytes; the path itself when it cannot be read (the worker
+    reports that as it would)."""
+    try:
+        data = open(path, "rb").read()
+    except OSError:
+        return path
+    kind = {".nda": "text", ".sexpr": "sexpr"}.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        return data
+    return Source(data.decode("utf-8", errors="replace"), kind, path)
 
 
 def _items(programs, inputs, ids, limits: Limits, portable: bool):

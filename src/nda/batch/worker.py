@@ -15,6 +15,7 @@ pool (`pool.py`) and the Ray actors (`ray_backend.py`) all run `Worker.run_chunk
 from __future__ import annotations
 
 import re
+from os import PathLike, fspath
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -240,6 +241,8 @@ class Worker:
         store = self.store
         if isinstance(getattr(program, "loaded", None), load.Loaded):  # nda.Program
             program = program.loaded
+        if isinstance(program, PathLike):
+            return _parts(load.load_path(fspath(program), store))
         if isinstance(program, Source):
             kind = detect_syntax(program.text) if program.kind == "auto" else program.kind
             return _parts(load.load_text(program.text, kind, store, program.file))
