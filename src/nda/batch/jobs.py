@@ -163,11 +163,12 @@ def done_ids(out_path: str) -> set:
         except ValueError:
             continue
         if isinstance(obj, dict) and "id" in obj:
-            ids.add(_key(obj["id"]))
+            ids.add(job_key(obj["id"]))
     return ids
 
 
-def _key(job_id) -> str:
+def job_key(job_id) -> str:
+    """The form in which ids are compared (an id is any JSON value)."""
     return json.dumps(job_id, sort_keys=True)
 
 
@@ -266,5 +267,5 @@ class Summary:
                 "programs_per_s": round(self.rate, 1)}
 
 
-__all__ = ["Job", "read_jobs", "count_jobs", "done_ids", "result_line", "Committer", "Summary",
+__all__ = ["Job", "read_jobs", "count_jobs", "done_ids", "job_key", "result_line", "Committer", "Summary",
            "EXTENSIONS"]

@@ -78,7 +78,7 @@ def register(main: click.Group) -> None:
 
         def unskipped():
             for j in J.read_jobs(source):
-                if skip and J._key(j.id) in skip:
+                if skip and J.job_key(j.id) in skip:
                     summary.skipped += 1
                 else:
                     yield j
