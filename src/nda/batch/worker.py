@@ -126,20 +126,10 @@ def default_workers() -> int:
 
 
 def detect_syntax(text: str) -> str:
-    """"sexpr" or "text" for program text (see `Source`)."""
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t\r\n\ufeff":
-            i += 1
-        elif c == ";" or text.startswith("//", i):
-            j = text.find("\n", i)
-            if j < 0:
-                break
-            i = j + 1
-        else:
-            return "sexpr" if c == "(" else "text"
-    return "sexpr"
+    """"sexpr" or "text" for program text: the rule of `nda run -` (`pipeline.load.guess_kind`)."""
+    from nda.pipeline.load import guess_kind
+
+    return guess_kind(text)
 
 
 class Worker:
