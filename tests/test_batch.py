@@ -74,7 +74,7 @@ def test_bad_programs_never_stop_the_batch(serial_mixed):
     by = {i: serial_mixed[i] for i in BAD}
     assert (by[3].stage, by[3].error_code, by[3].program_hash) == ("parse", "PARSE_ERROR", "")
     assert by[3].diagnostics and by[3].diagnostics[0]["code"] == "PARSE_ERROR"
-    assert (by[7].stage, by[7].error_code, by[7].executed_nodes) == ("gate", "VALIDATION_ERROR", 0)
+    assert (by[7].stage, by[7].error_code, by[7].executed_nodes) == ("gate", "UNDEFINED_VARIABLE", 0)
     assert "undefined variable" in by[7].error and len(by[7].program_hash) == 64
     assert (by[11].stage, by[11].error_code) == ("run", "FUEL_EXHAUSTED")  # a limit hit
     assert sum(r.is_success() for r in serial_mixed) == len(PROGRAMS) - len(BAD)
@@ -263,7 +263,7 @@ def test_store_shared_read_only_by_workers(stored):
     with SiteMap.open(path) as s:
         assert (s.stats(), s.root()) == before
     no_store = list(run_many(progs[:1], backend="serial"))
-    assert no_store[0].error_code == "VALIDATION_ERROR"  # the gate: the call target is unknown
+    assert (no_store[0].stage, no_store[0].error_code) == ("gate", "CALL_TARGET_NOT_FOUND")
 
 
 def test_read_only_store_refuses_writes(stored):
@@ -383,7 +383,7 @@ def test_cli_json_summary_and_progress_do_not_mix(jobfile):
                                                   "--progress", "--fuel", "5000"], catch_exceptions=False)
     summary = json.loads(r.stdout)  # exactly one JSON object on stdout
     assert summary["ok"] is False and summary["total"] == 17 and summary["succeeded"] == 13
-    assert summary["failed"] == {"FUEL_EXHAUSTED": 1, "INPUT_INVALID": 1, "PARSE_ERROR": 1, "VALIDATION_ERROR": 1}
+    assert summary["failed"] == {"FUEL_EXHAUSTED": 1, "INPUT_INVALID": 1, "PARSE_ERROR": 1, "UNDEFINED_VARIABLE": 1}
     assert len(summary["results"]) == 17 and summary["programs_per_s"] > 0
     assert "programs/s" in r.stderr  # the progress bar went to stderr
 

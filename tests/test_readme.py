@@ -37,7 +37,7 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
     'nda log': (0, ["fib"]),
     'nda verify': (0, ["ok"]),
     'nda bench block4': (0, ["block4"]),
-    'nda batch examples -o out.jsonl': (1, ["VALIDATION_ERROR", "programs/s"]),
+    'nda batch examples -o out.jsonl': (1, ["STACK_UNDERFLOW", "programs/s"]),
     'nda show main --format svg > main.svg': (0, []),
     'nda graph main --format svg > calls.svg': (0, []),
     'nda tokens generate --budget 12 --seed 1': (0, ["ROOT:"]),

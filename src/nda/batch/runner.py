@@ -10,7 +10,8 @@ Out: an iterator of `BatchResult` (a `SandboxResult` plus `index`, `id`, `stage`
 
 Per program, the same steps as `nda run`: load (front end / decoder / store), the gate's
 static validation (`gate=True`, the default — a program the gate proves wrong is not run:
-VALIDATION_ERROR, stage "gate", its findings in `diagnostics`), then the sandbox. Nothing a
+stage "gate", the first refusing finding's code, every finding in `diagnostics`; a finding
+that only says a limit will be hit does not stop the run), then the sandbox. Nothing a
 program does stops the batch: a parse error, a gate finding, a limit or a panic is that
 program's result. Invalid *arguments* (an unknown tier or backend, a store that does not
 exist) raise at once, before anything runs.

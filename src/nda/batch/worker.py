@@ -36,7 +36,8 @@ class BatchResult(SandboxResult):
 
     `index`: position in the input (0-based); `id`: the caller's id (`nda batch` JSONL ids,
     else None); `stage`: what decided the result — `input` (a bad job line or input vector),
-    `parse` (front end or decoder), `gate` (static validation; nothing ran, VALIDATION_ERROR),
+    `parse` (front end or decoder), `gate` (static validation; nothing ran; the first refusing
+    finding's code),
     `run` (the sandbox ran it), `worker` (the worker process died while running it);
     `diagnostics`: the gate's or front end's findings as dicts (`Diagnostic.to_dict`); a run
     failure has none (`error_node` is not kept: locating it may need a second run).
@@ -218,9 +219,10 @@ class Worker:
                                                            limits=self.limits, store=self.store)]
         except NdaError as e:
             diags = list(getattr(e, "diagnostics", None) or (e.diagnostic(),))
-        if not diags:
+        blocking = E.refusals(diags)  # as `nda run`: a finding about a limit does not stop the run
+        if not blocking:
             return None
-        return BatchResult.failure(index, "gate", E.VALIDATION_ERROR, f"validation: {diags[0].message}",
+        return BatchResult.failure(index, "gate", blocking[0].code, f"validation: {blocking[0].message}",
                                    tier=self.tier_code, diagnostics=[d.to_dict() for d in diags],
                                    program_hash=program_hash(seq).hex())
 
