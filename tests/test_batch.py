@@ -420,6 +420,23 @@ def test_cli_commit_stores_passing_programs(jobfile, tmp_path):
     assert cli(jobfile, "--commit", "--no-gate", "--store", db).exit_code == 2
 
 
+def test_cli_commit_stores_a_module_like_nda_commit(tmp_path):
+    src = "fn add1(x: int) -> int {\n    return x + 1\n}\n\nfn main() { print(add1(2)) }\n"
+    jobs = tmp_path / "m.jsonl"
+    jobs.write_text(json.dumps({"id": "m", "source": src}) + "\n")
+    db = tmp_path / "m.db"
+    r = cli(jobs, "--commit", "--store", db, "--backend", "serial", "--json")
+    assert json.loads(r.output)["committed"] == 1
+    with SiteMap.open(str(db)) as s:
+        assert s.names() == []  # nothing bound implicitly (as `nda commit` without --name)
+        assert s.verify() == []
+    with SiteMap.open(str(tmp_path / "c.db")) as s2:  # the same program through `commit`
+        res = commit(s2, load_text(src, "text"))
+        assert res.ok and res.root.hex() == json.loads(r.output)["results"][0]["stored"]
+        with SiteMap.open(str(db)) as s:
+            assert s2.root() == s.root()  # the same state, entry for entry
+
+
 # ---------------------------------------------------------------------------------------------
 # nda bench batch
 

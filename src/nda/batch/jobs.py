@@ -188,7 +188,9 @@ def result_line(r: BatchResult, stored: str | None = None, commit_error: str | N
 
 class Committer:
     """Stores each passing program (gate + sandbox passed) in batched transactions: the one
-    writer of the batch. `add(result)` queues it; `flush()` writes the queue in one
+    writer of the batch. Per program what `pipeline.commit.commit` writes — its defs (no name
+    bound: binding needs `nda commit --name/--namespace`), the program, the names spelt in the
+    source, each def's source name and signature, the program's triples. `add(result)` queues it; `flush()` writes the queue in one
     transaction → {index: stored root hex} or raises the store's error."""
 
     def __init__(self, store, message: str = "nda batch"):
@@ -204,6 +206,8 @@ class Committer:
 
     def flush(self) -> dict:
         from nda.core.link import LinkedModule, decode_file
+        from nda.pipeline.commit import _record_triples
+        from nda.store.codebase import put_function_meta
 
         queue, self.queue = self.queue, []
         if not queue:
@@ -212,15 +216,20 @@ class Committer:
         roots = {}
         with store.transaction(f"{self.message}: {len(queue)} program(s)"):
             for r in queue:
-                data, names = r.encoded
+                data, names, sigs = r.encoded
                 decoded = decode_file(data)
-                if isinstance(decoded, LinkedModule):
-                    store.put_module(decoded)
-                    root = store.put_program(tuple(decoded.main_sequence()))
+                linked = decoded if isinstance(decoded, LinkedModule) else None
+                if linked is not None:
+                    store.put_module(linked, bind=False)  # as `commit`: no name is bound implicitly
+                    seq = tuple(linked.main_sequence())
                 else:
-                    root = store.put_program((decoded,) if not isinstance(decoded, (list, tuple)) else tuple(decoded))
+                    seq = (decoded,) if not isinstance(decoded, (list, tuple)) else tuple(decoded)
+                root = store.put_program(seq)
                 if names:
                     store.register_strings(list(names))
+                for d in linked.defs if linked is not None else ():
+                    put_function_meta(store, d.address, d.name, *sigs.get(d.name, (None, None)))
+                _record_triples(store, root, seq, linked, store.program_v1(root))
                 if root.hex() != r.program_hash:
                     raise NdaError(f"stored root {root.hex()} differs from the program's hash {r.program_hash}",
                                    E.INTERNAL)

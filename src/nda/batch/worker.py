@@ -53,7 +53,7 @@ class BatchResult(SandboxResult):
         self.id = None
         self.stage = "run"
         self.diagnostics: list = []
-        self.encoded: tuple | None = None   # (binary v2, names spelt in the source): `keep_program`
+        self.encoded: tuple | None = None   # `keep_program`: (binary v2, source names, signatures)
 
     @classmethod
     def from_sandbox(cls, res: SandboxResult, index: int) -> "BatchResult":
@@ -183,7 +183,7 @@ class Worker:
             program.index, program.tier = index, self.tier_code
             return program
         try:
-            seq, resolver, linked, names = self._load(program)
+            seq, resolver, linked, (names, sigs) = self._load(program)
         except _Unsupported as e:
             return BatchResult.failure(index, "input", e.code, e.message, tier=self.tier_code)
         except NdaError as e:
@@ -202,7 +202,7 @@ class Worker:
         out = BatchResult.from_sandbox(res, index)
         out.error_node = None  # an IR node: not shipped (a run failure is described by error/error_code)
         if self.config.keep_program and out.is_success():
-            out.encoded = (_encode(seq, linked), tuple(sorted(set(names.values()))))
+            out.encoded = (_encode(seq, linked), tuple(sorted(set(names.values()))), sigs)
         return out
 
     def _failure(self, index: int, stage: str, e: NdaError) -> BatchResult:
@@ -227,7 +227,8 @@ class Worker:
                                    program_hash=program_hash(seq).hex())
 
     def _load(self, program):
-        """→ (top-level sequence, resolver, linked module or None, names) for any program form."""
+        """→ (top-level sequence, resolver, linked module or None, (names, signatures)) for any
+        program form."""
         from nda.pipeline import load
 
         store = self.store
@@ -256,18 +257,18 @@ class Worker:
 
             mem = MemoryResolver()
             mem.add_linked(program)
-            return tuple(program.main_sequence()), ChainResolver(mem, store), program, {}
+            return tuple(program.main_sequence()), ChainResolver(mem, store), program, ({}, {})
         if isinstance(program, ir.Node):
-            return (program,), store, None, {}
+            return (program,), store, None, ({}, {})
         unit_module = getattr(program, "module", None)
         if isinstance(unit_module, ir.Module):  # sexpr.SexprUnit
             return _parts(load.from_parts(None, unit_module, {}, store))
         seq = getattr(program, "sequence", None)
         if seq is not None:  # sexpr.SexprUnit, or any object holding a top-level sequence
             return (tuple(seq), getattr(program, "resolver", store) or store, getattr(program, "module", None),
-                    dict(getattr(program, "names", None) or {}))
+                    (dict(getattr(program, "names", None) or {}), {}))
         if isinstance(program, (tuple, list)) and all(isinstance(n, ir.Node) for n in program):
-            return tuple(program), store, None, {}
+            return tuple(program), store, None, ({}, {})
         raise _Unsupported(unsupported_message(program), E.INPUT_INVALID)
 
 
@@ -281,7 +282,8 @@ def unsupported_message(program) -> str:
 
 
 def _parts(loaded) -> tuple:
-    return tuple(loaded.sequence), loaded.resolver, loaded.module, loaded.names
+    return (tuple(loaded.sequence), loaded.resolver, loaded.module,
+            (loaded.names, dict(getattr(loaded, "signatures", None) or {})))
 
 
 def _encode(seq, linked) -> bytes:
