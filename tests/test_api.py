@@ -24,7 +24,8 @@ def test_import_nda_is_cheap_and_lists_the_api():
             "assert 'numpy' not in sys.modules; print(sorted(nda.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for name in ("parse", "check", "run", "Store", "Limits", "Result", "Program", "CheckResult"):
+    for name in ("parse", "check", "run", "Store", "Limits", "Result", "Program", "CheckResult",
+                 "run_many", "grammar", "TokenConstraint"):
         assert name in out.stdout
     with pytest.raises(AttributeError):
         nda.no_such_name  # noqa: B018
@@ -157,3 +158,14 @@ def test_store_functions_are_called_by_name(tmp_path):
         assert again.ok and store.resolve_name("user") == again.root
         with pytest.raises(ParseError, match="unknown function 'sq'"):
             nda.parse(user)  # without the store, `sq` is unknown
+
+
+def test_run_many_is_the_public_batch_entry():
+    from nda.batch import run_many
+
+    assert nda.run_many is run_many
+    out = list(nda.run_many([COUNT, "(load x)", "(let"], [[]] * 3, backend="serial"))
+    assert [r.index for r in out] == [0, 1, 2]
+    assert out[0].ok and out[0].output_log == ["[print] [5.0]"]
+    assert out[0].program_hash == nda.parse(COUNT).hash
+    assert out[1].error_code == "UNDEFINED_VARIABLE" and out[2].error_code == "PARSE_ERROR"

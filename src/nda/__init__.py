@@ -21,6 +21,7 @@ _API = {
     "CheckResult": "nda.api", "Result": "nda.api", "Store": "nda.api", "Limits": "nda.api",
     "Diagnostic": "nda.core.errors", "Span": "nda.core.errors", "NdaError": "nda.core.errors",
     "ParseError": "nda.core.errors",
+    "run_many": "nda.batch", "BatchResult": "nda.batch",
     "grammar": "nda.syntax.grammars", "TokenConstraint": "nda.syntax.token_constraint",
 }
 
