@@ -172,7 +172,9 @@ def commit_cmd(file, message, input_spec, dim, name, namespace, scope_threshold,
     finally:
         store.close()
         if fresh and not committed:  # a rejected first commit leaves no store behind
-            _remove_store_files(path, fresh_dir)
+            from nda.store.sitemap import remove_store_files
+
+            remove_store_files(path, fresh_dir)
     if as_json:
         emit_json(res.to_dict())
     elif res.ok:
@@ -197,17 +199,6 @@ def commit_cmd(file, message, input_spec, dim, name, namespace, scope_threshold,
             click.echo(render_text(res.diagnostics, loaded.source), err=True)
     raise Exit(EXIT_OK if res.ok else EXIT_FAIL)
 
-
-def _remove_store_files(path: Path, remove_dir: bool) -> None:
-    """Delete a store this command created (and its SQLite side files, and its directory when
-    this command created that too and it is empty)."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    if remove_dir:
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
 
 
 def _show_one(store, rec, fmt: str) -> dict:

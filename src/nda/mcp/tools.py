@@ -432,7 +432,9 @@ class Tools:
             empty = fresh and not committed and not store.log(1)
             store.close()
             if empty:  # a rejected first commit leaves no store behind (as `nda commit`)
-                _remove_store_files(path, fresh_dir)
+                from nda.store.sitemap import remove_store_files
+
+                remove_store_files(path, fresh_dir)
         d = res.to_dict()
         extra = {"syntax": kind} if syntax is None else {}
         if res.sandbox is not None:
@@ -559,17 +561,6 @@ class Tools:
         return {"ok": True, "syntax": syntax, "dialect": dialect,
                 "grammar": grammar_text(syntax, dialect)}
 
-
-def _remove_store_files(path, remove_dir: bool) -> None:
-    """Delete a store this call created (and its SQLite side files, and its directory when this
-    call created that too and it is empty) — `nda commit`'s rule."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    if remove_dir:
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
 
 
 def gate_findings(loaded, input_len: int | None, limits: Limits, store) -> list:

@@ -54,7 +54,7 @@ from nda.core.binary_v2 import decode_node, encode_node
 from nda.core.errors import VALIDATION_ERROR, Diagnostic, NdaError, StoreError, UsageError, ValidationError
 from nda.core.hashing import Hasher, alias_of, h1, kv_token_hash, program_entry_hash, snapshot_hash
 from nda.core.ir import GroupRef, Hash32, Legacy64, Let, Load, Node, Scope, Store, name_hash, walk
-from nda.core.link import Callee, GroupInfo, LinkedModule, rewrite_calls
+from nda.core.link import Callee, GroupInfo, LinkedModule
 from nda.store.records import (
     DECODE_DEPTH, EMPTY_ROOT, be8, commit_id_of, e_group, e_kv, e_name, e_node, e_prog, e_snap,
     e_str, e_triple, from_be8, kv_record_problem, now_us, state_root_of,
@@ -737,6 +737,21 @@ class SiteMap(TripleQueries):
         from nda.store.sitemap_dir import export_dir
 
         return export_dir(self, directory)
+
+
+def remove_store_files(path, remove_dir: bool = False) -> None:
+    """Delete a store file and its SQLite side files (used when the call that created the store
+    rejected its first commit, so nothing is left behind), and its directory when `remove_dir`
+    (the caller created it too) and it is empty."""
+    from pathlib import Path
+
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    if remove_dir:
+        try:
+            Path(path).parent.rmdir()
+        except OSError:
+            pass
 
 
 def _statements(script: str) -> list[str]:
