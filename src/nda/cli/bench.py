@@ -1,8 +1,8 @@
 """`nda bench`: run the benchmark suite and print a table (or one JSON object).
 
-In: benchmark names, --runs, --tier, --plot FILE. Out: a rich table of medians and ratios against
+In: benchmark names, --runs, --tier, --plot FILE (`write`: --sizes, --kinds, --no-micro). Out: a rich table of medians and ratios against
 the baselines measured in the same run (see `benchsuite`); with --plot also a bar chart of the
-ratios (`benchplot`)."""
+ratios (`benchplot`). `nda bench write` runs `bench_write` (the cold write path) instead."""
 
 from __future__ import annotations
 
@@ -18,11 +18,26 @@ def register(main: click.Group) -> None:
     @click.option("--tier", "tiers", multiple=True, help="Tier(s) to measure (default: all available).")
     @click.option("--plot", "plot_path", default=None, metavar="FILE.svg",
                   help="Also draw the ratios to FILE (.svg or .png; needs matplotlib, the pictures extra).")
+    @click.option("--sizes", default=None, help="`write` only: program sizes in nodes, comma-separated (default 100,1000,10000).")
+    @click.option("--kinds", default=None, help="`write` only: program kinds, comma-separated (scalar, mixed; default both).")
+    @click.option("--no-micro", is_flag=True, help="`write` only: skip the tiny-run and block4 measurements.")
     @json_option
-    def bench(names, runs, tiers, plot_path, as_json):
+    def bench(names, runs, tiers, plot_path, sizes, kinds, no_micro, as_json):
         """Run the benchmark suite (block4, loop100k, nested, calls10k, compile; `batch` —
-        run_many on 4,000 fresh programs against CPython — only when named)."""
+        run_many on 4,000 fresh programs against CPython — only when named), or `nda bench
+        write`: the cold write path (parse, gate, hash, compile, run, commit of fresh
+        programs) against CPython's compile()/exec() of the same program."""
         from rich.table import Table
+
+        if "write" in names:
+            if len(names) > 1:
+                usage_fail("`write` runs on its own (no other benchmark names with it)", as_json)
+            if plot_path is not None or tiers:
+                usage_fail("--plot and --tier do not apply to `nda bench write`", as_json)
+            _bench_write(runs if runs != 20 else 5, sizes, kinds, no_micro, as_json)
+            return
+        if sizes is not None or kinds is not None or no_micro:
+            usage_fail("--sizes, --kinds and --no-micro apply to `nda bench write` only", as_json)
 
         from nda.cli.benchsuite import BENCHMARKS, rows_to_json, run_suite
         from nda.sandbox.runner import resolve_tier
@@ -74,4 +89,26 @@ def register(main: click.Group) -> None:
             tier = r.tier + (f" · {r.extra['programs_per_s']:,.0f} programs/s" if "programs_per_s" in r.extra else "")
             table.add_row(r.bench, tier, f"{r.median_us:,.1f}", f"{r.min_us:,.1f}", ratio, r.target or "", met)
         make_console().print(table)
+        raise Exit(0)
+
+    def _bench_write(runs, sizes, kinds, no_micro, as_json):
+        from nda.cli.bench_write import KINDS, SIZES, render, run_write_bench
+
+        try:
+            sizes = tuple(int(x) for x in sizes.split(",")) if sizes else SIZES
+            if any(s < 20 or s > 200_000 for s in sizes):
+                raise ValueError("sizes must be between 20 and 200000 nodes")
+        except ValueError as e:
+            usage_fail(f"bad --sizes: {e}", as_json)
+        kinds = tuple(k.strip() for k in kinds.split(",")) if kinds else KINDS
+        bad = [k for k in kinds if k not in KINDS]
+        if bad:
+            usage_fail(f"unknown kind(s): {', '.join(bad)} (known: {', '.join(KINDS)})", as_json)
+        if as_json:
+            emit_json({"ok": True, **run_write_bench(sizes, kinds, runs, not no_micro)})
+            return
+        with make_console(stderr=True).status("benchmarking the write path…") as status:
+            result = run_write_bench(sizes, kinds, runs, not no_micro,
+                                     progress=lambda n: status.update(f"benchmarking {n}…"))
+        render(result, make_console())
         raise Exit(0)
