@@ -391,7 +391,7 @@ def test_cache_byte_accounting():
     for p in progs:
         info.get(p)
     assert 1 <= len(info) < 6 and info.nbytes <= 50_000
-    assert info.get(progs[-1]) == sandbox._compute_program_info(progs[-1])[0]
+    assert info.get(progs[-1]).as_tuple() == sandbox._compute_program_info(progs[-1]).as_tuple()
 
 
 # --- review #9: the callee cache and Limits ------------------------------------------------------

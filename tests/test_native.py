@@ -26,6 +26,17 @@ from nda.runtime.state import Limits
 BIG = Limits(fuel=10**8, deadline_ms=60_000)
 
 
+@pytest.fixture(autouse=True)
+def hot(monkeypatch):
+    """Tier `auto` compiles at once here (no tier 0 budget for cold programs): these tests are
+    about what tier 2 does once a program is compiled. The cold policy has its own tests
+    (`test_auto_interprets_cold_programs`, tests/test_differential.py)."""
+    from nda.sandbox import runner
+
+    monkeypatch.setattr(runner, "COLD_WORK_PER_NODE", 0)
+    monkeypatch.setattr(runner, "COLD_WORK_BASE", 0)
+
+
 @pytest.fixture
 def regions(monkeypatch):
     """Every `native.Region` created while the test runs (compiled in fresh engines)."""
@@ -489,17 +500,33 @@ def test_auto_keeps_tiny_regions_in_tier1(regions):
     assert rg.t1_runs == 3000 and rg.native_runs == 0
 
 
-def test_auto_interprets_first_run_of_loop_free_programs(regions):
+def test_auto_interprets_cold_programs(regions, monkeypatch):
+    """A cold program runs in tier 0 until its tier 0 runs have executed COLD_WORK_PER_NODE ×
+    nodes + COLD_WORK_BASE nodes in total; the run that crosses that budget is abandoned and
+    run again compiled from the start; later runs are compiled. Results are identical."""
+    from nda.sandbox import runner
+
+    monkeypatch.setattr(runner, "COLD_WORK_PER_NODE", 2)
+    monkeypatch.setattr(runner, "COLD_WORK_BASE", 0)
     seq = _seq("(let x (int 3)) (print (add (load x) (int 4))) (cmp lt (load x) (int 9))")
-    oracle = run(seq, [], tier="interp")
+    oracle = run(seq, [], tier="interp")  # 10 nodes, 9 executed per run: budget 20
     eng = Engine()
-    first = run(seq, [], tier="auto", engine=eng)
-    second = run(seq, [], tier="auto", engine=eng)
-    third = run(seq, [], tier="auto", engine=eng)
-    assert (first.tier, second.tier, third.tier) == (0, 2, 2)
-    assert first.observable() == second.observable() == third.observable() == oracle.observable()
-    with_loop = _seq("(let x (int 3)) (loop 2 (store x (add (load x) (int 1))))")
-    assert run(with_loop, [], tier="auto", engine=Engine()).tier == 2
+    got = [run(seq, [], tier="auto", engine=eng) for _ in range(4)]
+    assert [r.tier for r in got] == [0, 0, 2, 2]  # 9 + 9 < 20; the third run crosses it
+    assert all(r.observable() == oracle.observable() for r in got)
+    assert got[2].executed_nodes == 9 and got[2].output_log == ["[print] [7.0]"]
+    with_loop = _seq("(let x (int 3)) (loop 20 (store x (add (load x) (int 1)))) (load x)")
+    oracle = run(with_loop, [], tier="interp")
+    first = run(with_loop, [], tier="auto", engine=Engine())  # 8 nodes, > 16 executed
+    assert first.tier == 2 and first.observable() == oracle.observable()
+    assert regions and regions[-1].t1_runs + regions[-1].native_runs == 1
+    small = _seq("(let x (int 3)) (loop 2 (store x (add (load x) (int 1)))) (load x)")
+    assert run(small, [], tier="auto", engine=Engine()).tier == 0  # 14 executed ≤ 16
+    # a fuel limit below the budget is the program's own: it fails in tier 0 as in every tier
+    lim = Limits(fuel=5)
+    r = run(_seq("(let x (int 3)) (print (add (load x) (int 4))) (load x)"), [], limits=lim, tier="auto")
+    o = run(_seq("(let x (int 3)) (print (add (load x) (int 4))) (load x)"), [], limits=lim, tier="interp")
+    assert r.tier == 0 and r.error_code == "FUEL_EXHAUSTED" and r.observable() == o.observable()
 
 
 def test_native_and_auto_units_are_cached_separately(regions):

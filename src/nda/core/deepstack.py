@@ -94,3 +94,32 @@ def call_in_big_thread(fn: Callable[[], Any], frames: int) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def call_nested(fn: Callable[[], Any], st, callee_depth: int) -> Any:
+    """Run a callee of nesting `callee_depth` (`fn()`) for a run whose state `st` tracks the
+    Python frames still free on its thread (`st.stack_room`, −1 when unknown: measured here,
+    keeping room for the deepest caller `st.limits.max_node_depth` allows). When the callee
+    may need more (4 frames per nesting level), it runs on a big-stack worker sized for every
+    call level the run may still nest; otherwise on this thread. Either way the room is
+    restored afterwards, so sibling calls see the same budget."""
+    room = st.stack_room
+    if room < 0:
+        room = max(0, sys.getrecursionlimit() - frames_in_use() - 250 - 4 * st.limits.max_node_depth)
+    need = 4 * callee_depth + 64
+    if need <= room:
+        st.stack_room = room - need
+        try:
+            return fn()
+        finally:
+            st.stack_room = room
+    lim = st.limits
+    frames = (4 * (lim.max_node_depth + 1) + 64) * (lim.max_call_depth - st.call_depth + 1) + 400
+
+    def hop():
+        st.stack_room = frames - 400 - need
+        return fn()
+    try:
+        return call_in_big_thread(hop, frames)
+    finally:
+        st.stack_room = room

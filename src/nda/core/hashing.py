@@ -91,6 +91,11 @@ class Hasher:
             memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, digest_of)).digest())
         return memo[id(node)][1]
 
+    def known(self, node: Node) -> bytes | None:
+        """H2 of `node` if this Hasher has computed it already, else None."""
+        hit = self._memo.get(id(node))
+        return None if hit is None else hit[1]
+
     def subtree_digests(self, node: Node) -> list[tuple[Node, bytes]]:
         """(node, H2) for every distinct node object of the tree, children first."""
         self.h2(node)
@@ -215,6 +220,57 @@ def h1(node: Node, aliases: Sequence[int] | None = None, callee_h1: CalleeH1 | N
             continue
         memo[id(n)] = _sha256(_h1_preimage(n, child, target)).digest()[:8]
     return int.from_bytes(memo[id(node)], "little")
+
+
+def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None = None,
+                    callee_h1: CalleeH1 | None = None) -> tuple[bytes, int, bytes]:
+    """(H2, H1, v2 encoding) of `node` in one post-order pass: each node's v2 pieces are built
+    once and serve its shallow form (H2, memoized in `hasher`), its H1 preimage and the full
+    encoding. Same values and errors as `hasher.h2`, `h1` and `binary_v2.encode_node`."""
+    from nda.core.binary_v2 import node_parts
+
+    memo2 = hasher._memo
+    h1m: dict[int, bytes] = {}
+    parts_of: dict[int, list] = {}
+
+    def child1(c: Node) -> bytes:
+        return h1m[id(c)]
+
+    def target(t) -> int:
+        return call_target_h1(t, aliases, callee_h1)
+
+    for n in _postorder(node, h1m):
+        k = id(n)
+        if k in h1m:
+            continue
+        parts = node_parts(n, _same)
+        parts_of[k] = parts
+        if k not in memo2:
+            memo2[k] = (n, _sha256(VERSION_BYTE + b"".join(
+                [p if type(p) is bytes else memo2[id(p)][1] for p in parts])).digest())
+        name = type(n).__name__
+        if name in _H1_SPECIAL:
+            pre = _h1_preimage(n, child1, target)
+        else:
+            pre = _H1_TAG[name] + b"".join([p if type(p) is bytes else h1m[id(p)] for p in parts[1:]])
+        h1m[k] = _sha256(pre).digest()[:8]
+    out: list = []
+    stack: list = [node]
+    pop, extend, append = stack.pop, stack.extend, out.append
+    while stack:
+        item = pop()
+        if type(item) is bytes:
+            append(item)
+            continue
+        extend(reversed(parts_of[id(item)]))
+    return memo2[id(node)][1], int.from_bytes(h1m[id(node)], "little"), b"".join(out)
+
+
+_H1_SPECIAL = frozenset(("Call", "If", "Bitwise"))
+
+
+def _same(n: Node) -> Node:
+    return n
 
 
 # ---------------------------------------------------------------------------------------------

@@ -248,8 +248,11 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
         mem = MemoryResolver()
         mem.add_linked(linked)
         resolver = ChainResolver(mem, store)
+    from nda.core.hashing import Hasher
+
+    hasher = Hasher()  # one H2 memo for the run (if it compiles) and the store: each node hashed once
     try:
-        res = run(seq, cond, store=resolver, limits=limits, tier=tier)
+        res = run(seq, cond, store=resolver, limits=limits, tier=tier, hasher=hasher)
     except (ValueError, NdaError) as e:  # bad arguments (tier name, conditioning)
         code = getattr(e, "code", INTERNAL)
         return _reject("sandbox", str(e), code, gate_checked=gate_checked)
@@ -274,7 +277,7 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
     try:
         with store.transaction(message) as tx:
             addrs = store.put_module(linked, bind=False) if linked is not None else {}
-            root = store.put_program(seq)
+            root = store.put_program(seq, _hasher=hasher)
             if names:
                 store.register_strings(sorted(set(names.values())))
             for d in linked.defs if linked is not None else ():

@@ -127,7 +127,7 @@ class RunState:
         "limits", "stack", "mem_extra", "max_entries", "machine", "log", "out_bytes",
         "executed", "matrix_count", "norm_count", "loop_iterations", "kind_counts", "resolver",
         "group", "call_depth", "input_len", "deadline_ns", "deadline_mark", "next_check", "t0_ns",
-        "lazy",
+        "lazy", "stack_room",
     )
 
     def __init__(self, limits: Limits, resolver, input_len: int, collect_kinds: bool = False):
@@ -157,6 +157,10 @@ class RunState:
         # next_check is the next fuel/deadline checkpoint, or -1 when kind counts are collected.
         self.next_check = -1 if collect_kinds else min(limits.fuel, DEADLINE_CHECK_INTERVAL)
         self.lazy = None
+        # Python frames still free on this thread for Calls (runner sets it; −1: unknown, the
+        # first Call measures). A Call whose callee may need more runs on a big-stack worker
+        # (`nda.core.deepstack.call_nested`).
+        self.stack_room = -1
 
     # -- counting
     def slow_check(self, kind: str) -> None:

@@ -12,7 +12,9 @@ Tiers register here by name: tier 0 (`interp`) always; tier 1 (`closure`) and ti
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import threading
 from collections import OrderedDict
 import time
@@ -24,7 +26,7 @@ from nda.core import errors as E
 from nda.core import ir
 from nda.core.errors import NdaError
 from nda.runtime.state import Limits, RunState
-from nda.core.deepstack import call_in_big_thread, fits
+from nda.core.deepstack import call_in_big_thread, fits, frames_in_use
 from nda.runtime.values import quantize, to_f32, value_size
 
 TIER_NAMES = {"interp": 0, "closure": 1, "native": 2}
@@ -46,7 +48,8 @@ class SandboxResult:
     access, so that callers who never look at it (benchmarks, gates) do not pay for it.
     """
 
-    __slots__ = tuple(f for f in _RESULT_FIELDS if f != "output_vec") + ("_out_arr", "_out_list", "error_node")
+    __slots__ = (tuple(f for f in _RESULT_FIELDS if f not in ("output_vec", "program_hash"))
+                 + ("_out_arr", "_out_list", "_phash", "_info", "_hasher", "error_node"))
 
     def __init__(self, tier: int = 0):
         self.executed_nodes = self.matrix_count = self.norm_count = 0
@@ -62,9 +65,24 @@ class SandboxResult:
         self.error_code: str | None = None
         self.tier = tier
         self.compile_us = self.run_us = 0
-        self.program_hash = ""
+        self._phash: str | None = None
+        self._info = self._hasher = None
         self.fuel_used = 0
         self.error_node = None  # the failing node when the tier knows it (tier 0 always does)
+
+    @property
+    def program_hash(self) -> str:
+        """Hex H2 of the program ("" if it could not be prepared); computed on first access
+        when the run itself did not need it (a program interpreted cold is not hashed)."""
+        if self._phash is None:
+            info = self._info
+            self._phash = "" if info is None else info.program_hash(self._hasher).hex()
+            self._hasher = None
+        return self._phash
+
+    @program_hash.setter
+    def program_hash(self, value: str) -> None:
+        self._phash = value
 
     @property
     def output_vec(self) -> list:
@@ -235,9 +253,15 @@ def _prepare(program, store):
     return tuple(program), store
 
 
+_DEFAULT_INPUT_LEN = 896
+_QCACHE: list = [None]  # (array, its bytes, quantized vector): the last ndarray conditioning
+_Q_DEFAULT: list = []    # [(f32 ones(896), quantize of it)] once computed
+_Q_EMPTY: list = []
+
+
 def _convert_input(conditioning, limits: Limits) -> np.ndarray:
     if conditioning is None:
-        conditioning = [1.0] * 896
+        conditioning = [1.0] * _DEFAULT_INPUT_LEN
     if isinstance(conditioning, np.ndarray) and conditioning.dtype == np.float32 and conditioning.ndim == 1:
         if conditioning.shape[0] > limits.max_input_len:
             raise NdaError(f"conditioning vector too long: {conditioning.shape[0]} > {limits.max_input_len}",
@@ -256,40 +280,105 @@ def _convert_input(conditioning, limits: Limits) -> np.ndarray:
         return arr.astype(np.float32)
 
 
+def _input_value(conditioning, limits: Limits):
+    """(input length, quantized input vector). The quantization of the default input (896
+    ones), of an empty list and of the last float32 array seen (checked by content: the caller
+    may have changed it since) is reused: `NdaVec`s are immutable."""
+    if conditioning is None or (type(conditioning) is list and not conditioning):
+        box = _Q_DEFAULT if conditioning is None else _Q_EMPTY
+        if not box:
+            arr = _convert_input(conditioning, Limits())
+            box.append((arr, quantize(arr)))
+        arr, q = box[0]
+        if arr.shape[0] > limits.max_input_len:
+            _convert_input(conditioning, limits)  # raises the usual error
+        return arr.shape[0], q
+    inp = _convert_input(conditioning, limits)
+    n = int(inp.shape[0])
+    if inp is conditioning and n <= 65536:
+        hit = _QCACHE[0]
+        data = inp.tobytes()
+        if hit is not None and hit[0] is inp and hit[1] == data:
+            return n, hit[2]
+        q = quantize(inp)
+        _QCACHE[0] = (inp, data, q)
+        return n, q
+    return n, quantize(inp)
+
+
 NODE_BYTES = 128  # host bytes charged per held node by the program-info cache
+
+# Tier `auto` interprets a program (tier 0) until its tier 0 runs have executed this many
+# nodes in total, per node of the program plus a constant (docs/decisions.md T2.11): compiling
+# costs about as much as interpreting 3-4 nodes per program node, so a program is compiled once
+# interpreting it has cost about what compiling would (a cold program is interpreted at most
+# ~2x the cheaper choice's time). A tier 0 run that reaches its budget is abandoned and the
+# program runs again, compiled, from the start (a run has no effect outside its RunState).
+COLD_WORK_PER_NODE = 4
+COLD_WORK_BASE = 64
+
+
+class ProgramInfo:
+    """What the sandbox knows about one program object: deepest nesting, whether it has a
+    Call, its node count, the host bytes it pins, its H2 (computed on first need: a program
+    interpreted cold is never hashed) and the tier 0 work `auto` has spent on it so far."""
+
+    __slots__ = ("seq", "depth", "has_call", "nodes", "nbytes", "_hash", "cold_work")
+
+    def __init__(self, seq: tuple, depth: int, has_call: bool, nodes: int, nbytes: int):
+        self.seq, self.depth, self.has_call, self.nodes, self.nbytes = seq, depth, has_call, nodes, nbytes
+        self._hash: bytes | None = None
+        self.cold_work = 0
+
+    def program_hash(self, hasher=None) -> bytes:
+        """H2 of the program (memoized; `hasher`, a `hashing.Hasher`, shares its node memo)."""
+        h = self._hash
+        if h is None:
+            from nda.core.hashing import Hasher
+
+            h = self._hash = (hasher or Hasher()).h2(ir.Scope(self.seq))
+        return h
+
+    @property
+    def cold_budget(self) -> int:
+        return COLD_WORK_PER_NODE * self.nodes + COLD_WORK_BASE
+
+    def as_tuple(self) -> tuple[bytes, int, bool]:
+        return self.program_hash(), self.depth, self.has_call
 
 
 class _ProgramInfoCache:
-    """(H2, deepest nesting, has a Call) per program, keyed by the *identity* of its top-level
-    nodes (a bounded LRU that holds the nodes, so identities stay valid). Never hashes or
-    compares node trees structurally: that recursion would follow the tree's depth, and a
-    hostile program may be arbitrarily deep. Bounded in entries and in the host bytes the held
-    programs pin (`NODE_BYTES` per node plus their Matrix/Norm planes); a program over the
-    whole budget is not kept."""
+    """`ProgramInfo` per program, keyed by the *identity* of its top-level nodes (a bounded
+    LRU that holds the nodes, so identities stay valid). Never hashes or compares node trees
+    structurally: that recursion would follow the tree's depth, and a hostile program may be
+    arbitrarily deep. Bounded in entries and in the host bytes the held programs pin
+    (`NODE_BYTES` per node plus their Matrix/Norm planes); a program over the whole budget is
+    not kept."""
 
     def __init__(self, capacity: int = 512, byte_budget: int = 64 << 20):
         self.capacity = capacity
         self.byte_budget = byte_budget
         self.nbytes = 0
         self._lock = threading.Lock()
-        self._d: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self._d: "OrderedDict[tuple, ProgramInfo]" = OrderedDict()
 
-    def get(self, seq: tuple) -> tuple[bytes, int, bool]:
+    def get(self, seq: tuple) -> ProgramInfo:
         key = tuple(map(id, seq))
+        d = self._d
         with self._lock:
-            hit = self._d.get(key)
-            if hit is not None and all(a is b for a, b in zip(hit[0], seq)):
-                self._d.move_to_end(key)
-                return hit[1]
-        info, size = _compute_program_info(seq)
+            hit = d.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit.seq, seq)):
+                d.move_to_end(key)
+                return hit
+        info = _compute_program_info(seq)
         with self._lock:
-            old = self._d.pop(key, None)
+            old = d.pop(key, None)
             if old is not None:
-                self.nbytes -= old[2]
-            self._d[key] = (seq, info, size)
-            self.nbytes += size
-            while self._d and (len(self._d) > self.capacity or self.nbytes > self.byte_budget):
-                self.nbytes -= self._d.popitem(last=False)[1][2]
+                self.nbytes -= old.nbytes
+            d[key] = info
+            self.nbytes += info.nbytes
+            while d and (len(d) > self.capacity or self.nbytes > self.byte_budget):
+                self.nbytes -= d.popitem(last=False)[1].nbytes
         return info
 
     def clear(self) -> None:
@@ -301,26 +390,57 @@ class _ProgramInfoCache:
         return len(self._d)
 
 
-def _compute_program_info(seq: tuple) -> tuple[tuple[bytes, int, bool], int]:
-    """((H2, depth, has a Call), host bytes the program pins) — all iterative."""
-    from nda.core.hashing import program_hash
+def _child_getter(cls):
+    """A fast `node → tuple of children` for one node class (None for leaf kinds)."""
+    from operator import attrgetter
 
-    depth = max((ir.node_depth(n) for n in seq), default=0)
+    fs = [(n, k) for n, k in cls.FIELDS if k in ("node", "nodes", "optnode", "optnodes")]
+    if not fs:
+        return None
+    if len(fs) == 1 and fs[0][1] == "nodes":
+        return attrgetter(fs[0][0])
+    if all(k == "node" for _, k in fs):
+        if len(fs) == 1:
+            name = fs[0][0]
+            return lambda n: (getattr(n, name),)
+        return attrgetter(*(n for n, _ in fs))
+    return lambda n: tuple(ir.children(n))
+
+
+_KIDS: dict = {}
+
+
+def _compute_program_info(seq: tuple) -> ProgramInfo:
+    """One iterative pre-order pass: depth, Call presence, node count, pinned plane bytes."""
+    kids = _KIDS
+    depth = 0
     has_call = False
     nodes = 0
     planes: dict = {}  # id → length: a plane shared by several nodes counts once
-    for top in seq:
-        for m in ir.walk(top):
-            nodes += 1
-            t = type(m)
-            if t is ir.Call:
-                has_call = True
-            elif t is ir.Matrix:
-                planes[id(m.sign)], planes[id(m.extra)] = len(m.sign), len(m.extra)
-            elif t is ir.Norm:
-                planes[id(m.weight)], planes[id(m.bias)] = len(m.weight), len(m.bias)
-    size = NODE_BYTES * nodes + sum(planes.values())
-    return (program_hash(seq), depth, has_call), size
+    stack = [(n, 1) for n in seq]
+    pop, push = stack.pop, stack.append
+    Call, Matrix, Norm = ir.Call, ir.Matrix, ir.Norm
+    while stack:
+        m, d = pop()
+        nodes += 1
+        if d > depth:
+            depth = d
+        t = type(m)
+        try:
+            get = kids[t]
+        except KeyError:
+            get = kids[t] = _child_getter(t)
+        if get is not None:
+            d += 1
+            for c in get(m):
+                push((c, d))
+        elif t is Call:
+            has_call = True
+        elif t is Matrix:
+            planes[id(m.sign)], planes[id(m.extra)] = len(m.sign), len(m.extra)
+        elif t is Norm:
+            planes[id(m.weight)], planes[id(m.bias)] = len(m.weight), len(m.bias)
+    return ProgramInfo(seq, depth, has_call, nodes, NODE_BYTES * nodes + sum(planes.values()))
 
 
 _PROGRAM_INFO = _ProgramInfoCache()
@@ -328,13 +448,14 @@ _PROGRAM_INFO = _ProgramInfoCache()
 
 def program_info(seq: tuple) -> tuple[bytes, int, bool]:
     """(H2 of the program, deepest node nesting, whether it contains a Call) — cached."""
-    return _PROGRAM_INFO.get(seq)
+    return _PROGRAM_INFO.get(seq).as_tuple()
 
 
-def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
-    """Python frames the run may need (4 per nesting level), or 0 if the caller's stack will do."""
-    nesting = depth + (limits.max_node_depth * limits.max_call_depth + limits.max_node_depth if has_call else 0)
-    frames = 4 * nesting + 200
+def _needs_deep_stack(depth: int, limits: Limits) -> int:
+    """Python frames the top level of a run may need (4 per nesting level), or 0 if the
+    caller's stack will do. Calls check their own needs when they happen (`state.stack_room`,
+    `deepstack.call_nested`)."""
+    frames = 4 * depth + 200
     return 0 if fits(frames) else frames
 
 
@@ -342,33 +463,93 @@ def _needs_deep_stack(depth: int, has_call: bool, limits: Limits) -> int:
 # Entry point
 
 
+_RESOLVED: dict = {}  # tier argument → tier name (the available tiers never change in a process)
+
+
+def _resolve(tier) -> str:
+    try:
+        return _RESOLVED[tier]
+    except (KeyError, TypeError):
+        name = resolve_tier(tier)
+        try:
+            _RESOLVED[tier] = name
+        except TypeError:
+            pass
+        return name
+
+
+def _new_state(limits: Limits, resolver, n_in: int, qin, kinds: bool, room: int) -> RunState:
+    state = RunState(limits, resolver, n_in, kinds)
+    state.stack.append(qin)
+    extra = value_size(qin) - 8
+    if extra:
+        state.mem_extra = extra
+        state.recompute_max_entries()
+    state.stack_room = room
+    return state
+
+
+def _execute(runner, seq, state: RunState, opts: dict, frames: int) -> int:
+    if frames:
+        state.stack_room = frames - 4 * opts["depth"] - 200
+        return call_in_big_thread(lambda: runner(seq, state, opts), frames)
+    return runner(seq, state, opts)
+
+
 def run(program, conditioning=None, store=None, limits: Limits | None = None, tier="auto",
-        optimize: bool = True, collect_kind_counts: bool = False, engine=None) -> SandboxResult:
-    """Run `program` in the sandbox on `tier`. Never raises for program failures."""
+        optimize: bool = True, collect_kind_counts: bool = False, engine=None, *,
+        hasher=None) -> SandboxResult:
+    """Run `program` in the sandbox on `tier`. Never raises for program failures.
+
+    `hasher` (a `hashing.Hasher`) is used if the program's H2 must be computed (to compile
+    it, or when `program_hash` is read), so a caller that hashes the same nodes (commit)
+    hashes each node once."""
     limits = limits or Limits()
-    tier_name = resolve_tier(tier)
-    runner = _tier_runner(tier_name)
+    tier_name = _resolve(tier)
+    auto = tier == "auto" or (type(tier) is str and tier.lower() == "auto")
+    runner = _RUNNERS[tier_name]
     res = SandboxResult(tier=TIER_NAMES[tier_name])
     t0 = time.perf_counter_ns()
     state = None
     try:
         seq, resolver = _prepare(program, store)
-        phash, depth, has_call = program_info(seq)
-        res.program_hash = phash.hex()
-        inp = _convert_input(conditioning, limits)
+        info = _PROGRAM_INFO.get(seq)
+        res._info, res._hasher = info, hasher
+        n_in, qin = _input_value(conditioning, limits)
+        depth = info.depth
         if depth > limits.max_node_depth:
             raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
-        state = RunState(limits, resolver, int(inp.shape[0]), collect_kind_counts)
-        state.stack.append(quantize(inp))
-        state.mem_extra = value_size(state.stack[0]) - 8
-        state.recompute_max_entries()
-        opts = {"optimize": optimize, "timing": {}, "program_hash": phash, "engine": engine,
-                "auto": str(tier).lower() == "auto"}
-        frames = _needs_deep_stack(depth, has_call, limits)
-        if frames:
-            ran = call_in_big_thread(lambda: runner(seq, state, opts), frames)
-        else:
-            ran = runner(seq, state, opts)
+        frames = _needs_deep_stack(depth, limits)
+        room = -1
+        if info.has_call and not frames:
+            room = max(0, sys.getrecursionlimit() - frames_in_use() - 250 - 4 * depth)
+        opts = {"optimize": optimize, "timing": {}, "engine": engine, "auto": auto, "depth": depth}
+        ran = -1
+        if auto and tier_name != "interp" and info.cold_work < info.cold_budget:
+            # cold: interpret, within the budget of tier 0 work left for this program
+            left = info.cold_budget - info.cold_work
+            lim0 = limits if left >= limits.fuel else dataclasses.replace(limits, fuel=left)
+            state = _new_state(lim0, resolver, n_in, qin, collect_kind_counts, room)
+            res.tier = 0
+            try:
+                ran = _execute(_run_interp, seq, state, opts, frames)
+            except NdaError as e:
+                if lim0 is limits or e.code != E.FUEL_EXHAUSTED:
+                    info.cold_work += state.executed
+                    raise
+                # the budget ran out: the program is hot; run it again, compiled, from the start
+                info.cold_work = info.cold_budget
+                res.tier = TIER_NAMES[tier_name]
+                first = state
+                state = _new_state(limits, resolver, n_in, qin, collect_kind_counts, room)
+                state.t0_ns, state.deadline_ns = first.t0_ns, first.deadline_ns
+            else:
+                info.cold_work += state.executed
+        if ran < 0:
+            opts["program_hash"] = info.program_hash(hasher)
+            if state is None:
+                state = _new_state(limits, resolver, n_in, qin, collect_kind_counts, room)
+            ran = _execute(runner, seq, state, opts, frames)
         res.tier = ran
         res.compile_us = int(opts["timing"].get("compile_us", 0))
         stack = state.stack
@@ -391,8 +572,9 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
         res.executed_nodes = res.fuel_used = state.executed
         res.matrix_count, res.norm_count = state.matrix_count, state.norm_count
         res.loop_iterations = state.loop_iterations
-        res.output_log = list(state.log)
-        res.kind_counts = dict(state.kind_counts) if state.kind_counts is not None else {}
+        res.output_log = state.log
+        if state.kind_counts is not None:
+            res.kind_counts = state.kind_counts
     elapsed = (time.perf_counter_ns() - t0) // 1000
     res.elapsed_us = int(elapsed)
     res.run_us = max(0, res.elapsed_us - res.compile_us)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from bisect import bisect_left
 import struct
 import threading
 from collections import OrderedDict
@@ -52,7 +53,9 @@ from typing import Iterable, Sequence
 
 from nda.core.binary_v2 import decode_node, encode_node
 from nda.core.errors import VALIDATION_ERROR, Diagnostic, NdaError, StoreError, UsageError, ValidationError
-from nda.core.hashing import Hasher, alias_of, h1, kv_token_hash, program_entry_hash, snapshot_hash
+from nda.core.hashing import (
+    HashTargetError, Hasher, alias_of, h1, hash_and_encode, kv_token_hash, program_entry_hash, snapshot_hash,
+)
 from nda.core.ir import GroupRef, Hash32, Legacy64, Let, Load, Node, Scope, Store, name_hash, walk
 from nda.core.link import Callee, GroupInfo, LinkedModule
 from nda.store.records import (
@@ -165,6 +168,10 @@ class SiteMap(TripleQueries):
         self._callees: OrderedDict[bytes, Callee] = OrderedDict()
         self.weight_root = 0
         self.read_only = False
+        # The sorted state entries as of roots row `_entries_seq` (None: not loaded / unknown);
+        # see `_init_state_cache`.
+        self._entries: list | None = None
+        self._entries_seq = -1
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -185,6 +192,7 @@ class SiteMap(TripleQueries):
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, str(path))
             store._init_schema(weight_root)
+            store._init_state_cache()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path}: cannot open store: {e}") from e
         return store
@@ -235,6 +243,40 @@ class SiteMap(TripleQueries):
             c.execute("ROLLBACK")
             raise
         self.weight_root = int(c.execute("SELECT value FROM meta WHERE key='weight_root'").fetchone()[0], 16)
+
+    def _init_state_cache(self) -> None:
+        """Temporary triggers (this connection only) log every change of `state_entries` in
+        the temporary table `_se_delta`, whatever code made it, so that each commit derives
+        the sorted entry list from the previous commit's list and its own changes instead of
+        reading and sorting every entry (commit cost independent of the store's size). The
+        log is part of the transaction: a rollback drops it too. Another connection's commits
+        are noticed by the roots sequence number and reload the list."""
+        c = self._conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS _se_delta (digest BLOB NOT NULL, added INTEGER NOT NULL)")
+        c.execute("CREATE TEMP TRIGGER IF NOT EXISTS _se_ins AFTER INSERT ON main.state_entries "
+                  "BEGIN INSERT INTO _se_delta VALUES (NEW.digest, 1); END")
+        c.execute("CREATE TEMP TRIGGER IF NOT EXISTS _se_del AFTER DELETE ON main.state_entries "
+                  "BEGIN INSERT INTO _se_delta VALUES (OLD.digest, 0); END")
+        c.execute("CREATE TEMP TRIGGER IF NOT EXISTS _se_upd AFTER UPDATE ON main.state_entries "
+                  "BEGIN INSERT INTO _se_delta VALUES (OLD.digest, 0); "
+                  "INSERT INTO _se_delta VALUES (NEW.digest, 1); END")
+
+    def _sorted_entries(self, last_seq: int) -> list:
+        """The sorted state entries now (inside the transaction, before its roots row)."""
+        entries = self._entries
+        if entries is None or self._entries_seq != last_seq:
+            entries = [r[0] for r in self._x("SELECT digest FROM state_entries ORDER BY digest")]
+        else:
+            entries = list(entries)  # the cached list stays valid if this transaction fails
+            for d, added in self._x("SELECT digest, added FROM _se_delta ORDER BY rowid"):
+                i = bisect_left(entries, d)
+                present = i < len(entries) and entries[i] == d
+                if added and not present:
+                    entries.insert(i, d)
+                elif not added and present:
+                    del entries[i]
+        self._x("DELETE FROM _se_delta")
+        return entries
 
     def close(self) -> None:
         with self._lock:
@@ -302,15 +344,16 @@ class SiteMap(TripleQueries):
                     pass
                 self._kv_cache.clear()
                 self._callees.clear()
+                self._entries = None
                 tx.entry = None
                 raise
             finally:
                 self._tx = None
 
     def _append_root(self, message: str) -> LogEntry:
-        digests = [r[0] for r in self._x("SELECT digest FROM state_entries ORDER BY digest")]
-        sroot = state_root_of(digests)
         last = self._x("SELECT seq, commit_id, time_us FROM roots ORDER BY seq DESC LIMIT 1").fetchone()
+        digests = self._sorted_entries(0 if last is None else last[0])
+        sroot = state_root_of(digests)
         seq = 1 if last is None else last[0] + 1
         parent = None if last is None else last[1]
         t = now_us()
@@ -318,6 +361,7 @@ class SiteMap(TripleQueries):
             t = last[2] + 1  # keep time strictly increasing along the chain
         cid = commit_id_of(sroot, parent, t, message)
         self._x("INSERT INTO roots VALUES (?,?,?,?,?,?,?)", (seq, sroot, parent, cid, message, t, len(digests)))
+        self._entries, self._entries_seq = digests, seq  # reset by `transaction` if COMMIT fails
         return LogEntry(seq, sroot, parent, cid, message, t, len(digests))
 
     def root(self) -> bytes:
@@ -368,11 +412,17 @@ class SiteMap(TripleQueries):
 
     def _put(self, node: Node, hasher: Hasher) -> tuple[bytes, int]:
         """Insert `node` unless stored (inside a transaction) → (address, v1 of a call to it)."""
-        addr = hasher.h2(node)
+        addr, data = hasher.known(node), None
+        if addr is None:  # a new node, most likely: hash, v1-hash and encode it in one pass
+            try:
+                addr, v1, data = hash_and_encode(node, hasher, None, self.callee_h1)
+            except HashTargetError:
+                addr = hasher.h2(node)  # stored already? then no error, as before: see below
         row = self._x("SELECT v1_hash, group_hash FROM nodes WHERE hash=?", (addr,)).fetchone()
         if row is not None:
             return addr, alias_of(addr) if row[1] is not None else from_be8(row[0])
-        data, v1 = encode_node(node), h1(node, None, self.callee_h1)
+        if data is None:
+            data, v1 = encode_node(node), h1(node, None, self.callee_h1)
         self._insert_node(addr, v1, node, data)
         return addr, v1
 
@@ -395,11 +445,12 @@ class SiteMap(TripleQueries):
         """Store a program (its Scope as a node, plus a programs row); returns its root."""
         scope = Scope(tuple(sequence))
         hasher = _hasher or Hasher()
-        root = hasher.h2(scope)
-        if self._tx is None and self.program_v1(root) is not None:
-            return root
+        if self._tx is None:
+            root = hasher.h2(scope)
+            if self.program_v1(root) is not None:
+                return root
         with self.transaction("put_program"):
-            _, v1 = self._put(scope, hasher)
+            root, v1 = self._put(scope, hasher)
             if self._x("INSERT OR IGNORE INTO programs VALUES (?,?,?)",
                        (root, be8(program_entry_hash(v1)), now_us())).rowcount:
                 self._add_entries([e_prog(root)])

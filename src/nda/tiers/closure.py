@@ -44,6 +44,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from nda.core import ir
+from nda.core.deepstack import call_nested
 from nda.runtime import kernels as K
 from nda.runtime import values as V
 from nda.tiers.closure_ops import OperatorClosures
@@ -364,15 +365,30 @@ class Compiler(OperatorClosures):
                 callee = st.resolver.resolve_call(target, group) if st.resolver is not None else None
                 if callee is None:
                     raise target_not_found(target)
-                # cached, or compiled now (not kept when too deep for this run's limit)
-                unit = engine.callee((callee.address, tier, optimize),
-                                     lambda: compile_callee(callee, engine, st.limits, native, tier, optimize))
+                # cached, or compiled now (not kept when too deep for this run's limit); the
+                # compiler recurses (≤ 8 frames per level): on a big-stack worker if needed
+                ckey = (callee.address, tier, optimize)
+                unit = engine._lru_get(engine.callees, ckey)
+                if unit is None:
+                    unit = call_nested(
+                        lambda: engine.callee(ckey, lambda: compile_callee(callee, engine, st.limits, native,
+                                                                           tier, optimize)),
+                        st, 2 * ir.node_depth(callee.node))
                 memo[key] = unit
             if unit.depth > st.limits.max_node_depth:  # this run's limit, whoever compiled it
                 raise nesting_error(st.limits.max_node_depth)
             st.call_depth += 1
             try:
-                unit.run(st, [None] * unit.nslots, stk)
+                room = st.stack_room
+                need = 4 * unit.depth + 64
+                if 0 <= need <= room:  # the common case, inline: the stack has room
+                    st.stack_room = room - need
+                    try:
+                        unit.run(st, [None] * unit.nslots, stk)
+                    finally:
+                        st.stack_room = room
+                else:
+                    call_nested(lambda: unit.run(st, [None] * unit.nslots, stk), st, unit.depth)
             finally:
                 st.call_depth -= 1
             return CONTINUE

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from nda.core import ir
+from nda.core.deepstack import call_nested
 from nda.core.errors import NdaError
 from nda.runtime import kernels as K
 from nda.runtime import values as V
@@ -120,13 +121,15 @@ class Interpreter:
         callee = st.resolver.resolve_call(n.target, st.group) if st.resolver is not None else None
         if callee is None:
             raise target_not_found(n.target)
-        if ir.node_depth(callee.node) > st.limits.max_node_depth:
+        depth = ir.node_depth(callee.node)
+        if depth > st.limits.max_node_depth:
             raise nesting_error(st.limits.max_node_depth)
         saved = (self.frame, st.group)
         self.frame, st.group = {}, callee.group
         st.call_depth += 1
         try:
-            self.eval(callee.node)  # Break/Return of the callee are discarded
+            # Break/Return of the callee are discarded; a big-stack worker if the stack is short
+            call_nested(lambda: self.eval(callee.node), st, depth)
         finally:
             st.call_depth -= 1
             self.frame, st.group = saved

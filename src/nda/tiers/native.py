@@ -50,8 +50,8 @@ Tiering policy (`opts["auto"]`, documented in docs/decisions.md):
   have counted `HOT_NODES` nodes in total at an average of at least `MIN_AVG_NODES` nodes per
   execution (below that the fixed cost of entering native code exceeds its gain). The counters
   live in the compiled unit, so a program that was hot in one run starts native in the next;
-- `auto` also interprets (tier 0) the first run of a program that has no Loop, While or Call
-  and is not compiled yet: every node runs at most once, so compiling cannot pay off then;
+- before any of this, the sandbox interprets (tier 0) a cold program under `auto` until its
+  tier 0 runs have cost about what compiling it would (`runner.COLD_WORK_PER_NODE`);
 - in both, machine code is LLVM O0 (cheap to compile) unless the static work per execution is
   at least `OPTIMIZE_WORK` nodes (then O2 at once); O0 code that has counted `OPTIMIZE_NODES`
   nodes is recompiled at O2.
@@ -472,7 +472,6 @@ class RegionCompiler:
         return rg.closure
 
 
-_SEEN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine → programs auto interpreted
 _BUDGETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine → its _PoolBudget
 
 
@@ -485,41 +484,10 @@ def pool_budget(engine) -> _PoolBudget:
     if budget is None:
         budget = _BUDGETS.setdefault(engine, _PoolBudget())
     return budget
-_SEEN_CAPACITY = 4096
-
-
-def _interpret_first(sequence, opts: dict) -> bool:
-    """Auto policy for whole programs: the first run of an uncompiled program without Loop,
-    While or Call (every node runs at most once, so compiling cannot pay off within the run)
-    is interpreted; later runs compile it. Remembered per engine (a cache, bounded)."""
-    engine = opts.get("engine") or closure.default_engine()
-    key = (opts["program_hash"], _AUTO_KEY, bool(opts.get("optimize", True)))
-    if key in engine.programs:
-        return False
-    seen = _SEEN.get(engine)
-    if seen is None:
-        seen = _SEEN.setdefault(engine, {})
-    if key in seen:
-        return False
-    for top in sequence:
-        for n in ir.walk(top):
-            if type(n) in (ir.Loop, ir.While, ir.Call):
-                return False
-    if len(seen) >= _SEEN_CAPACITY:
-        seen.clear()
-    seen[key] = None
-    return True
-
-
 def run_tier2(sequence, state, opts: dict) -> int:
-    """Tier 2 entry point for the sandbox. Returns the tier that ran: 2; 1 without llvmlite;
-    0 when `auto` interprets the first run of a loop-free program (`_interpret_first`)."""
+    """Tier 2 entry point for the sandbox. Returns the tier that ran: 2; 1 without llvmlite.
+    (Whether `auto` interprets a cold program instead is the sandbox's decision.)"""
     auto = bool(opts.get("auto"))
-    if auto and _interpret_first(sequence, opts):
-        from nda.tiers.interp import run_tier0
-
-        run_tier0(sequence, state)
-        return 0
     if not (llvmlite_installed() if auto else get_jit() is not None):
         return closure.run_tier1(sequence, state, opts)
     # A new hook per run; it is used only if the program unit is not cached yet (then it sees
