@@ -124,21 +124,18 @@ class RunState:
     """
 
     __slots__ = (
-        "limits", "stack", "mem_extra", "max_entries", "machine", "log", "out_bytes",
+        "limits", "stack", "mem_extra", "max_entries", "_machine", "log", "out_bytes",
         "executed", "matrix_count", "norm_count", "loop_iterations", "kind_counts", "resolver",
         "group", "call_depth", "input_len", "deadline_ns", "deadline_mark", "next_check", "t0_ns",
         "lazy", "stack_room",
     )
 
     def __init__(self, limits: Limits, resolver, input_len: int, collect_kinds: bool = False):
-        from nda.runtime.kernels import Machine
-
         self.limits = limits
         self.stack: list = []
         self.mem_extra = 0
-        self.machine = Machine()
-        self.max_entries = 0
-        self.recompute_max_entries()
+        self._machine = None  # created on first Peek/Poke (`machine`)
+        self.max_entries = (limits.max_memory_bytes - HEAP_BYTES) // 8
         self.log: list[str] = []
         self.out_bytes = 0
         self.executed = 0
@@ -161,6 +158,16 @@ class RunState:
         # first Call measures). A Call whose callee may need more runs on a big-stack worker
         # (`nda.core.deepstack.call_nested`).
         self.stack_room = -1
+
+    @property
+    def machine(self):
+        """The simulated heap and MMIO map (`kernels.Machine`), made on first use."""
+        m = self._machine
+        if m is None:
+            from nda.runtime.kernels import Machine
+
+            m = self._machine = Machine()
+        return m
 
     # -- counting
     def slow_check(self, kind: str) -> None:
@@ -207,15 +214,19 @@ class RunState:
 
     # -- memory
     def memory_used(self) -> int:
-        return HEAP_BYTES + 8 * len(self.stack) + self.mem_extra + self.machine.mmio_bytes
+        m = self._machine
+        return HEAP_BYTES + 8 * len(self.stack) + self.mem_extra + (m.mmio_bytes if m is not None else 0)
 
     def recompute_max_entries(self) -> None:
         """Largest stack length that keeps `memory_used() <= limit` (tier 1's O(1) check)."""
-        room = self.limits.max_memory_bytes - HEAP_BYTES - self.mem_extra - self.machine.mmio_bytes
+        m = self._machine
+        room = (self.limits.max_memory_bytes - HEAP_BYTES - self.mem_extra
+                - (m.mmio_bytes if m is not None else 0))
         self.max_entries = room // 8
 
     def check_memory(self) -> None:
-        used = HEAP_BYTES + 8 * len(self.stack) + self.mem_extra + self.machine.mmio_bytes
+        m = self._machine
+        used = HEAP_BYTES + 8 * len(self.stack) + self.mem_extra + (m.mmio_bytes if m is not None else 0)
         if used > self.limits.max_memory_bytes:
             raise memory_error(used, self.limits.max_memory_bytes)
 

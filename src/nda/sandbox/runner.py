@@ -27,7 +27,7 @@ from nda.core import ir
 from nda.core.errors import NdaError
 from nda.runtime.state import Limits, RunState
 from nda.core.deepstack import call_in_big_thread, fits, frames_in_use
-from nda.runtime.values import quantize, to_f32, value_size
+from nda.runtime.values import NdaVec, quantize, to_f32, value_size
 
 TIER_NAMES = {"interp": 0, "closure": 1, "native": 2}
 TIER_ALIASES = {"0": "interp", "1": "closure", "2": "native", "tier0": "interp",
@@ -49,12 +49,13 @@ class SandboxResult:
     """
 
     __slots__ = (tuple(f for f in _RESULT_FIELDS if f not in ("output_vec", "program_hash"))
-                 + ("_out_arr", "_out_list", "_phash", "_info", "_hasher", "error_node"))
+                 + ("_out_arr", "_out_list", "_out_raw", "_phash", "_info", "_hasher", "error_node"))
 
     def __init__(self, tier: int = 0):
         self.executed_nodes = self.matrix_count = self.norm_count = 0
         self._out_arr = None
         self._out_list: list | None = []
+        self._out_raw = None  # the run's top-of-stack value, decoded on first access
         self.output_dim = 0
         self.panicked = False
         self.error: str | None = None
@@ -87,11 +88,12 @@ class SandboxResult:
     @property
     def output_vec(self) -> list:
         if self._out_list is None:
-            self._out_list = self._out_arr.tolist()
+            self._out_list = self.output_array.tolist()
         return self._out_list
 
     @output_vec.setter
     def output_vec(self, value) -> None:
+        self._out_raw = None
         if isinstance(value, np.ndarray):
             self._out_arr, self._out_list = value.astype(np.float32, copy=False), None
         else:
@@ -101,7 +103,10 @@ class SandboxResult:
     def output_array(self) -> np.ndarray:
         """The output as a float32 array (no conversion cost)."""
         if self._out_arr is None:
-            self._out_arr = np.asarray(self._out_list, dtype=np.float32)
+            if self._out_raw is not None:
+                self._out_arr = to_f32(self._out_raw).astype(np.float32, copy=False)
+            else:
+                self._out_arr = np.asarray(self._out_list, dtype=np.float32)
         return self._out_arr
 
     @property
@@ -347,6 +352,9 @@ class ProgramInfo:
         return self.program_hash(), self.depth, self.has_call
 
 
+_NO_INFO = ProgramInfo(None, 0, False, 0, 0)
+
+
 class _ProgramInfoCache:
     """`ProgramInfo` per program, keyed by the *identity* of its top-level nodes (a bounded
     LRU that holds the nodes, so identities stay valid). Never hashes or compares node trees
@@ -361,14 +369,19 @@ class _ProgramInfoCache:
         self.nbytes = 0
         self._lock = threading.Lock()
         self._d: "OrderedDict[tuple, ProgramInfo]" = OrderedDict()
+        self._last = _NO_INFO  # the entry returned last (a one-entry fast path)
 
     def get(self, seq: tuple) -> ProgramInfo:
+        last = self._last
+        if last.seq is seq:  # the same tuple again (held by `last`, so its id is not reused)
+            return last
         key = tuple(map(id, seq))
         d = self._d
         with self._lock:
             hit = d.get(key)
             if hit is not None and all(a is b for a, b in zip(hit.seq, seq)):
                 d.move_to_end(key)
+                self._last = hit
                 return hit
         info = _compute_program_info(seq)
         with self._lock:
@@ -379,12 +392,15 @@ class _ProgramInfoCache:
             self.nbytes += info.nbytes
             while d and (len(d) > self.capacity or self.nbytes > self.byte_budget):
                 self.nbytes -= d.popitem(last=False)[1].nbytes
+            if d.get(key) is info:
+                self._last = info
         return info
 
     def clear(self) -> None:
         with self._lock:
             self._d.clear()
             self.nbytes = 0
+            self._last = _NO_INFO
 
     def __len__(self) -> int:
         return len(self._d)
@@ -455,6 +471,8 @@ def _needs_deep_stack(depth: int, limits: Limits) -> int:
     """Python frames the top level of a run may need (4 per nesting level), or 0 if the
     caller's stack will do. Calls check their own needs when they happen (`state.stack_room`,
     `deepstack.call_nested`)."""
+    if depth <= 32 and sys.getrecursionlimit() >= 1000:  # 328 frames: the caller has them
+        return 0
     frames = 4 * depth + 200
     return 0 if fits(frames) else frames
 
@@ -463,6 +481,7 @@ def _needs_deep_stack(depth: int, limits: Limits) -> int:
 # Entry point
 
 
+_DEFAULT_LIMITS = Limits()
 _RESOLVED: dict = {}  # tier argument → tier name (the available tiers never change in a process)
 
 
@@ -504,7 +523,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
     `hasher` (a `hashing.Hasher`) is used if the program's H2 must be computed (to compile
     it, or when `program_hash` is read), so a caller that hashes the same nodes (commit)
     hashes each node once."""
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     tier_name = _resolve(tier)
     auto = tier == "auto" or (type(tier) is str and tier.lower() == "auto")
     runner = _RUNNERS[tier_name]
@@ -554,9 +573,9 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
         res.compile_us = int(opts["timing"].get("compile_us", 0))
         stack = state.stack
         if stack:
-            out = to_f32(stack[-1])
-            res.output_vec = out
-            res.output_dim = int(out.shape[0])
+            top = stack[-1]
+            res._out_raw, res._out_list = top, None
+            res.output_dim = top.n if type(top) is NdaVec else 1
     except NdaError as e:
         res.error, res.error_code = e.message, e.code
         res.error_node = getattr(e, "node", None)

@@ -492,8 +492,11 @@ def run_tier2(sequence, state, opts: dict) -> int:
         return closure.run_tier1(sequence, state, opts)
     # A new hook per run; it is used only if the program unit is not cached yet (then it sees
     # the program's compiler first, and the callees of that unit later).
-    closure.run_compiled(sequence, state, opts, tier=_AUTO_KEY if auto else 2,
-                         native=RegionCompiler(auto, sequence, opts.get("engine") or closure.default_engine()))
+    engine = opts.get("engine") or closure.default_engine()
+    tier = _AUTO_KEY if auto else 2
+    cached = (opts["program_hash"], tier, bool(opts.get("optimize", True))) in engine.programs
+    closure.run_compiled(sequence, state, opts, tier=tier,
+                         native=None if cached else RegionCompiler(auto, sequence, engine))
     return 2
 
 
