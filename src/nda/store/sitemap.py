@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from bisect import bisect_left
 import struct
 import threading
 from collections import OrderedDict
@@ -62,6 +61,7 @@ from nda.store.records import (
     DECODE_DEPTH, EMPTY_ROOT, be8, commit_id_of, e_group, e_kv, e_name, e_node, e_prog, e_snap,
     e_str, e_triple, from_be8, kv_record_problem, now_us, state_root_of,
 )
+from nda.store import stateroot
 from nda.store.verify import verify_store
 from nda.syntax.triples import TripleQueries, TripleRecord, encode_record, node_triples, validate_triples
 
@@ -169,7 +169,7 @@ class SiteMap(TripleQueries):
         self.weight_root = 0
         self.read_only = False
         # The sorted state entries as of roots row `_entries_seq` (None: not loaded / unknown);
-        # see `_init_state_cache`.
+        # see `stateroot`.
         self._entries: list | None = None
         self._entries_seq = -1
 
@@ -192,7 +192,7 @@ class SiteMap(TripleQueries):
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, str(path))
             store._init_schema(weight_root)
-            store._init_state_cache()
+            stateroot.install(conn)  # the state entries are kept between commits
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path}: cannot open store: {e}") from e
         return store
@@ -243,40 +243,6 @@ class SiteMap(TripleQueries):
             c.execute("ROLLBACK")
             raise
         self.weight_root = int(c.execute("SELECT value FROM meta WHERE key='weight_root'").fetchone()[0], 16)
-
-    def _init_state_cache(self) -> None:
-        """Temporary triggers (this connection only) log every change of `state_entries` in
-        the temporary table `_se_delta`, whatever code made it, so that each commit derives
-        the sorted entry list from the previous commit's list and its own changes instead of
-        reading and sorting every entry (commit cost independent of the store's size). The
-        log is part of the transaction: a rollback drops it too. Another connection's commits
-        are noticed by the roots sequence number and reload the list."""
-        c = self._conn
-        c.execute("CREATE TEMP TABLE IF NOT EXISTS _se_delta (digest BLOB NOT NULL, added INTEGER NOT NULL)")
-        c.execute("CREATE TEMP TRIGGER IF NOT EXISTS _se_ins AFTER INSERT ON main.state_entries "
-                  "BEGIN INSERT INTO _se_delta VALUES (NEW.digest, 1); END")
-        c.execute("CREATE TEMP TRIGGER IF NOT EXISTS _se_del AFTER DELETE ON main.state_entries "
-                  "BEGIN INSERT INTO _se_delta VALUES (OLD.digest, 0); END")
-        c.execute("CREATE TEMP TRIGGER IF NOT EXISTS _se_upd AFTER UPDATE ON main.state_entries "
-                  "BEGIN INSERT INTO _se_delta VALUES (OLD.digest, 0); "
-                  "INSERT INTO _se_delta VALUES (NEW.digest, 1); END")
-
-    def _sorted_entries(self, last_seq: int) -> list:
-        """The sorted state entries now (inside the transaction, before its roots row)."""
-        entries = self._entries
-        if entries is None or self._entries_seq != last_seq:
-            entries = [r[0] for r in self._x("SELECT digest FROM state_entries ORDER BY digest")]
-        else:
-            entries = list(entries)  # the cached list stays valid if this transaction fails
-            for d, added in self._x("SELECT digest, added FROM _se_delta ORDER BY rowid"):
-                i = bisect_left(entries, d)
-                present = i < len(entries) and entries[i] == d
-                if added and not present:
-                    entries.insert(i, d)
-                elif not added and present:
-                    del entries[i]
-        self._x("DELETE FROM _se_delta")
-        return entries
 
     def close(self) -> None:
         with self._lock:
@@ -352,7 +318,8 @@ class SiteMap(TripleQueries):
 
     def _append_root(self, message: str) -> LogEntry:
         last = self._x("SELECT seq, commit_id, time_us FROM roots ORDER BY seq DESC LIMIT 1").fetchone()
-        digests = self._sorted_entries(0 if last is None else last[0])
+        digests = stateroot.sorted_entries(self._conn, self._entries, self._entries_seq,
+                                           0 if last is None else last[0])
         sroot = state_root_of(digests)
         seq = 1 if last is None else last[0] + 1
         parent = None if last is None else last[1]
