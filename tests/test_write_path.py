@@ -73,3 +73,16 @@ def test_calls_use_a_big_stack_only_when_needed(tier, monkeypatch):
     assert got.observable() == oracle.observable()
     too_deep = run(parse_sexpr(RECURSION % 70), [], tier=tier, limits=lim, engine=Engine())
     assert too_deep.error_code == "CALL_DEPTH" and not too_deep.panicked
+
+
+def test_auto_compiles_kernel_programs_from_the_second_run():
+    """Tier 0 decodes Matrix/Norm planes on every run; compiled code keeps them: block4 is
+    interpreted once, then compiled (COLD_WORK_PER_KERNEL), with identical results."""
+    from nda.cli.benchsuite import BLOCK4
+
+    seq = parse_sexpr(BLOCK4).sequence
+    oracle = run(seq, tier="interp")
+    eng = Engine()
+    got = [run(seq, tier="auto", engine=eng) for _ in range(3)]
+    assert [r.tier for r in got] == [0, 2, 2]
+    assert all(r.observable() == oracle.observable() for r in got)

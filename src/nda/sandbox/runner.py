@@ -321,6 +321,9 @@ NODE_BYTES = 128  # host bytes charged per held node by the program-info cache
 # program runs again, compiled, from the start (a run has no effect outside its RunState).
 COLD_WORK_PER_NODE = 4
 COLD_WORK_BASE = 64
+# A Matrix or Norm executed in tier 0 decodes its planes on every run, which compiled code
+# does once (the engine keeps the decoded weights): each counts as this many nodes of work.
+COLD_WORK_PER_KERNEL = 16
 
 
 class ProgramInfo:
@@ -508,6 +511,10 @@ def _new_state(limits: Limits, resolver, n_in: int, qin, kinds: bool, room: int)
     return state
 
 
+def _cold_work(state: RunState) -> int:
+    return state.executed + COLD_WORK_PER_KERNEL * (state.matrix_count + state.norm_count)
+
+
 def _execute(runner, seq, state: RunState, opts: dict, frames: int) -> int:
     if frames:
         state.stack_room = frames - 4 * opts["depth"] - 200
@@ -554,7 +561,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
                 ran = _execute(_run_interp, seq, state, opts, frames)
             except NdaError as e:
                 if lim0 is limits or e.code != E.FUEL_EXHAUSTED:
-                    info.cold_work += state.executed
+                    info.cold_work += _cold_work(state)
                     raise
                 # the budget ran out: the program is hot; run it again, compiled, from the start
                 info.cold_work = info.cold_budget
@@ -563,7 +570,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
                 state = _new_state(limits, resolver, n_in, qin, collect_kind_counts, room)
                 state.t0_ns, state.deadline_ns = first.t0_ns, first.deadline_ns
             else:
-                info.cold_work += state.executed
+                info.cold_work += _cold_work(state)
         if ran < 0:
             opts["program_hash"] = info.program_hash(hasher)
             if state is None:
