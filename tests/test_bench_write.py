@@ -59,6 +59,16 @@ def test_bench_write_usage_errors():
     assert code == 2
     code, out = nda("bench", "block4", "--sizes", "100", "--json")
     assert code == 2
+    code, out = nda("bench", "block4", "--clock", "cpu", "--json")
+    assert code == 2
+
+
+def test_bench_write_cpu_clock():
+    code, out = nda("bench", "write", "--sizes", "60", "--runs", "1", "--kinds", "scalar", "--no-micro",
+                    "--clock", "cpu", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["clock"] == "cpu" and "tiny" not in d
+    assert d["rows"][0]["stages_ms"]["run"] >= 0 and d["rows"][0]["python_ms"]["compile"] >= 0
 
 
 def test_growth_factor():

@@ -1,6 +1,6 @@
 """`nda bench`: run the benchmark suite and print a table (or one JSON object).
 
-In: benchmark names, --runs, --tier, --plot FILE (`write`: --sizes, --kinds, --no-micro). Out: a rich table of medians and ratios against
+In: benchmark names, --runs, --tier, --plot FILE (`write`: --sizes, --kinds, --no-micro, --clock). Out: a rich table of medians and ratios against
 the baselines measured in the same run (see `benchsuite`); with --plot also a bar chart of the
 ratios (`benchplot`). `nda bench write` runs `bench_write` (the cold write path) instead."""
 
@@ -21,12 +21,21 @@ def register(main: click.Group) -> None:
     @click.option("--sizes", default=None, help="`write` only: program sizes in nodes, comma-separated (default 100,1000,10000).")
     @click.option("--kinds", default=None, help="`write` only: program kinds, comma-separated (scalar, mixed; default both).")
     @click.option("--no-micro", is_flag=True, help="`write` only: skip the tiny-run and block4 measurements.")
+    @click.option("--clock", type=click.Choice(["wall", "cpu"]), default=None,
+                  help="`write` only: time stages on the wall clock (default) or this process's CPU clock.")
     @json_option
+<<<<<<< HEAD
     def bench(names, runs, tiers, plot_path, sizes, kinds, no_micro, as_json):
         """Run the benchmark suite (block4, loop100k, nested, calls10k, compile; `batch` —
         run_many on 4,000 fresh programs against CPython — only when named), or `nda bench
         write`: the cold write path (parse, gate, hash, compile, run, commit of fresh
         programs) against CPython's compile()/exec() of the same program."""
+=======
+    def bench(names, runs, tiers, plot_path, sizes, kinds, no_micro, clock, as_json):
+        """Run the benchmark suite (block4, loop100k, nested, calls10k, compile), or
+        `nda bench write`: the cold write path (parse, gate, hash, compile, run, commit of
+        fresh programs) against CPython's compile()/exec() of the same program."""
+>>>>>>> 3c8351f (bench write: --clock cpu|wall, a warm-up program per kind, tables per kind (stage rows, size columns, growth))
         from rich.table import Table
 
         if "write" in names:
@@ -34,10 +43,10 @@ def register(main: click.Group) -> None:
                 usage_fail("`write` runs on its own (no other benchmark names with it)", as_json)
             if plot_path is not None or tiers:
                 usage_fail("--plot and --tier do not apply to `nda bench write`", as_json)
-            _bench_write(runs if runs != 20 else 5, sizes, kinds, no_micro, as_json)
+            _bench_write(runs if runs != 20 else 5, sizes, kinds, no_micro, clock or "wall", as_json)
             return
-        if sizes is not None or kinds is not None or no_micro:
-            usage_fail("--sizes, --kinds and --no-micro apply to `nda bench write` only", as_json)
+        if sizes is not None or kinds is not None or no_micro or clock is not None:
+            usage_fail("--sizes, --kinds, --no-micro and --clock apply to `nda bench write` only", as_json)
 
         from nda.cli.benchsuite import BENCHMARKS, rows_to_json, run_suite
         from nda.sandbox.runner import resolve_tier
@@ -91,7 +100,7 @@ def register(main: click.Group) -> None:
         make_console().print(table)
         raise Exit(0)
 
-    def _bench_write(runs, sizes, kinds, no_micro, as_json):
+    def _bench_write(runs, sizes, kinds, no_micro, clock, as_json):
         from nda.cli.bench_write import KINDS, SIZES, render, run_write_bench
 
         try:
@@ -105,10 +114,10 @@ def register(main: click.Group) -> None:
         if bad:
             usage_fail(f"unknown kind(s): {', '.join(bad)} (known: {', '.join(KINDS)})", as_json)
         if as_json:
-            emit_json({"ok": True, **run_write_bench(sizes, kinds, runs, not no_micro)})
+            emit_json({"ok": True, **run_write_bench(sizes, kinds, runs, not no_micro, clock=clock)})
             return
         with make_console(stderr=True).status("benchmarking the write path…") as status:
-            result = run_write_bench(sizes, kinds, runs, not no_micro,
+            result = run_write_bench(sizes, kinds, runs, not no_micro, clock=clock,
                                      progress=lambda n: status.update(f"benchmarking {n}…"))
         render(result, make_console())
         raise Exit(0)

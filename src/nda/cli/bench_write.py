@@ -160,19 +160,24 @@ class _Prog:
             return None
 
 
-def _timed(fn) -> float:
-    """Milliseconds of one call of `fn` (collected garbage first, so stages start alike)."""
+CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.process_time_ns}
+
+
+def _timed(fn, clock=time.perf_counter_ns) -> float:
+    """Milliseconds of one call of `fn` (collected garbage first, so stages start alike), on
+    the wall clock or the process's CPU clock (steadier on a shared machine, but blind to
+    waits such as the store's fsync)."""
     gc.collect()
-    t0 = time.perf_counter_ns()
+    t0 = clock()
     fn()
-    return (time.perf_counter_ns() - t0) / 1e6
+    return (clock() - t0) / 1e6
 
 
 # ---------------------------------------------------------------------------------------------
 # One repetition of one (kind, size)
 
 
-def _one(kind: str, size: int, seed: int, tmp: str) -> dict:
+def _one(kind: str, size: int, seed: int, tmp: str, clock=time.perf_counter_ns) -> dict:
     from nda.core.hashing import program_hash
     from nda.core.link import link_module
     from nda.pipeline.commit import commit, static_findings
@@ -192,31 +197,31 @@ def _one(kind: str, size: int, seed: int, tmp: str) -> dict:
     def parse():
         nonlocal unit
         unit = parse_sexpr(sx)
-    out["parse_sexpr"] = _timed(parse)
+    out["parse_sexpr"] = _timed(parse, clock)
     if unit.module is not None:
-        out["link"] = _timed(lambda: link_module(unit.module))
+        out["link"] = _timed(lambda: link_module(unit.module), clock)
     else:
         out["link"] = 0.0
     text = _Prog(fresh(1)[0]).text()
     if text is not None:
         from nda.syntax.text import parse_text
 
-        out["parse_text"] = _timed(lambda: parse_text(text))
+        out["parse_text"] = _timed(lambda: parse_text(text), clock)
     else:
         out["parse_text"] = None
     p = _Prog(fresh(2)[0])
     out["nodes"] = p.node_count()
     findings: list = []
-    out["gate"] = _timed(lambda: findings.extend(static_findings(p.seq, p.linked, input_len=896, limits=Limits())))
+    out["gate"] = _timed(lambda: findings.extend(static_findings(p.seq, p.linked, input_len=896, limits=Limits())), clock)
     if findings:
         raise RuntimeError(f"generated {kind} program failed the gate: {findings[0].diagnostic.message}")
     p = _Prog(fresh(3)[0])
-    out["hash"] = _timed(lambda: program_hash(p.seq))
+    out["hash"] = _timed(lambda: program_hash(p.seq), clock)
     p = _Prog(fresh(4)[0])
-    out["compile"] = _timed(lambda: compile_program(p.seq, Engine(), tier=1, optimize=True))
+    out["compile"] = _timed(lambda: compile_program(p.seq, Engine(), tier=1, optimize=True), clock)
     p = _Prog(fresh(5)[0])
     box: list = []
-    out["run"] = _timed(lambda: box.append(run(p.seq, COND, store=p.resolver, tier="auto")))
+    out["run"] = _timed(lambda: box.append(run(p.seq, COND, store=p.resolver, tier="auto")), clock)
     if not box[0].is_success():
         raise RuntimeError(f"generated {kind} program failed to run: {box[0].error}")
     out["run_tier"] = box[0].tier
@@ -224,15 +229,15 @@ def _one(kind: str, size: int, seed: int, tmp: str) -> dict:
     store = SiteMap.open(os.path.join(tmp, f"w-{kind}-{size}-{seed}.db"))
     try:
         box.clear()
-        out["commit"] = _timed(lambda: box.append(commit(store, p.unit, COND, "bench")))
+        out["commit"] = _timed(lambda: box.append(commit(store, p.unit, COND, "bench")), clock)
         if not box[0].ok:
             raise RuntimeError(f"generated {kind} program failed to commit: {box[0].reason}")
     finally:
         store.close()
     src_c = fresh(7)[1]
-    out["py_compile"] = _timed(lambda: compile(src_c, "<bench>", "exec"))
+    out["py_compile"] = _timed(lambda: compile(src_c, "<bench>", "exec"), clock)
     src_ce = fresh(8)[1]
-    out["py_compile_exec"] = _timed(lambda: exec(compile(src_ce, "<bench>", "exec"), dict(PY_NS)))
+    out["py_compile_exec"] = _timed(lambda: exec(compile(src_ce, "<bench>", "exec"), dict(PY_NS)), clock)
     return out
 
 
@@ -245,15 +250,17 @@ def _ratio(a, b):
     return None if a is None or not b else a / b
 
 
-def measure_sizes(sizes=SIZES, kinds=KINDS, runs: int = 5, progress=None) -> list[dict]:
+def measure_sizes(sizes=SIZES, kinds=KINDS, runs: int = 5, progress=None, clock: str = "wall") -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        for kind in kinds:  # warm-up (seed 0, never measured): imports, first-use setup
+            _one(kind, 60, 0, tmp)
         for kind in kinds:
             for size in sizes:
                 if progress:
                     progress(f"{kind} {size}")
                 reps = runs if size < 10000 else max(1, (runs + 1) // 2)
-                samples = [_one(kind, size, s + 1, tmp) for s in range(reps)]
+                samples = [_one(kind, size, s + 1, tmp, CLOCKS[clock]) for s in range(reps)]
                 st = {k: _median(samples, k) for k in STAGES}
                 py_c, py_ce = _median(samples, "py_compile"), _median(samples, "py_compile_exec")
                 parse_gate = st["parse_sexpr"] + st["link"] + st["gate"]
@@ -345,10 +352,12 @@ TARGETS = (
 )
 
 
-def run_write_bench(sizes=SIZES, kinds=KINDS, runs: int = 5, micro: bool = True, progress=None) -> dict:
-    """Everything `nda bench write` reports, as one JSON-able dict."""
-    rows = measure_sizes(sizes, kinds, runs, progress)
-    result = {"runs": runs, "sizes": list(sizes), "kinds": list(kinds), "rows": rows,
+def run_write_bench(sizes=SIZES, kinds=KINDS, runs: int = 5, micro: bool = True, progress=None,
+                    clock: str = "wall") -> dict:
+    """Everything `nda bench write` reports, as one JSON-able dict. `clock` ("wall" or
+    "cpu") times the stages and the CPython baselines alike; the micro measurements are wall."""
+    rows = measure_sizes(sizes, kinds, runs, progress, clock)
+    result = {"runs": runs, "clock": clock, "sizes": list(sizes), "kinds": list(kinds), "rows": rows,
               "growth": growth(rows)}
     targets = []
     for r in rows:
@@ -376,24 +385,31 @@ def run_write_bench(sizes=SIZES, kinds=KINDS, runs: int = 5, micro: bool = True,
 
 
 def render(result: dict, console) -> None:
-    """Rich tables of `run_write_bench`'s result."""
+    """Rich tables of `run_write_bench`'s result: per kind, a row per stage, a column per size."""
     from rich.table import Table
-
-    t = Table(title=f"nda bench write (ms, median of {result['runs']} fresh programs; ratios vs CPython, same run)")
-    cols = ["kind", "nodes", *STAGES, "py compile", "py c+exec", "run/c+e", "commit/c"]
-    for c in cols:
-        t.add_column(c, justify="left" if c == "kind" else "right")
 
     def f(x):
         return "—" if x is None else f"{x:,.2f}"
-    for r in result["rows"]:
-        st, py, ra = r["stages_ms"], r["python_ms"], r["ratios"]
-        t.add_row(r["kind"], f"{r['nodes']:,}", *(f(st[s]) for s in STAGES), f(py["compile"]),
-                  f(py["compile_exec"]), f"{ra['run_vs_compile_exec']:.1f}×", f"{ra['commit_vs_compile']:.1f}×")
-    console.print(t)
-    for kind, g in result["growth"].items():
-        console.print(f"growth {kind} {g['from']}→{g['to']}: " + ", ".join(
-            f"{k} {v:.1f}×" for k, v in g["factor"].items() if v is not None))
+    for kind in result["kinds"]:
+        rows = [r for r in result["rows"] if r["kind"] == kind]
+        g = result["growth"].get(kind)
+        t = Table(title=f"nda bench write: {kind} ({result['clock']} ms, median of fresh programs; "
+                        "CPython in the same run)")
+        t.add_column("stage")
+        for r in rows:
+            t.add_column(f"{r['nodes']:,} nodes", justify="right")
+        if g:
+            t.add_column(f"growth {g['from']:,}→{g['to']:,}", justify="right")
+        for stage in STAGES:
+            extra = [f(g["factor"].get(stage)) + "×" if g["factor"].get(stage) else "—"] if g else []
+            t.add_row(stage, *(f(r["stages_ms"][stage]) for r in rows), *extra)
+        t.add_row("CPython compile()", *(f(r["python_ms"]["compile"]) for r in rows),
+                  *([f(g["factor"]["py_compile"]) + "×"] if g else []))
+        t.add_row("CPython compile+exec", *(f(r["python_ms"]["compile_exec"]) for r in rows), *([""] if g else []))
+        for key, label in (("run_vs_compile_exec", "run / compile+exec"), ("commit_vs_compile", "commit / compile"),
+                           ("parse_gate_vs_compile", "parse+gate / compile")):
+            t.add_row(label, *(f(r["ratios"][key]) + "×" for r in rows), *([""] if g else []))
+        console.print(t)
     if "tiny" in result:
         ti, b4 = result["tiny"], result["block4"]
         console.print(f"tiny cached run {ti['run_us']:.2f} µs = {ti['ratio']:.1f}× exec ({ti['exec_us']:.3f} µs); "
