@@ -86,3 +86,13 @@ def test_auto_compiles_kernel_programs_from_the_second_run():
     got = [run(seq, tier="auto", engine=eng) for _ in range(3)]
     assert [r.tier for r in got] == [0, 2, 2]
     assert all(r.observable() == oracle.observable() for r in got)
+
+
+def test_auto_cold_work_is_counted_per_engine():
+    """A new compile-cache engine has compiled nothing: the program starts cold there."""
+    from nda.cli.benchsuite import BLOCK4
+
+    seq = parse_sexpr(BLOCK4).sequence
+    a, b = Engine(), Engine()
+    assert [run(seq, engine=a).tier, run(seq, engine=a).tier] == [0, 2]
+    assert [run(seq, engine=b).tier, run(seq, engine=b).tier] == [0, 2]
