@@ -24,18 +24,11 @@ def register(main: click.Group) -> None:
     @click.option("--clock", type=click.Choice(["wall", "cpu"]), default=None,
                   help="`write` only: time stages on the wall clock (default) or this process's CPU clock.")
     @json_option
-<<<<<<< HEAD
-    def bench(names, runs, tiers, plot_path, sizes, kinds, no_micro, as_json):
+    def bench(names, runs, tiers, plot_path, sizes, kinds, no_micro, clock, as_json):
         """Run the benchmark suite (block4, loop100k, nested, calls10k, compile; `batch` —
         run_many on 4,000 fresh programs against CPython — only when named), or `nda bench
         write`: the cold write path (parse, gate, hash, compile, run, commit of fresh
         programs) against CPython's compile()/exec() of the same program."""
-=======
-    def bench(names, runs, tiers, plot_path, sizes, kinds, no_micro, clock, as_json):
-        """Run the benchmark suite (block4, loop100k, nested, calls10k, compile), or
-        `nda bench write`: the cold write path (parse, gate, hash, compile, run, commit of
-        fresh programs) against CPython's compile()/exec() of the same program."""
->>>>>>> 3c8351f (bench write: --clock cpu|wall, a warm-up program per kind, tables per kind (stage rows, size columns, growth))
         from rich.table import Table
 
         if "write" in names:
