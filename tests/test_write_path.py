@@ -96,3 +96,12 @@ def test_auto_cold_work_is_counted_per_engine():
     a, b = Engine(), Engine()
     assert [run(seq, engine=a).tier, run(seq, engine=a).tier] == [0, 2]
     assert [run(seq, engine=b).tier, run(seq, engine=b).tier] == [0, 2]
+
+
+def test_results_pickle_with_lazy_fields_materialized():
+    import pickle
+
+    r = run(parse_sexpr("(int 2)").sequence, [1.0, 2.0, 3.0], tier="auto")
+    back = pickle.loads(pickle.dumps(r))
+    assert back.observable() == r.observable() and back.program_hash == r.program_hash
+    assert back.output_vec == [2.0]

@@ -85,6 +85,15 @@ class SandboxResult:
     def program_hash(self, value: str) -> None:
         self._phash = value
 
+    def __getstate__(self):
+        """Pickled with the lazy fields materialized (hash, output array) and without the run's
+        program facts, hasher and raw output value (which may not be picklable)."""
+        self.program_hash, self.output_array  # noqa: B018 (materialize)
+        slots = {k: getattr(self, k) for c in type(self).__mro__ for k in getattr(c, "__slots__", ())
+                 if hasattr(self, k)}
+        slots["_out_raw"] = slots["_info"] = slots["_hasher"] = None
+        return None, slots
+
     @property
     def output_vec(self) -> list:
         if self._out_list is None:
