@@ -127,7 +127,7 @@ class RunState:
         "limits", "stack", "mem_extra", "max_entries", "_machine", "log", "out_bytes",
         "executed", "matrix_count", "norm_count", "loop_iterations", "kind_counts", "resolver",
         "group", "call_depth", "input_len", "deadline_ns", "deadline_mark", "next_check", "t0_ns",
-        "lazy", "stack_room",
+        "lazy", "stack_room", "native_ran",
     )
 
     def __init__(self, limits: Limits, resolver, input_len: int, collect_kinds: bool = False):
@@ -158,6 +158,7 @@ class RunState:
         # first Call measures). A Call whose callee may need more runs on a big-stack worker
         # (`nda.core.deepstack.call_nested`).
         self.stack_room = -1
+        self.native_ran = False  # set by tier 2 when native code ran (the result's tier says so)
 
     @property
     def machine(self):

@@ -346,7 +346,7 @@ class ProgramInfo:
         self.seq, self.depth, self.has_call, self.nodes, self.nbytes = seq, depth, has_call, nodes, nbytes
         self._hash: bytes | None = None
         self.cold_work = 0
-        self.cold_engine = 0  # id of the engine `cold_work` was spent for (0: the default engine)
+        self.cold_engine = 0  # serial of the engine `cold_work` was spent for (0: the default engine)
 
     def program_hash(self, hasher=None) -> bytes:
         """H2 of the program (memoized; `hasher`, a `hashing.Hasher`, shares its node memo)."""
@@ -561,7 +561,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
             room = max(0, sys.getrecursionlimit() - frames_in_use() - 250 - 4 * depth)
         opts = {"optimize": optimize, "timing": {}, "engine": engine, "auto": auto, "depth": depth}
         ran = -1
-        if auto and info.cold_engine != (eid := 0 if engine is None else id(engine)):
+        if auto and info.cold_engine != (eid := 0 if engine is None else engine.serial):
             info.cold_work, info.cold_engine = 0, eid  # a new engine has compiled nothing yet
         if auto and tier_name != "interp" and info.cold_work < info.cold_budget:
             # cold: interpret, within the budget of tier 0 work left for this program

@@ -38,6 +38,7 @@ The counting prologue used everywhere (and in tier 0):
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from time import perf_counter_ns
 
@@ -90,8 +91,14 @@ class Unit:
         self.nbytes = nbytes
 
 
+_ENGINE_SERIALS = itertools.count(1)
+
+
 class Engine:
     """Compilation caches (runtime.md §4): programs by (H2, optimize), callees by address.
+
+    `serial` names the engine for as long as the process lives (never reused, unlike `id()`):
+    the sandbox's cold-program accounting is per engine.
 
     Both are bounded LRUs keyed by H2 content addresses, in entries and in bytes (`Unit.nbytes`:
     an entry over the whole budget is not kept); stored nodes are immutable, so entries never
@@ -113,6 +120,7 @@ class Engine:
         self.kernel_bytes = 0
         self.program_bytes = 0
         self.callee_bytes = 0
+        self.serial = next(_ENGINE_SERIALS)
 
     def _lru_get(self, cache: OrderedDict, key):
         u = cache.get(key)

@@ -318,6 +318,7 @@ def _make_closure(rg: Region):
                 return fallback(st, fr, stk)
             remaining, wl = min(remaining, _I64_MAX), min(wl, _I64_MAX)
             s_in.pack_into(sc.buf, 0, remaining, blim, wl, st.deadline_ns, *payload)
+        st.native_ran = True
         while True:
             rc = code.call(sc.addr)
             out = s_out.unpack_from(sc.buf, 32)
@@ -485,8 +486,9 @@ def pool_budget(engine) -> _PoolBudget:
         budget = _BUDGETS.setdefault(engine, _PoolBudget())
     return budget
 def run_tier2(sequence, state, opts: dict) -> int:
-    """Tier 2 entry point for the sandbox. Returns the tier that ran: 2; 1 without llvmlite.
-    (Whether `auto` interprets a cold program instead is the sandbox's decision.)"""
+    """Tier 2 entry point for the sandbox. Returns the tier that ran: 2 when native code ran,
+    else 1 (no region went native, or no llvmlite). (Whether `auto` interprets a cold program
+    instead is the sandbox's decision.)"""
     auto = bool(opts.get("auto"))
     if not (llvmlite_installed() if auto else get_jit() is not None):
         return closure.run_tier1(sequence, state, opts)
@@ -497,7 +499,7 @@ def run_tier2(sequence, state, opts: dict) -> int:
     cached = (opts["program_hash"], tier, bool(opts.get("optimize", True))) in engine.programs
     closure.run_compiled(sequence, state, opts, tier=tier,
                          native=None if cached else RegionCompiler(auto, sequence, engine))
-    return 2
+    return 2 if state.native_ran else 1
 
 
 # ---------------------------------------------------------------------------------------------
