@@ -109,6 +109,11 @@ class LinkedModule:
 
 def rewrite_calls(node: Node, fn: Callable[[object], object | None]) -> Node:
     """A copy of `node` where each Call target `t` with `fn(t)` not None is replaced by it."""
+    return _rewrite_calls_by_node(node, lambda call: fn(call.target))
+
+
+def _rewrite_calls_by_node(node: Node, fn: Callable[[Call], object | None]) -> Node:
+    """A copy of `node` where each Call `c` with `fn(c)` not None gets that target (span kept)."""
     done: dict[int, Node] = {}
     stack: list = [(node, False)]
     while stack:
@@ -120,7 +125,7 @@ def rewrite_calls(node: Node, fn: Callable[[object], object | None]) -> Node:
             stack.extend((c, False) for c in children(n) if id(c) not in done)
             continue
         if type(n) is Call:
-            t = fn(n.target)
+            t = fn(n)
             done[id(n)] = n if t is None else Call(t, n.span)
         else:
             done[id(n)] = replace_children(n, lambda c: done[id(c)])
@@ -300,7 +305,7 @@ def link_names(module: Module | None, sequence: Sequence[Node] | None,
         if not calls:
             return node
         by_id = {id(c): fix_call(c) for c in calls}
-        return _rewrite_call_nodes(node, by_id)
+        return _rewrite_calls_by_node(node, lambda call: by_id.get(id(call)))
 
     new_module = None if module is None else Module(
         tuple(type(d)(d.name, rewrite(d.node), d.span) for d in module.defs), module.span)
@@ -308,27 +313,6 @@ def link_names(module: Module | None, sequence: Sequence[Node] | None,
     if missing:
         raise UnboundNameError(missing)
     return new_module, new_seq
-
-
-def _rewrite_call_nodes(node: Node, targets: dict) -> Node:
-    """A copy of `node` where each Call whose id is in `targets` (with a non-None value) gets
-    that target (span kept)."""
-    done: dict[int, Node] = {}
-    stack: list = [(node, False)]
-    while stack:
-        n, expanded = stack.pop()
-        if id(n) in done:
-            continue
-        if not expanded:
-            stack.append((n, True))
-            stack.extend((c, False) for c in children(n) if id(c) not in done)
-            continue
-        if type(n) is Call:
-            t = targets.get(id(n))
-            done[id(n)] = n if t is None else Call(t, n.span)
-        else:
-            done[id(n)] = replace_children(n, lambda c: done[id(c)])
-    return done[id(node)]
 
 
 def _group_info(digests: Sequence[bytes]) -> GroupInfo:
