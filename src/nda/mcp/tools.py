@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from nda.core.errors import (INPUT_INVALID, INTERNAL, DecodeError, Diagnostic, r
                              NdaError, ParseError, UsageError, error_failure, failure)
 from nda.core.link import UnboundNameError
 from nda.runtime.state import Limits
+from nda.sandbox.runner import json_float
 
 SYNTAXES = ("sexpr", "text", "binary")
 FORMATS = ("sexpr", "text", "binary")
@@ -182,13 +182,6 @@ def conditioning(input: list | None, dim: int | None, limits: Limits) -> list:
     return list(input)
 
 
-def _num(x: float):
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
-
 
 def compact_result(res, full: bool = False) -> dict:
     """A SandboxResult for an agent: the run's fields without empty per-kind counts, the output
@@ -201,8 +194,8 @@ def compact_result(res, full: bool = False) -> dict:
         arr = res.output_array.astype("float64")
         d.pop("output_vec")
         d["output_summary"] = {"length": len(vec), "head": vec[:SUMMARY_HEAD],
-                               "min": _num(float(arr.min())), "max": _num(float(arr.max())),
-                               "sum": _num(float(arr.sum()))}
+                               "min": json_float(float(arr.min())), "max": json_float(float(arr.max())),
+                               "sum": json_float(float(arr.sum()))}
         d["hint"] = "output_vec summarised; pass full=true for every value"
     return d
 

@@ -134,7 +134,7 @@ class SandboxResult:
     def to_dict(self, tier_as_name: bool = False) -> dict:
         d = {"ok": self.ok}
         d.update((k, getattr(self, k)) for k in _RESULT_FIELDS)
-        d["output_vec"] = [_json_float(x) for x in self.output_vec]
+        d["output_vec"] = [json_float(x) for x in self.output_vec]
         d["output_log"] = list(self.output_log)
         d["kind_counts"] = dict(self.kind_counts)
         if tier_as_name:
@@ -158,7 +158,8 @@ class SandboxResult:
                 tuple(sorted(self.kind_counts.items())), self.panicked)
 
 
-def _json_float(x: float):
+def json_float(x: float):
+    """A float for JSON: NaN and ±inf spelt "NaN", "inf", "-inf" (JSON has no such numbers)."""
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
