@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from nda.cli.app import main
-from nda.cli.check import check_file
+from nda.pipeline.check import check_file
 from nda.store.sitemap import SiteMap
 
 ROOT = Path(__file__).resolve().parents[1]

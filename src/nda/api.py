@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -224,7 +224,7 @@ def check(program, *, input_len: int | None = None, limits: Limits | None = None
     checked); `limits` feed the provable-limit checks; call targets outside the program must
     exist in `store`. Source that does not parse gives `ok=False` with the parse diagnostics.
     """
-    from nda.cli.check import gate_diagnostics
+    from nda.pipeline.check import gate_diagnostics
     from nda.core.errors import NdaError
 
     sm = store.sitemap if isinstance(store, Store) else store

@@ -559,7 +559,7 @@ class Tools:
 def gate_findings(loaded, input_len: int | None, limits: Limits, store) -> list:
     """The gate's findings as `nda check` reports them (variable names, did-you-mean hints,
     never-assigned warnings), in source order."""
-    from nda.cli.check import gate_diagnostics
+    from nda.pipeline.check import gate_diagnostics
 
     return gate_diagnostics(loaded, input_len=input_len, limits=limits, store=store)
 
