@@ -77,3 +77,21 @@ def test_growth_factor():
     g = growth(rows)["scalar"]
     assert (g["from"], g["to"]) == (1000, 10000)
     assert g["factor"]["commit"] == 10.0 and g["factor"]["py_compile"] == 1.0
+
+
+def test_bench_write_targets_cover_the_issue():
+    """Every ratio target of the cold-path issue appears in the targets table, computed from the
+    rows it reports (not a constant)."""
+    from nda.cli.bench_write import run_write_bench
+
+    d = run_write_bench(sizes=(1000, 1200), kinds=("scalar",), runs=1, micro=False)
+    names = {t["target"]: t for t in d["targets"]}
+    row = next(r for r in d["rows"] if r["size"] == 1000)
+    for key, label in (("parse_gate_vs_compile", "parse+gate ≤ 1.5×"), ("commit_vs_compile", "commit ≤ 5×"),
+                       ("run_vs_compile_exec", "run ≤ 1.5×")):
+        t = next(v for k, v in names.items() if label in k)
+        assert t["value"] == row["ratios"][key]
+        assert t["met"] == (row["ratios"][key] <= float(label.split("≤ ")[1].rstrip("×")))
+    for stage in ("parse_sexpr", "gate", "commit"):
+        t = names[f"scalar: {stage} grows ≤ 15× from 1000 to 1200 nodes"]
+        assert t["value"] == d["growth"]["scalar"]["factor"][stage]
