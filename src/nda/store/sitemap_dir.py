@@ -23,6 +23,12 @@ Export writes every stored node with §1.1 under its H1 (one file per distinct H
 their group's aliases, plus an index entry under each member's alias pointing at the member's
 file; programs as 8-byte files, KV, snapshots (live triples of each snapshot), dictionary, both
 metadata files and `index.json` sorted by (kind, hash).
+
+`codebase.json` (ours; outside `index.json`, so the original ignores it) carries what the
+original's layout has no place for: each stored function's source forms (`fn_meta`: H2, name,
+canonical signature) and the current name bindings (name → H2). Import applies both inside the
+same transaction, for addresses present in the store after the nodes are imported (others are
+reported and skipped; a malformed file is reported, never fatal).
 """
 
 from __future__ import annotations
@@ -134,7 +140,13 @@ def export_dir(store, directory: str) -> ExportReport:
             h = from_be8(key)
             _write(root, f"snapshots/{h:016x}.json", _json_bytes(arr), "Snapshot", h, entries)
         dictionary = {f"{from_be8(h):016x}": v for h, v in c.execute("SELECT hash, value FROM strings ORDER BY hash")}
+        v1_of = {r[0]: bytes(r[1]).hex() for r in rows}
+        functions = [{"hash": h.hex(), "v1_hash": v1_of.get(h), "name": n, "signature": sig} for h, n, sig in
+                     c.execute("SELECT hash, name, signature FROM fn_meta ORDER BY created_us, rowid")]
+        names = [{"name": n, "hash": bytes(h).hex(), "v1_hash": v1_of.get(bytes(h))}
+                 for n, h, _seq, _t in store.names()]
     (root / "dictionary.json").write_bytes(_json_bytes(dictionary))
+    (root / "codebase.json").write_bytes(_json_bytes({"functions": functions, "names": names}))
     wr = f"{store.weight_root:016x}"
     (root / "metadata.nda").write_bytes(f"metadata version 2\nfield_count 1\nfield\tweight_root\t{wr}\n".encode())
     (root / "metadata.json").write_bytes(_json_bytes({"weight_root": wr}))
@@ -142,6 +154,8 @@ def export_dir(store, directory: str) -> ExportReport:
     (root / "index.json").write_bytes(_json_bytes(index))
     rep.counts = {k: sum(1 for e in index if e["kind"] == k) for k in KINDS}
     rep.counts["strings"] = len(dictionary)
+    rep.counts["functions"] = len(functions)
+    rep.counts["names"] = len(names)
     rep.index_root = index_root(e["hash"] for e in index)
     return rep
 
@@ -250,7 +264,7 @@ def import_dir(store, directory: str) -> ImportReport:
         good.append((e, data))
     rep.index_root = index_root(e["hash"] for e, _ in good)
     rep.weight_root = _weight_root_of(root, probs)
-    counts = {k: 0 for k in ("nodes", "groups", "programs", "kv", "snapshots", "strings")}
+    counts = {k: 0 for k in ("nodes", "groups", "programs", "kv", "snapshots", "strings", "functions", "names")}
     with store.transaction(f"import-sitemap {directory}") as tx:
         if rep.weight_root is not None and rep.weight_root != store.weight_root:
             if store._x("SELECT 1 FROM kv WHERE token IS NOT NULL LIMIT 1").fetchone():
@@ -273,6 +287,7 @@ def import_dir(store, directory: str) -> ImportReport:
             elif e["kind"] == "Snapshot":
                 _import_snapshot(store, e, data, probs, counts)
         _import_dictionary(store, root, probs, counts)
+        _import_codebase(store, root, probs, counts)
     rep.counts = counts
     rep.commit = tx.entry
     return rep
@@ -414,6 +429,52 @@ def _import_dictionary(store, root: Path, probs, counts) -> None:
         values.append(v)
     store.register_strings(values)
     counts["strings"] = len(values)
+
+
+def _target(store, entry: dict) -> bytes:
+    """The imported address of an exported function/name target: its H2 when the store has it,
+    else the one node imported under its H1 (a node calling group members is re-linked on
+    import, so its H2 may differ from the exporting store's)."""
+    addr = bytes.fromhex(entry["hash"])
+    if store._has(addr) or not entry.get("v1_hash"):
+        return addr
+    found = store._all("SELECT hash FROM nodes WHERE v1_hash=?", (bytes.fromhex(entry["v1_hash"]),))
+    return bytes(found[0][0]) if len(found) == 1 else addr
+
+
+def _import_codebase(store, root: Path, probs, counts) -> None:
+    """Function source forms and name bindings from `codebase.json` (see the module docstring)."""
+    from nda.store.codebase import bind_names, parse_signature, put_function_meta
+
+    p = root / "codebase.json"
+    if not p.exists():
+        return
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+        functions = [(_target(store, f), f["name"], f["signature"]) for f in d.get("functions", [])]
+        names = [(x["name"], _target(store, x)) for x in d.get("names", [])]
+    except (ValueError, AttributeError, KeyError, TypeError) as err:
+        probs.append(f"codebase.json: unreadable ({err}); skipped")
+        return
+    for addr, name, sig in functions:
+        if not store._has(addr):
+            probs.append(f"function {name} {addr.hex()[:16]}: not in the store; source form skipped")
+            continue
+        try:
+            parsed = parse_signature(sig)
+            params = parsed["params"]
+            counts["functions"] += put_function_meta(store, addr, name, params and [tuple(q) for q in params],
+                                                     parsed["returns"])
+        except StoreError as err:
+            probs.append(f"function {name!r} {addr.hex()[:16]}: {err.message}; skipped")
+    good = {}
+    for name, addr in names:
+        if not isinstance(name, str) or not name or not store._has(addr):
+            probs.append(f"name {name!r}: target {addr.hex()[:16]} not in the store; skipped")
+            continue
+        good[name] = addr
+    if good:
+        counts["names"] = len(bind_names(store, good))
 
 
 __all__ = ["verify_store", "export_dir", "import_dir", "ExportReport", "ImportReport", "encode_kv_record",
