@@ -332,6 +332,11 @@ def test_cli_names_callers_deps_triples(tmp_path, monkeypatch):
     assert {b["name"] for b in lib["bindings"]} == {"sumsq", "next"}
     user = j(nda("commit", "use.nda", "--dim", "0", "--name", "user", "--json"))
     assert user["ok"] and user["sandbox"]["output_log"] == ["[print] [385.0]"]
+    # `nda hash` of a program calling stored code gives the H1 the store recorded at commit
+    h = j(nda("hash", "use.nda", "--json"))
+    with SiteMap.open(str(tmp_path / ".nda" / "sitemap.db")) as s:
+        rec = s.get_record(bytes.fromhex(user["root"]))
+    assert h["program"]["h2"] == user["root"] and h["program"]["h1"] == f"{rec.v1_hash:016x}"
     r = nda("commit", "bad.nda", "--dim", "0", "--json")
     assert r.exit_code == 1 and j(r)["diagnostics"][0]["hint"] == "did you mean 'sumsq'?"
     assert nda("commit", "lib.nda", "--namespace", "a b").exit_code == 2

@@ -447,28 +447,32 @@ def hash_(file, store_path, as_json):
     store = open_store(store_path)
     try:
         loaded = load_program(file, as_json, store)
+        mem = MemoryResolver()
+        if loaded.module is not None:
+            mem.add_linked(loaded.module)
+
+        def callee_h1(digest):  # this file's functions first, then the store's
+            v = mem.callee_h1(digest)
+            return v if v is not None or store is None else store.callee_h1(digest)
+
+        def h1_or_none(node, group=None):
+            try:
+                return f"{h1(node, aliases=group.aliases if group else None, callee_h1=callee_h1):016x}"
+            except NdaError:
+                return None  # a Hash32 call to a callee in neither this file nor the store
+
+        out = {"program": {"h2": program_hash(loaded.sequence).hex(),
+                           "h1": h1_or_none(ir.Scope(tuple(loaded.sequence)))},
+               "functions": []}
+        if loaded.module is not None:
+            for d in loaded.module.defs:
+                out["functions"].append({
+                    "name": d.name, "address": d.address.hex(), "h1": h1_or_none(d.node, d.group),
+                    "group": None if d.group is None else d.group.hash.hex(), "index": d.index,
+                })
     finally:
         if store is not None:
             store.close()
-    mem = MemoryResolver()
-    if loaded.module is not None:
-        mem.add_linked(loaded.module)
-
-    def h1_or_none(node, group=None):
-        try:
-            return f"{h1(node, aliases=group.aliases if group else None, callee_h1=mem.callee_h1):016x}"
-        except NdaError:
-            return None  # e.g. a Hash32 call to a callee outside this file
-
-    out = {"program": {"h2": program_hash(loaded.sequence).hex(),
-                       "h1": h1_or_none(ir.Scope(tuple(loaded.sequence)))},
-           "functions": []}
-    if loaded.module is not None:
-        for d in loaded.module.defs:
-            out["functions"].append({
-                "name": d.name, "address": d.address.hex(), "h1": h1_or_none(d.node, d.group),
-                "group": None if d.group is None else d.group.hash.hex(), "index": d.index,
-            })
     if as_json:
         emit_json(out)
         return
