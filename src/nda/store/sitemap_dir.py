@@ -411,15 +411,21 @@ def _import_snapshot(store, e, data, probs, counts) -> None:
     counts["snapshots"] += 1
 
 
-def _import_dictionary(store, root: Path, probs, counts) -> None:
-    p = root / "dictionary.json"
+def _read_json(root: Path, name: str, probs: list, convert):
+    """`convert(json of root/name)`, or None when the file is absent or unreadable (reported)."""
+    p = root / name
     if not p.exists():
-        return
+        return None
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-        items = [(int(k, 16), v) for k, v in d.items()]
-    except (ValueError, AttributeError) as err:
-        probs.append(f"dictionary.json: unreadable ({err}); skipped")
+        return convert(json.loads(p.read_text(encoding="utf-8")))
+    except (ValueError, AttributeError, KeyError, TypeError) as err:
+        probs.append(f"{name}: unreadable ({err}); skipped")
+        return None
+
+
+def _import_dictionary(store, root: Path, probs, counts) -> None:
+    items = _read_json(root, "dictionary.json", probs, lambda d: [(int(k, 16), v) for k, v in d.items()])
+    if items is None:
         return
     values = []
     for h, v in items:
@@ -446,16 +452,12 @@ def _import_codebase(store, root: Path, probs, counts) -> None:
     """Function source forms and name bindings from `codebase.json` (see the module docstring)."""
     from nda.store.codebase import bind_names, parse_signature, put_function_meta
 
-    p = root / "codebase.json"
-    if not p.exists():
+    got = _read_json(root, "codebase.json", probs, lambda d: (
+        [(_target(store, f), f["name"], f["signature"]) for f in d.get("functions", [])],
+        [(x["name"], _target(store, x)) for x in d.get("names", [])]))
+    if got is None:
         return
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-        functions = [(_target(store, f), f["name"], f["signature"]) for f in d.get("functions", [])]
-        names = [(x["name"], _target(store, x)) for x in d.get("names", [])]
-    except (ValueError, AttributeError, KeyError, TypeError) as err:
-        probs.append(f"codebase.json: unreadable ({err}); skipped")
-        return
+    functions, names = got
     for addr, name, sig in functions:
         if not store._has(addr):
             probs.append(f"function {name} {addr.hex()[:16]}: not in the store; source form skipped")
