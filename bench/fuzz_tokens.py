@@ -31,7 +31,7 @@ from nda.core.errors import PARSE_ERROR
 from nda.core.hashing import h2, program_hash
 from nda.core.ir import Int, Scope
 from nda.syntax.tokens import (
-    SeededProvider, TokenStreamError, format_stream, generate, seeded_logits, verify_stream,
+    SeededProvider, TokenStreamError, generate, seeded_logits, verify_stream,
 )
 from nda.syntax.tokens_text import verify_text
 

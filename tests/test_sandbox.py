@@ -10,7 +10,7 @@ from nda.core import ir
 from nda.tiers.closure import Compiler, Engine
 from nda.tiers.interp import Interpreter
 from nda.core.link import MemoryResolver, link_module
-from nda.sandbox.runner import SandboxResult, available_tiers, resolve_tier, run
+from nda.sandbox.runner import available_tiers, resolve_tier, run
 from nda.syntax.sexpr import parse_sexpr
 from nda.runtime.state import Limits
 

@@ -247,9 +247,9 @@ def _summary(res, console) -> None:
         console.print(f"[green]ok[/green] output[{res.output_dim}] = [{shown}]", soft_wrap=True)
     else:
         console.print(f"[red]{res.error_code}[/red]: {res.error}", soft_wrap=True)
-    console.print(soft_wrap=True, *[f"[dim]{res.executed_nodes} nodes · {res.matrix_count} matrix · {res.norm_count} norm · "
+    console.print(f"[dim]{res.executed_nodes} nodes · {res.matrix_count} matrix · {res.norm_count} norm · "
                   f"{res.loop_iterations} loops · tier {tiers[res.tier]} · {res.elapsed_us} µs "
-                  f"(compile {res.compile_us} µs) · {res.program_hash[:16]}[/dim]"])
+                  f"(compile {res.compile_us} µs) · {res.program_hash[:16]}[/dim]", soft_wrap=True)
 
 
 @main.command()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nda.core import ir
-from nda.core.errors import NdaError, ParseError, UsageError
+from nda.core.errors import ParseError, UsageError
 
 EXTENSIONS = {".nda": "text", ".sexpr": "sexpr", ".ndab": "binary"}
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 from nda.core.errors import Span
 from nda.core.ir import Op
-from nda.syntax.tokens import (format_stream, BAD_PAYLOAD, DEFAULT_CONDITIONING_LEN, SYNTAX, UNKNOWN_TOKEN, Tok, TokenProgram,
+from nda.syntax.tokens import (BAD_PAYLOAD, DEFAULT_CONDITIONING_LEN, SYNTAX, UNKNOWN_TOKEN, Tok, TokenProgram,
                      TokenStreamError, _HEX64, token_name, verify_stream)
 
 
