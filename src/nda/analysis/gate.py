@@ -178,7 +178,7 @@ class _Unit:
                 kids = self.check(n)
                 if kids:
                     d += 1
-                    for c in reversed(kids):
+                    for c in kids[::-1]:  # not reversed(): mypyc 2.4 crashes on it here
                         stack.append((c, d))
 
     @property

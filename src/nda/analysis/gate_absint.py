@@ -45,7 +45,7 @@ Soundness rules (never report a node that could succeed when reached):
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from nda.analysis.gate_state import (
     AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, env_get, env_set,
@@ -58,7 +58,7 @@ UNROLL = 8  # Loop counts up to this are unrolled exactly
 MAX_ROUNDS = 6  # fixpoint rounds before giving up (the lattice is short)
 
 
-def const_truth(n: ir.Node):
+def const_truth(n: Any):
     """True/False for an Int or Float literal condition (truthy = value > 0), else None."""
     if type(n) is ir.Int:
         return n.value > 0
@@ -71,7 +71,7 @@ def const_truth(n: ir.Node):
 MMIO_BASE = 0xF0000000  # MMIO keys are only ever created at or above this address
 
 
-def const_addr(n: ir.Node):
+def const_addr(n: Any):
     """The u32 address an Int literal address operand converts to, else None."""
     return n.value & 0xFFFFFFFF if type(n) is ir.Int else None
 
@@ -88,7 +88,7 @@ class Syntax:
         self._cost: dict[int, int] = {}
         self._keep: list = []  # keep memoized nodes alive so ids stay unique
 
-    def bound(self, n: ir.Node) -> frozenset:
+    def bound(self, n: Any) -> frozenset:
         """Names written by Let/Store anywhere in `n` (no-op children excluded: they never run)."""
         if type(n) in _NO_BIND:
             return _EMPTY
@@ -106,7 +106,7 @@ class Syntax:
             self._keep.append(n)
         return r
 
-    def plus(self, names: "Names", n: ir.Node) -> "Names":
+    def plus(self, names: "Names", n: Any) -> "Names":
         """`names` (updated in place) with the names `n` writes."""
         t = type(n)
         if t in _NO_BIND:
@@ -122,7 +122,7 @@ class Syntax:
             names.add(b)
         return names
 
-    def signals(self, n: ir.Node) -> frozenset:
+    def signals(self, n: Any) -> frozenset:
         """Signals ('B', 'R') that `n` may produce as a sequence element."""
         t = type(n)
         if t not in _SIG_KINDS:
@@ -147,7 +147,7 @@ class Syntax:
         return r
 
     def seq_signals(self, nodes) -> frozenset:
-        out = frozenset()
+        out: frozenset = frozenset()
         for c in nodes:
             out |= self.signals(c)
         return out
@@ -161,12 +161,12 @@ class Syntax:
                 break
         return total
 
-    def while_cap_cost(self, n: ir.While) -> int:
+    def while_cap_cost(self, n: Any) -> int:
         """Cheapest run of a never-ending While up to its WHILE_LIMIT failure."""
         iters = max(self.limits.max_while_iterations, 1)
         return 1 + iters * (self.min_cost(n.cond) + self.seq_min_cost(n.body))
 
-    def min_cost(self, n: ir.Node) -> int:
+    def min_cost(self, n: Any) -> int:
         """Lower bound of executed nodes for any evaluation of `n` that does not fail earlier."""
         t = type(n)
         if t in _COST1:
@@ -299,7 +299,7 @@ class Frame:
         return st.top, St(st.rest, s.env, s.clean)
 
     # -- sequences and statement boundaries
-    def seq(self, nodes, s: St, names: frozenset, top: bool = False) -> Outcome:
+    def seq(self, nodes, s: St | None, names: Names, top: bool = False) -> Outcome:
         brk = ret = None
         for i, e in enumerate(nodes):
             o = self.node(e, s, names)
@@ -342,7 +342,7 @@ class Frame:
         return Outcome(*parts)
 
     # -- one node
-    def node(self, n, s: St, names: frozenset) -> Outcome:
+    def node(self, n, s: St | None, names: Names) -> Outcome:
         self.budget -= 1
         t = type(n)
         o = _DISPATCH[t](self, n, s, names)
@@ -351,10 +351,10 @@ class Frame:
         self.cols[-1].ok.add(id(n))
         return o
 
-    def expr(self, n, s: St, names: frozenset) -> St | None:
+    def expr(self, n, s: St | None, names: Names) -> St | None:
         return merged(self.node(n, s, names))
 
-    def exprs(self, nodes, s: St, names: frozenset) -> St | None:
+    def exprs(self, nodes, s: St | None, names: Names) -> St | None:
         for c in nodes:
             s = self.expr(c, s, names)
             if s is None:
@@ -371,7 +371,7 @@ class Frame:
             col = self.cols.pop()
         return r, col
 
-    def _degraded(self, s: St) -> St:
+    def _degraded(self, s: St | None) -> St | None:
         return UNK if self.budget <= 0 and s is not None else s
 
     # -- control flow
@@ -398,8 +398,8 @@ class Frame:
         self.cols[-1].absorb(col)
         return Outcome(join(o.cont, o.brk), None, o.ret)
 
-    def _fixpoint(self, s: St, body: Callable, back: Callable):
-        x = s
+    def _fixpoint(self, s: St | None, body: Callable, back: Callable):
+        x: St | None = s
         for _ in range(MAX_ROUNDS):
             o, col = self._pass(lambda: body(x))
             x2 = join(s, back(o))
@@ -761,11 +761,12 @@ class Frame:
     def _noop(self, n, s, names):
         return Outcome(s, None, None)
 
-    n_Spawn = n_Atomic = n_Alloc = n_Free = n_RegInt = n_GpuDispatch = n_Triple = _noop
 
-
-
-_DISPATCH = {cls: getattr(Frame, "n_" + cls.__name__) for cls in ir.NODE_CLASSES}
+# no-op kinds share `_noop`, named here rather than aliased in the class body (which mypyc
+# rejects: docs/decisions.md #31)
+_NOOPS = frozenset({"Spawn", "Atomic", "Alloc", "Free", "RegInt", "GpuDispatch", "Triple"})
+_DISPATCH = {cls: Frame._noop if cls.__name__ in _NOOPS else getattr(Frame, "n_" + cls.__name__)
+             for cls in ir.NODE_CLASSES}
 
 
 __all__ = ["Frame", "Names", "Syntax", "St", "UNK", "program_start", "const_truth"]

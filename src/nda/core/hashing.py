@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from nda.core.binary_v2 import EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
@@ -114,7 +114,7 @@ def h2(node: Node) -> bytes:
 
 def program_hash(sequence: Sequence[Node]) -> bytes:
     """A program's identity: H2(Scope{top-level sequence})."""
-    return h2(Scope(tuple(sequence)))
+    return h2(Scope(tuple(sequence), span=None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def call_target_h1(target, aliases: Sequence[int] | None, callee_h1: CalleeH1 | 
     raise EncodeError(f"invalid call target {target!r}")
 
 
-def _h1_preimage(n: Node, child: Callable[[Node], bytes], target: Callable) -> bytes:
+def _h1_preimage(n: Any, child: Callable[[Node], bytes], target: Callable) -> bytes:
     """§3.1 preimage; child(c) is H1(c) as 8 LE bytes. Fields are packed via the v2 parts."""
     name = type(n).__name__
     tag = _H1_TAG.get(name) if isinstance(n, Node) else None

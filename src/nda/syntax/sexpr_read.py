@@ -154,6 +154,7 @@ class _Builder:
         self.plane_budget = max_plane_bytes
         self.plane_bytes = 0
         self.names: dict[int, str] = {}
+        self.depth = 0  # the fast path's nesting depth at the form being built (sexpr.py)
 
     # -- errors
     @staticmethod
