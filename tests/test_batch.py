@@ -181,6 +181,20 @@ def test_results_pickle_and_json():
     assert d["index"] == 0 and d["ok"] and d["output_vec"] == [32.0] and d["tier"] in ("interp", "closure", "native")
 
 
+def test_a_result_holds_its_hash_not_its_program():
+    import gc
+
+    from nda.core.ir import Node
+
+    # a caller keeping thousands of results must not keep thousands of programs alive
+    seq = load_text(prog(4)).sequence
+    rs = list(run_many([seq, "(add (int 1)", "(load nowhere)"], backend="serial"))
+    assert rs[0].program_hash == program_hash(seq).hex() and rs[0].output_vec == [34.0]
+    for r in rs:
+        assert r._info is None and r._hasher is None and r.error_node is None
+        assert not any(isinstance(x, Node) for x in gc.get_referents(r))
+
+
 # ---------------------------------------------------------------------------------------------
 # Dead workers (test-only hooks run in the worker before each program)
 
@@ -320,6 +334,21 @@ def test_ray_matches_serial_and_replaces_dead_actors(ray_local, serial_mixed):
     assert sorted(r.index for r in rs) == list(range(10))
     bad = [r for r in rs if not r.is_success()]
     assert [(r.index, r.stage, r.error_code, r.panicked) for r in bad] == [(5, "worker", "INTERNAL", True)]
+
+
+def test_ray_actor_killed_mid_chunk_with_a_chunk_queued_behind(ray_local):
+    from nda.batch.ray_backend import DEPTH
+
+    assert DEPTH >= 2  # one actor holds the chunk it runs and the next one
+    progs = PROGRAMS[:2] + ["(int 667)"] + PROGRAMS[2:8]
+    rs = list(run_many(progs, backend="ray", workers=1, chunksize=3, retries=0, _hook=kill_on_marker))
+    assert [r.index for r in rs] == list(range(9))
+    # retries=0: the chunk that was running dies with its actor ...
+    assert [(r.index, r.stage, r.panicked) for r in rs if not r.is_success()] == [
+        (0, "worker", True), (1, "worker", True), (2, "worker", True)]
+    assert "Actor" in rs[2].error and "1 attempt)" in rs[2].error
+    # ... the chunk queued behind it had not started: it runs on the replacement actor
+    assert [r.output_vec for r in rs[3:]] == [[float(i + 30)] for i in range(2, 8)]
 
 
 # ---------------------------------------------------------------------------------------------

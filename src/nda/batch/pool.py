@@ -21,7 +21,7 @@ import multiprocessing as mp
 import signal
 from multiprocessing.connection import wait as mp_wait
 
-from nda.batch.worker import Worker, WorkerConfig
+from nda.batch.worker import Worker, WorkerConfig, settle_worker_process
 
 PRELOAD = ("nda.batch.worker", "nda.pipeline.load", "nda.pipeline.commit", "nda.syntax.sexpr",
            "nda.syntax.text", "nda.analysis.gate", "nda.sandbox.runner", "nda.tiers.interp",
@@ -38,6 +38,7 @@ def _worker_main(conn, config: WorkerConfig) -> None:
     except Exception as e:  # noqa: BLE001 — reported to the parent, which raises it
         conn.send(("init-error", f"{type(e).__name__}: {e}"))
         return
+    settle_worker_process()
     try:
         conn.send(("ready", None))
         while True:

@@ -12,15 +12,24 @@ started with `num_cpus=workers` and shut down when the batch ends. Each actor (`
 holds one `Worker` (its `Engine`, the store opened read-only: the store path must be readable
 on every node). A dead actor (`RayActorError`, e.g. its process was killed) is killed for
 good and replaced; `runner` retries its chunk program by program.
+
+Throughput: each actor holds `DEPTH` chunks at once (Ray queues an actor's calls and runs
+them in order), so it starts its next chunk while the driver is still collecting the last
+one's results — with one chunk per actor, every chunk paid a driver round trip of idle time.
+Chunks and results cross as bytes pickled here (protocol 5), not as lists that Ray's
+cloudpickle walks object by object. Results of one actor are handed to `runner` in the order
+its chunks were submitted; a dead actor is reported once, for the oldest chunk it held.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 
-from nda.batch.worker import Worker, WorkerConfig, default_workers
+from nda.batch.worker import Worker, WorkerConfig, default_workers, settle_worker_process
 
 INSTALL_HINT = 'backend="ray" needs Ray: pip install "nda-toolchain[ray]"'
+DEPTH = 2  # chunks each actor holds at once (one running, one queued)
 
 
 def import_ray():
@@ -36,9 +45,11 @@ class BatchActor:
 
     def __init__(self, config: WorkerConfig):
         self.worker = Worker(config)
+        settle_worker_process()
 
-    def run_chunk(self, items) -> list:
-        return self.worker.run_chunk(items)
+    def run_chunk(self, data: bytes) -> bytes:
+        """A chunk pickled by the driver → its results pickled (see the module docstring)."""
+        return pickle.dumps(self.worker.run_chunk(pickle.loads(data)), protocol=5)
 
     def pid(self) -> int:
         return os.getpid()
@@ -61,8 +72,10 @@ class RayActors:
         self.n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._config = config
         self._cls = ray.remote(num_cpus=1, max_restarts=0)(BatchActor)
+        self.depth = DEPTH
+        self._refs: dict = {}  # ObjectRef → (slot, submission number)
+        self._seq = 0
         self._actors = [self._cls.remote(config) for _ in range(self.n)]
-        self._refs: dict = {}  # ObjectRef → slot
         self._ready(self._actors)
 
     def _ready(self, actors) -> None:
@@ -75,20 +88,35 @@ class RayActors:
             raise RuntimeError(f"Ray batch actor failed to start: {_first_line(e)}") from e
 
     def submit(self, slot: int, chunk: list) -> None:
-        self._refs[self._actors[slot].run_chunk.remote(chunk)] = slot
+        self._seq += 1
+        ref = self._actors[slot].run_chunk.remote(pickle.dumps(chunk, protocol=5))
+        self._refs[ref] = (slot, self._seq)
 
     def wait(self) -> list:
+        """Block until some chunk is done → events in each slot's submission order; a slot
+        whose actor died gets one death event (its later chunks are dropped by `replace`)."""
         ray = self.ray
-        ready, _ = ray.wait(list(self._refs), num_returns=1)
-        more, _ = ray.wait([r for r in self._refs if r not in ready], num_returns=len(self._refs) - len(ready),
-                           timeout=0) if len(self._refs) > len(ready) else ([], [])
+        refs = list(self._refs)
+        ready, rest = ray.wait(refs, num_returns=1)
+        if rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        upto: dict = {}  # slot → the newest of its chunks known to be done
+        for ref in ready:
+            slot, seq = self._refs[ref]
+            upto[slot] = max(seq, upto.get(slot, 0))
         events = []
-        for ref in list(ready) + list(more):
-            slot = self._refs.pop(ref)
-            try:
-                events.append((slot, ray.get(ref), None))
-            except ray.exceptions.RayError as e:  # the actor died (or its task could not run)
-                events.append((slot, None, _first_line(e)))
+        for slot, last in upto.items():
+            # an actor runs its chunks in order: every older chunk of the slot is done too
+            for ref, (_s, seq) in sorted(((r, v) for r, v in self._refs.items() if v[0] == slot),
+                                         key=lambda rv: rv[1][1]):
+                if seq > last:
+                    break
+                del self._refs[ref]
+                try:
+                    events.append((slot, pickle.loads(ray.get(ref)), None))
+                except ray.exceptions.RayError as e:  # the actor died (or its task could not run)
+                    events.append((slot, None, _first_line(e)))
+                    break
         return events
 
     def pids(self) -> list[int]:
@@ -99,6 +127,7 @@ class RayActors:
             self.ray.kill(self._actors[slot], no_restart=True)
         except Exception:  # noqa: BLE001 — already gone
             pass
+        self._refs = {r: v for r, v in self._refs.items() if v[0] != slot}  # died with the actor
         self._actors[slot] = self._cls.remote(self._config)
         self._ready([self._actors[slot]])
 
@@ -119,4 +148,4 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-__all__ = ["RayActors", "BatchActor", "import_ray", "INSTALL_HINT"]
+__all__ = ["RayActors", "BatchActor", "import_ray", "INSTALL_HINT", "DEPTH"]

@@ -267,7 +267,10 @@ def _died(item, reason: str, attempts: int) -> BatchResult:
 
 def _run_pool(make_backend, items, chunksize: int, ordered: bool, retries: int) -> Iterator[BatchResult]:
     """Drive a backend with slots 0..n-1: `submit(slot, chunk)`, `wait()` → events
-    `(slot, results or None, death reason or None)`, `replace(slot)`, `close()`, `n`."""
+    `(slot, results or None, death reason or None)`, `replace(slot)`, `close()`, `n`, and
+    `depth`: how many chunks a slot may hold at once (a slot runs its chunks in order, so
+    events for one slot come in submission order; a death event ends every chunk it held and
+    is the slot's only event until `replace`)."""
     backend = make_backend()
     try:
         yield from _dispatch(backend, items, chunksize, ordered, retries)
@@ -278,10 +281,11 @@ def _run_pool(make_backend, items, chunksize: int, ordered: bool, retries: int) 
 def _dispatch(backend, items, chunksize: int, ordered: bool, retries: int) -> Iterator[BatchResult]:
     items = iter(items)
     n = backend.n
-    window = max(4 * n * chunksize, 64)   # ordered: how far submission may run ahead of output
+    depth = max(1, getattr(backend, "depth", 1))
+    window = max(4 * n * depth * chunksize, 64)  # ordered: how far submission may run ahead of output
     pending: deque = deque()              # chunks to (re)submit first (retries)
-    busy: dict = {}                       # slot → chunk
-    idle = list(range(n))
+    busy: dict = {}                       # slot → deque of the chunks it holds, oldest first
+    free = deque(s for _ in range(depth) for s in range(n))  # one entry per chunk a slot may take
     deaths: dict = {}                     # index → times its worker died
     buffer: dict = {}                     # ordered: index → result waiting for its turn
     next_out = 0                          # ordered: next index to yield
@@ -289,7 +293,7 @@ def _dispatch(backend, items, chunksize: int, ordered: bool, retries: int) -> It
     exhausted = False
 
     while True:
-        while idle:
+        while free:
             if pending:
                 chunk = pending.popleft()
             elif exhausted or (ordered and next_in - next_out >= window):
@@ -305,29 +309,36 @@ def _dispatch(backend, items, chunksize: int, ordered: bool, retries: int) -> It
                     exhausted = True
                 if not chunk:
                     break
-            slot = idle.pop()
-            busy[slot] = chunk
+            slot = free.popleft()
+            busy.setdefault(slot, deque()).append(chunk)
             backend.submit(slot, chunk)
         if not busy:
             if pending or not exhausted:
                 continue
             break
         for slot, results, reason in backend.wait():
-            chunk = busy.pop(slot, None)
+            held = busy.get(slot)
             if reason is not None:
                 backend.replace(slot)
-                if chunk is None:  # died idle (killed from outside): replaced, nothing lost
+                if not held:  # died idle (killed from outside): replaced, nothing lost
                     continue
-                idle.append(slot)
+                del busy[slot]
+                free.extend([slot] * len(held))
+                # the oldest chunk was running: its programs are retried one by one; the
+                # chunks queued behind it never started and go back whole
                 results = []
-                for item in chunk:
+                for item in held.popleft():
                     k = deaths[item[0]] = deaths.get(item[0], 0) + 1
                     if k > retries:
                         results.append(_died(item, reason, k))
                     else:
                         pending.append([item])
+                pending.extend(held)
             else:
-                idle.append(slot)
+                held.popleft()
+                if not held:
+                    del busy[slot]
+                free.append(slot)
             if not ordered:
                 yield from results
                 continue

@@ -116,6 +116,20 @@ class WorkerConfig:
     hook: Callable | None = None       # testing only: called as hook(index, program) first
 
 
+WORKER_GC_GEN0 = 10_000  # allocations between young collections in a worker process (CPython: 700)
+
+
+def settle_worker_process() -> None:
+    """Tune a dedicated worker process (pool or Ray actor; never the caller's process) once its
+    `Worker` is built: a program's IR is thousands of short-lived acyclic objects, freed by
+    reference counting when the program is done, but at the default threshold the cyclic GC
+    walks them every 700 allocations (~7 % of a worker's time on 100-node programs; ~1 % at
+    this threshold)."""
+    import gc
+
+    gc.set_threshold(WORKER_GC_GEN0, *gc.get_threshold()[1:])
+
+
 def default_workers() -> int:
     """The cores this process may run on."""
     import os
@@ -200,7 +214,11 @@ class Worker:
                   tier=self.tier, optimize=self.config.optimize,
                   collect_kind_counts=self.config.collect_kind_counts, engine=self.engine)
         out = BatchResult.from_sandbox(res, index)
-        out.error_node = None  # an IR node: not shipped (a run failure is described by error/error_code)
+        out.program_hash  # noqa: B018 — computed now: the result must not pin the program (below)
+        # the run's program facts, hasher and failing node refer to the program's IR: a batch
+        # result keeps none of them, so that collecting results does not keep every program
+        # alive (memory, and the cyclic GC walking them all: ~30 % of serial time at 4,000)
+        out._info = out._hasher = out.error_node = None
         if self.config.keep_program and out.is_success():
             out.encoded = (_encode(seq, linked), tuple(sorted(set(names.values()))), sigs)
         return out
@@ -292,4 +310,5 @@ def _encode(seq, linked) -> bytes:
     return encode_module(linked) if linked is not None else encode_program(seq)
 
 
-__all__ = ["BatchResult", "Source", "Worker", "WorkerConfig", "detect_syntax", "default_workers", "STAGES", "TIMING_FIELDS"]
+__all__ = ["BatchResult", "Source", "Worker", "WorkerConfig", "detect_syntax", "default_workers", "STAGES", "TIMING_FIELDS",
+           "settle_worker_process"]
