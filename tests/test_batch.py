@@ -250,6 +250,27 @@ def test_a_program_whose_worker_was_killed_once_is_retried(tmp_path):
     assert rs[6].output_vec == [668.0]
 
 
+def test_process_worker_killed_mid_chunk_with_a_chunk_queued_behind():
+    from nda.batch.pool import DEPTH
+
+    assert DEPTH >= 2  # a worker holds the chunk it runs and the next one
+    progs = PROGRAMS[:2] + ["(int 667)"] + PROGRAMS[2:8]
+    rs = list(run_many(progs, backend="process", workers=1, chunksize=3, retries=0, _hook=kill_on_marker))
+    assert [(r.index, r.stage, r.panicked) for r in rs if not r.is_success()] == [
+        (0, "worker", True), (1, "worker", True), (2, "worker", True)]
+    assert "SIGKILL" in rs[2].error and "1 attempt)" in rs[2].error
+    assert [r.output_vec for r in rs[3:]] == [[float(i + 30)] for i in range(2, 8)]
+
+
+def test_process_chunks_larger_than_a_pipe_wait_their_turn():
+    from nda.batch.pool import PIPE_AHEAD_BYTES
+
+    pad = "; " + "x" * (PIPE_AHEAD_BYTES // 2) + "\n"  # two programs make a chunk the pipe cannot hold
+    progs = [pad + p for p in PROGRAMS[:9]]
+    rs = list(run_many(progs, backend="process", workers=2, chunksize=2))
+    assert [r.output_vec for r in rs] == [[float(i + 30)] for i in range(9)]
+
+
 # ---------------------------------------------------------------------------------------------
 # A read-only store shared by every worker
 

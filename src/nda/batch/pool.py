@@ -11,13 +11,19 @@ Out: the slot protocol `runner._dispatch` drives — `submit(slot, chunk)`, `wai
 
 Each worker builds one `Worker` (its own `Engine`, the store opened read-only) and then runs
 chunk after chunk: a chunk is a list of items, the answer the list of `BatchResult`. A worker
-has its own pipe, so the parent always knows which chunk a dead worker held. SIGINT is
-ignored in workers (the parent decides; `close()` stops them).
+holds up to `DEPTH` chunks (the next waits in its pipe while it runs one, so it never idles
+for the parent's round trip) and answers them in order; it has its own pipe, so the parent
+always knows which chunks a dead worker held. A chunk sent ahead is at most
+`PIPE_AHEAD_BYTES` pickled (a larger one waits in the parent until the worker answers): the
+pipe holds it whole, so the parent never blocks writing while the worker blocks writing its
+answer. SIGINT is ignored in workers (the parent
+decides; `close()` stops them).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import signal
 from multiprocessing.connection import wait as mp_wait
 
@@ -26,6 +32,8 @@ from nda.batch.worker import Worker, WorkerConfig, settle_worker_process
 PRELOAD = ("nda.batch.worker", "nda.pipeline.load", "nda.pipeline.commit", "nda.syntax.sexpr",
            "nda.syntax.text", "nda.analysis.gate", "nda.sandbox.runner", "nda.tiers.interp",
            "nda.tiers.closure", "nda.tiers.native", "nda.store.sitemap")
+DEPTH = 2  # chunks a worker holds at once (one running, one waiting in its pipe)
+PIPE_AHEAD_BYTES = 64 << 10  # a Linux socketpair takes ~90 KiB unread
 JOIN_TIMEOUT_S = 5.0
 MAX_START_FAILURES = 3
 STOP_TIMEOUT_S = 1.0  # a worker asked to stop that is still busy after this is killed
@@ -77,11 +85,13 @@ class ProcessPool:
             self._ctx.set_forkserver_preload(list(PRELOAD))
         self._config = config
         self.n = n
+        self.depth = DEPTH
         self._procs: list = [None] * n
         self._conns: list = [None] * n
         self._broken: dict = {}  # slot → None (a send that failed: reported by the next wait)
         self._ready = [False] * n  # the worker finished starting (its `Worker` is built)
-        self._sent: list = [None] * n  # the chunk each worker holds
+        self._sent: list = [[] for _ in range(n)]  # the chunks each worker holds, oldest first
+        self._held_back: list = [[] for _ in range(n)]  # pickled chunks not yet written to the pipe
         self._start_failures = 0  # consecutive deaths of workers that never got ready
         try:
             for i in range(n):
@@ -97,22 +107,29 @@ class ProcessPool:
         p.start()
         child.close()
         self._procs[i], self._conns[i] = p, parent
-        self._ready[i], self._sent[i] = False, None
+        self._ready[i], self._sent[i], self._held_back[i] = False, [], []
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
     def submit(self, slot: int, chunk: list) -> None:
-        self._sent[slot] = chunk
+        self._sent[slot].append(chunk)
+        data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(self._sent[slot]) > 1 and (self._held_back[slot] or len(data) > PIPE_AHEAD_BYTES):
+            self._held_back[slot].append(data)  # written when the worker answers
+            return
+        self._write(slot, data)
+
+    def _write(self, slot: int, data: bytes) -> None:
         try:
-            self._conns[slot].send(chunk)
+            self._conns[slot].send_bytes(data)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             self._broken[slot] = None
 
     def wait(self) -> list:
         """Block until some worker answers or dies → [(slot, results, None) | (slot, None, reason)].
         A worker that dies before it is ready (a failed start, not its program's doing) is
-        restarted and given its chunk again; `MAX_START_FAILURES` in a row raise."""
+        restarted and given its chunks again; `MAX_START_FAILURES` in a row raise."""
         while True:
             events = self._poll()
             if events:
@@ -147,21 +164,23 @@ class ProcessPool:
             elif msg[0] == "init-error":
                 raise RuntimeError(f"batch worker failed to start: {msg[1]}")
             else:
-                self._sent[i] = None
+                self._sent[i].pop(0)
+                if self._held_back[i]:
+                    self._write(i, self._held_back[i].pop(0))
                 events.append((i, msg[1], None))
         return events
 
     def _death(self, i: int):
         reason = self._reason(i)
         if self._ready[i]:
-            self._sent[i] = None
+            self._sent[i], self._held_back[i] = [], []
             return (i, None, reason)
         self._start_failures += 1
         if self._start_failures >= MAX_START_FAILURES:
             raise RuntimeError(f"batch workers keep dying before they are ready ({reason})")
-        chunk = self._sent[i]
+        chunks = self._sent[i]
         self.replace(i)
-        if chunk is not None:
+        for chunk in chunks:
             self.submit(i, chunk)
         return None
 
@@ -202,4 +221,4 @@ class ProcessPool:
                 self._stop(i, graceful=True)
 
 
-__all__ = ["ProcessPool"]
+__all__ = ["ProcessPool", "DEPTH", "PIPE_AHEAD_BYTES"]
