@@ -322,11 +322,11 @@ def test_read_only_store_refuses_writes(stored):
 def test_ray_missing_names_the_extra(monkeypatch):
     import sys
 
-    from nda.batch.ray_backend import RayWorkers
+    from nda.batch.ray_backend import RayActors
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r'pip install "nda-toolchain\[ray\]"'):
-        RayWorkers(2, None)
+        RayActors(2, None)
     with pytest.raises(ImportError, match=r'pip install "nda-toolchain\[ray\]"'):
         run_many(PROGRAMS, backend="ray")  # at once, before any program
 
@@ -338,13 +338,13 @@ def ray_local():
 
     from ray import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test hooks, for Ray's workers
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test hooks, for the actors
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 
 
-def test_ray_matches_serial_and_survives_dead_workers(ray_local, serial_mixed):
+def test_ray_matches_serial_and_replaces_dead_actors(ray_local, serial_mixed):
     rs = list(run_many(mixed(), backend="ray", workers=2, chunksize=5, limits=Limits(fuel=5000),
                        inputs=[1.0, 2.0]))
     same(serial_mixed, rs)
@@ -357,23 +357,22 @@ def test_ray_matches_serial_and_survives_dead_workers(ray_local, serial_mixed):
     assert [(r.index, r.stage, r.error_code, r.panicked) for r in bad] == [(5, "worker", "INTERNAL", True)]
 
 
-def test_ray_worker_killed_mid_chunk_loses_only_that_chunk(ray_local):
+def test_ray_actor_killed_mid_chunk_with_a_chunk_queued_behind(ray_local):
     from nda.batch.ray_backend import DEPTH
 
-    assert DEPTH >= 2  # a chunk is queued behind the running one
+    assert DEPTH >= 2  # one actor holds the chunk it runs and the next one
     progs = PROGRAMS[:2] + ["(int 667)"] + PROGRAMS[2:8]
     rs = list(run_many(progs, backend="ray", workers=1, chunksize=3, retries=0, _hook=kill_on_marker))
     assert [r.index for r in rs] == list(range(9))
-    # retries=0: the chunk that was running dies with its worker process ...
+    # retries=0: the chunk that was running dies with its actor ...
     assert [(r.index, r.stage, r.panicked) for r in rs if not r.is_success()] == [
         (0, "worker", True), (1, "worker", True), (2, "worker", True)]
     assert "Error" in rs[2].error and "1 attempt)" in rs[2].error
-    # ... the chunk queued behind it had not started: it runs in a fresh process
+    # ... the chunk queued behind it had not started: it runs on the replacement actor
     assert [r.output_vec for r in rs[3:]] == [[float(i + 30)] for i in range(2, 8)]
 
 
-def test_ray_worker_processes_serve_each_batch_with_its_own_settings(ray_local):
-    # Ray reuses its worker processes across batches: each batch must get its own Worker
+def test_ray_each_batch_runs_with_its_own_settings(ray_local):
     hungry = BAD[11]
     first = list(run_many([hungry, prog(1)], backend="ray", workers=2, limits=Limits(fuel=5000)))
     second = list(run_many([hungry, prog(1)], backend="ray", workers=2, limits=Limits(fuel=9)))

@@ -17,7 +17,7 @@ program's result. Invalid *arguments* (an unknown tier or backend, a store that 
 exist) raise at once, before anything runs.
 
 Backends: "serial" (this process; no pickling), "process" (`pool.ProcessPool`: `workers`
-processes, default every core), "ray" (`ray_backend`, tasks on the user's Ray instance).
+processes, default every core), "ray" (`ray_backend`, actors on the user's Ray instance).
 Pool backends ship programs in chunks of `chunksize` (items are made picklable first: IR is
 encoded to binary v2, a `Loaded` becomes its `Source` or stored ref). When a worker dies
 (killed, out of memory, a crash in native code) it is replaced; the programs of its chunk are
@@ -85,10 +85,10 @@ def run_many(programs: Iterable, inputs=None, *, limits: Limits | dict | None = 
 
         make = lambda: ProcessPool(n, config, start_method)  # noqa: E731
     else:
-        from nda.batch.ray_backend import RayWorkers, import_ray
+        from nda.batch.ray_backend import RayActors, import_ray
 
         import_ray()  # ImportError now (naming the extra to install) when Ray is missing
-        make = lambda: RayWorkers(workers, config, ray_address)  # noqa: E731
+        make = lambda: RayActors(workers, config, ray_address)  # noqa: E731
     return _run_pool(make, items, size, ordered, retries)
 
 

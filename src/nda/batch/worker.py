@@ -120,7 +120,7 @@ WORKER_GC_GEN0 = 10_000  # allocations between young collections in a worker pro
 
 
 def settle_worker_process() -> None:
-    """Tune a dedicated worker process (pool or Ray actor; never the caller's process) once its
+    """Tune a dedicated worker process (pool worker or Ray actor; never the caller's process) once its
     `Worker` is built: a program's IR is thousands of short-lived acyclic objects, freed by
     reference counting when the program is done, but at the default threshold the cyclic GC
     walks them every 700 allocations (~7 % of a worker's time on 100-node programs; ~1 % at
