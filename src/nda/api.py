@@ -296,14 +296,14 @@ class Store(SiteMap):
         `.diagnostics`, `.sandbox`, `.bindings` with any previous targets); a rejected
         program leaves the store unchanged."""
         from nda.core.errors import NdaError
-        from nda.pipeline.commit import _reject, commit as commit_program
+        from nda.pipeline.commit import commit as commit_program, reject
 
         try:
             p = _as_program(program, self)
         except UsageError:
             raise
         except NdaError as e:
-            return _reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
+            return reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
         cond = None if input is None else _as_input(input)
         return commit_program(self, _with_store(p, self), cond, message=message,
                               limits=limits or Limits(), name=name, namespace=namespace, tier=tier)

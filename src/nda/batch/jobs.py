@@ -206,7 +206,7 @@ class Committer:
 
     def flush(self) -> dict:
         from nda.core.link import LinkedModule, decode_file
-        from nda.pipeline.commit import _record_triples
+        from nda.pipeline.commit import record_triples
         from nda.store.codebase import put_function_meta
 
         queue, self.queue = self.queue, []
@@ -229,7 +229,7 @@ class Committer:
                     store.register_strings(list(names))
                 for d in linked.defs if linked is not None else ():
                     put_function_meta(store, d.address, d.name, *sigs.get(d.name, (None, None)))
-                _record_triples(store, root, seq, linked, store.program_v1(root))
+                record_triples(store, root, seq, linked, store.program_v1(root))
                 if root.hex() != r.program_hash:
                     raise NdaError(f"stored root {root.hex()} differs from the program's hash {r.program_hash}",
                                    E.INTERNAL)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from nda.core.binary_v2 import EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
 from nda.core.ir import (
-    GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
+    NODE_CLASSES, GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
 )
 
 VERSION_BYTE = b"\x02"
@@ -224,14 +224,31 @@ def h1(node: Node, aliases: Sequence[int] | None = None, callee_h1: CalleeH1 | N
 
 def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None = None,
                     callee_h1: CalleeH1 | None = None) -> tuple[bytes, int, bytes]:
-    """(H2, H1, v2 encoding) of `node` in one post-order pass: each node's v2 pieces are built
-    once and serve its shallow form (H2, memoized in `hasher`), its H1 preimage and the full
-    encoding. Same values and errors as `hasher.h2`, `h1` and `binary_v2.encode_node`."""
+    """(H2, H1, v2 encoding) of `node` in one pass: a pre-order walk builds each distinct
+    node's v2 pieces once and emits the full encoding from them; the same pieces, visited in
+    reverse pre-order (children before parents), give its shallow form (H2, memoized in
+    `hasher`: a node it knows is not hashed again) and its H1 preimage. Same values and
+    errors as `hasher.h2`, `h1` and `binary_v2.encode_node`."""
     from nda.core.binary_v2 import node_parts
 
     memo2 = hasher._memo
-    h1m: dict[int, bytes] = {}
     parts_of: dict[int, list] = {}
+    order: list = []  # every occurrence, pre-order (a shared node's descendants follow each one)
+    out: list = []
+    stack: list = [node]
+    pop, extend, append, visit = stack.pop, stack.extend, out.append, order.append
+    B = bytes
+    while stack:
+        item = pop()
+        if type(item) is B:
+            append(item)
+            continue
+        parts = parts_of.get(id(item))
+        if parts is None:
+            parts = parts_of[id(item)] = node_parts(item, _same)
+        visit(item)
+        extend(parts[::-1])
+    h1m: dict[int, bytes] = {}
 
     def child1(c: Node) -> bytes:
         return h1m[id(c)]
@@ -239,34 +256,27 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     def target(t) -> int:
         return call_target_h1(t, aliases, callee_h1)
 
-    for n in _postorder(node, h1m):
+    tags = _H1_TAG_OF
+    for n in reversed(order):
         k = id(n)
         if k in h1m:
             continue
-        parts = node_parts(n, _same)
-        parts_of[k] = parts
+        parts = parts_of[k]
         if k not in memo2:
             memo2[k] = (n, _sha256(VERSION_BYTE + b"".join(
-                [p if type(p) is bytes else memo2[id(p)][1] for p in parts])).digest())
-        name = type(n).__name__
-        if name in _H1_SPECIAL:
+                [p if type(p) is B else memo2[id(p)][1] for p in parts])).digest())
+        tag = tags.get(type(n))
+        if tag is None:  # Call, If, Bitwise
             pre = _h1_preimage(n, child1, target)
         else:
-            pre = _H1_TAG[name] + b"".join([p if type(p) is bytes else h1m[id(p)] for p in parts[1:]])
+            pre = tag + b"".join([p if type(p) is B else h1m[id(p)] for p in parts[1:]])
         h1m[k] = _sha256(pre).digest()[:8]
-    out: list = []
-    stack: list = [node]
-    pop, extend, append = stack.pop, stack.extend, out.append
-    while stack:
-        item = pop()
-        if type(item) is bytes:
-            append(item)
-            continue
-        extend(reversed(parts_of[id(item)]))
     return memo2[id(node)][1], int.from_bytes(h1m[id(node)], "little"), b"".join(out)
 
 
 _H1_SPECIAL = frozenset(("Call", "If", "Bitwise"))
+# class → H1 tag for the kinds whose preimage is the v2 pieces minus the opcode
+_H1_TAG_OF = {cls: _H1_TAG[cls.__name__] for cls in NODE_CLASSES if cls.__name__ not in _H1_SPECIAL}
 
 
 def _same(n: Node) -> Node:

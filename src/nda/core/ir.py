@@ -3,7 +3,7 @@
 In: nothing (this is the vocabulary every stage speaks).
 Out: the 34 node kinds of `language.md` §3 with their numeric opcode ids and sub-enums, call
 targets, `Module` (named definitions before hashing), and generic helpers (`children`,
-`replace_children`, `walk`, `NodeVisitor`) driven by each class's `FIELDS` table.
+`replace_children`, `walk`, `collect`, `NodeVisitor`) driven by each class's `FIELDS` table.
 
 Conventions:
 - Child lists are tuples; an absent optional child is `None` (an absent else-branch is `None`,
@@ -668,6 +668,48 @@ def walk(node: Node) -> Iterator[Node]:
         n = stack.pop()
         yield n
         stack.extend(reversed(list(children(n))))
+
+
+def _kids_getter(cls) -> Callable[[Node], tuple] | None:
+    """A fast `node → tuple of children` for one node class (None for leaf kinds)."""
+    from operator import attrgetter
+
+    fs = [(n, k) for n, k in cls.FIELDS if k in ("node", "nodes", "optnode", "optnodes")]
+    if not fs:
+        return None
+    if len(fs) == 1 and fs[0][1] == "nodes":
+        return attrgetter(fs[0][0])
+    if all(k == "node" for _, k in fs):
+        if len(fs) == 1:
+            name = fs[0][0]
+            return lambda n: (getattr(n, name),)
+        return attrgetter(*(n for n, _ in fs))
+    return lambda n: tuple(children(n))
+
+
+_KIDS: dict = {}
+
+
+def collect(roots, kinds) -> list[Node]:
+    """Every node of `roots` (an iterable of nodes) whose class is in `kinds`, in pre-order
+    (as `walk` meets them, a shared subtree once per occurrence). Iterative, one pass, no
+    generator: the cheap scan for Calls and Triples of the write path."""
+    out: list = []
+    kids = _KIDS
+    stack = list(roots)[::-1]
+    pop, extend, append = stack.pop, stack.extend, out.append
+    while stack:
+        n = pop()
+        t = type(n)
+        if t in kinds:
+            append(n)
+        try:
+            get = kids[t]
+        except KeyError:
+            get = kids[t] = _kids_getter(t)
+        if get is not None:
+            extend(get(n)[::-1])
+    return out
 
 
 def node_depth(node: Node) -> int:

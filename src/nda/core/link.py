@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from nda.core.binary_v2 import DEFAULT_MAX_DEPTH, ModuleGroups, decode_container
@@ -28,8 +28,8 @@ from nda.core.errors import (
 )
 from nda.core.hashing import Hasher, alias_of, group_hash, h1, member_address, program_entry_hash
 from nda.core.ir import (
-    Call, GroupRef, Hash32, Legacy64, Module, NamedRef, Node, Scope, children, replace_children,
-    walk,
+    _KIDS, Call, GroupRef, Hash32, Legacy64, Module, NamedRef, Node, Scope, _kids_getter,
+    replace_children,
 )
 
 ANON_GROUPREF = GroupRef(0xFFFFFFFF)
@@ -74,6 +74,9 @@ class LinkedModule:
 
     defs: tuple[LinkedDef, ...]
     groups: tuple[GroupInfo, ...] = ()
+    # the H2 memo that addressed the defs (`link_module`), so a later write of the same nodes
+    # (`pipeline.commit`) hashes none of them again; not part of the module's value
+    hasher: Hasher | None = field(default=None, compare=False, repr=False)
 
     def by_name(self, name: str) -> LinkedDef | None:
         for d in self.defs:
@@ -109,35 +112,85 @@ class LinkedModule:
 
 def rewrite_calls(node: Node, fn: Callable[[object], object | None]) -> Node:
     """A copy of `node` where each Call target `t` with `fn(t)` not None is replaced by it."""
-    return _rewrite_calls_by_node(node, lambda call: fn(call.target))
+    return CallIndex(node).rewrite(lambda call: fn(call.target))
 
 
 def _rewrite_calls_by_node(node: Node, fn: Callable[[Call], object | None]) -> Node:
     """A copy of `node` where each Call `c` with `fn(c)` not None gets that target (span kept)."""
-    done: dict[int, Node] = {}
-    stack: list = [(node, False)]
-    while stack:
-        n, expanded = stack.pop()
-        if id(n) in done:
-            continue
-        if not expanded:
-            stack.append((n, True))
-            stack.extend((c, False) for c in children(n) if id(c) not in done)
-            continue
-        if type(n) is Call:
-            t = fn(n)
-            done[id(n)] = n if t is None else Call(t, n.span)
-        else:
-            done[id(n)] = replace_children(n, lambda c: done[id(c)])
-    return done[id(node)]
+    return CallIndex(node).rewrite(fn)
 
 
-def _named_calls(node: Node) -> list[Call]:
-    return [n for n in walk(node) if type(n) is Call and type(n.target) is NamedRef]
+class CallIndex:
+    """The Calls of one tree and the nodes above them, found in one iterative pre-order pass,
+    so that rewriting some call targets copies only the ancestors of those calls (every
+    other subtree is shared with the original): O(nodes) to build, O(ancestors) to rewrite."""
+
+    __slots__ = ("root", "calls", "_above")
+
+    def __init__(self, root: Node):
+        calls: list = []
+        above: dict = {}  # id → (pre-order index, node) of every node with a Call below it
+        chain: list = []  # the current node's ancestors (pre-order index, node), outermost first
+        kids = _KIDS
+        stack: list = [(root, 0)]
+        pop, push = stack.pop, stack.append
+        i = 0
+        while stack:
+            n, d = pop()
+            del chain[d:]
+            t = type(n)
+            i += 1
+            if t is Call:
+                calls.append(n)
+                for k in range(d - 1, -1, -1):
+                    a = chain[k]
+                    if id(a[1]) in above:
+                        break  # marked before, and so is everything above it
+                    above[id(a[1])] = a
+                continue
+            try:
+                get = kids[t]
+            except KeyError:
+                get = kids[t] = _kids_getter(t)
+            if get is not None:
+                cs = get(n)
+                if cs:
+                    chain.append((i, n))
+                    d += 1
+                    for c in reversed(cs):
+                        push((c, d))
+        self.root = root
+        self.calls = calls
+        self._above = above
+
+    def named(self) -> list[Call]:
+        """The Calls whose target is a `NamedRef`, in pre-order."""
+        return [c for c in self.calls if type(c.target) is NamedRef]
+
+    def rewrite(self, fn: Callable[[Call], object | None]) -> Node:
+        """The tree with each Call `c` for which `fn(c)` is not None retargeted (span kept);
+        the root itself when nothing changes."""
+        done: dict = {}
+        for c in self.calls:
+            t = fn(c)
+            if t is not None:
+                done[id(c)] = Call(t, c.span)
+        if not done:
+            return self.root
+        get = done.get
+        for _, n in sorted(self._above.values(), key=_first, reverse=True):  # children first
+            new = replace_children(n, lambda c: get(id(c), c))
+            if new is not n:
+                done[id(n)] = new
+        return get(id(self.root), self.root)
+
+
+def _first(pair):
+    return pair[0]
 
 
 def _contains_groupref(node: Node) -> bool:
-    return any(type(n) is Call and type(n.target) is GroupRef for n in walk(node))
+    return any(type(c.target) is GroupRef for c in CallIndex(node).calls)
 
 
 def tarjan_scc(n: int, edges: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -194,20 +247,34 @@ def tarjan_scc(n: int, edges: Sequence[Sequence[int]]) -> list[list[int]]:
 # Linking
 
 
-def link_module(module: Module) -> LinkedModule:
-    """Resolve every NamedRef and give each def its address (formats.md §3.3)."""
+def link_module(module: Module, hasher: Hasher | None = None, *,
+                lookup: Callable[[str], bytes | None] | None = None,
+                suggest: Callable[[str, Sequence[str]], Sequence[str]] | None = None) -> LinkedModule:
+    """Resolve every NamedRef and give each def its address (formats.md §3.3), in one scan of
+    each def (`CallIndex`) plus its H2. `hasher` (default: a new one) is the H2 memo used, kept
+    on the result. With `lookup`, calls to names the module does not define link to
+    `Hash32(lookup(name))` as `link_names` does (in the same pass; unknown names:
+    `UnboundNameError`, hints from `suggest`)."""
     defs = module.defs
+    index = [CallIndex(d.node) for d in defs]
+    named = [ix.named() for ix in index]
+    external: dict[str, bytes] = {}
+    if lookup is not None:
+        own = tuple(d.name for d in defs)
+        external = _lookup_names(own, (c for cs in named for c in cs), lookup, suggest)
     pos: dict[str, int] = {}
     for i, d in enumerate(defs):
         if d.name in pos:
             raise LinkError(f"duplicate function '{d.name}'", d.span)
         pos[d.name] = i
     edges: list[list[int]] = []
-    for d in defs:
+    for cs in named:
         succ: list[int] = []
-        for c in _named_calls(d.node):
+        for c in cs:
             j = pos.get(c.target.name)
             if j is None:
+                if c.target.name in external:
+                    continue
                 close = difflib.get_close_matches(c.target.name, list(pos), n=1, cutoff=0.6)
                 raise LinkError(f"unknown function '{c.target.name}'", c.span, CALL_TARGET_NOT_FOUND,
                                 f"did you mean '{close[0]}'?" if close else None)
@@ -215,49 +282,74 @@ def link_module(module: Module) -> LinkedModule:
                 succ.append(j)
         edges.append(succ)
 
-    hasher = Hasher()
-    address: dict[str, bytes] = {}
+    hasher = hasher if hasher is not None else Hasher()
+    address: dict[str, bytes] = dict(external)  # own defs are added as they are linked
     linked: list[LinkedDef] = []
     groups: list[GroupInfo] = []
 
-    def outside(t):
+    def outside(call):
+        t = call.target
         return Hash32(address[t.name]) if type(t) is NamedRef else None
 
     for comp in tarjan_scc(len(defs), edges):
         if len(comp) == 1 and comp[0] not in edges[comp[0]]:
             d = defs[comp[0]]
-            node = rewrite_calls(d.node, outside)
+            node = index[comp[0]].rewrite(outside)
             addr = hasher.h2(node)
             address[d.name] = addr
             linked.append(LinkedDef(d.name, addr, node))
             continue
         members = {defs[i].name for i in comp}
 
-        def anon(t, members=members):
+        def anon(call, members=members):
+            t = call.target
             if type(t) is NamedRef:
                 return ANON_GROUPREF if t.name in members else Hash32(address[t.name])
             return None
 
         keyed = []
         for i in comp:
-            a = hasher.h2(rewrite_calls(defs[i].node, anon))
+            a = hasher.h2(index[i].rewrite(anon))
             keyed.append((a, defs[i].name.encode("utf-8"), i))
         keyed.sort()
         order = {defs[i].name: j for j, (_, _, i) in enumerate(keyed)}
 
-        def final(t, order=order):
+        def final(call, order=order):
+            t = call.target
             if type(t) is NamedRef:
                 j = order.get(t.name)
                 return GroupRef(j) if j is not None else Hash32(address[t.name])
             return None
 
-        nodes = [rewrite_calls(defs[i].node, final) for _, _, i in keyed]
+        nodes = [index[i].rewrite(final) for _, _, i in keyed]
         info = _group_info([hasher.h2(n) for n in nodes])
         groups.append(info)
         for j, ((_, _, i), node) in enumerate(zip(keyed, nodes)):
             address[defs[i].name] = info.members[j]
             linked.append(LinkedDef(defs[i].name, info.members[j], node, info, j))
-    return LinkedModule(tuple(linked), tuple(groups))
+    return LinkedModule(tuple(linked), tuple(groups), hasher)
+
+
+def _lookup_names(own: Sequence[str], calls: Iterable[Call], lookup, suggest) -> dict[str, bytes]:
+    """name → address for every NamedRef call in `calls` to a name not in `own`, by `lookup`;
+    names it does not know: `UnboundNameError` (one diagnostic per call)."""
+    own_set = set(own)
+    found: dict[str, bytes | None] = {}
+    missing: list[Diagnostic] = []
+    for c in calls:
+        name = c.target.name
+        if name in own_set:
+            continue
+        if name not in found:
+            found[name] = lookup(name)
+        if found[name] is None:
+            close = list(suggest(name, own)) if suggest is not None else []
+            hint = ("did you mean " + " or ".join(f"'{x}'" for x in close[:3]) + "?") if close else None
+            missing.append(Diagnostic(VALIDATION_ERROR, f"unknown function '{name}' (not defined "
+                                      "here and not bound in the store)", c.span, hint=hint))
+    if missing:
+        raise UnboundNameError(missing)
+    return {k: v for k, v in found.items() if v is not None}
 
 
 class UnboundNameError(LinkError):
@@ -278,40 +370,25 @@ def link_names(module: Module | None, sequence: Sequence[Node] | None,
     `module` becomes `Hash32(lookup(n))` (the store's current binding of `n`; content
     addressing is unchanged, the stored program holds the address). → (module, sequence)
     rewritten (None stays None). Names `lookup` does not know: `UnboundNameError` listing
-    each call (span, hint "did you mean …" from `suggest(n, module_names)`)."""
+    each call (span, hint "did you mean …" from `suggest(n, module_names)`).
+    (`link_module(module, lookup=…)` does this and the linking in one pass.)"""
     own = tuple(d.name for d in module.defs) if module is not None else ()
     own_set = set(own)
-    found: dict[str, bytes | None] = {}
-    missing: list[Diagnostic] = []
+    roots = ([d.node for d in module.defs] if module is not None else []) + list(sequence or ())
+    index = [CallIndex(r) for r in roots]
+    found = _lookup_names(own, (c for ix in index for c in ix.named()), lookup, suggest)
 
     def fix_call(call: Call):
         t = call.target
         if type(t) is not NamedRef or t.name in own_set:
             return None
-        if t.name not in found:
-            found[t.name] = lookup(t.name)
-        addr = found[t.name]
-        if addr is None:
-            close = list(suggest(t.name, own)) if suggest is not None else []
-            hint = ("did you mean " + " or ".join(f"'{c}'" for c in close[:3]) + "?") if close else None
-            missing.append(Diagnostic(VALIDATION_ERROR, f"unknown function '{t.name}' (not defined "
-                                      "here and not bound in the store)", call.span, hint=hint))
-            return None
-        return Hash32(addr)
+        return Hash32(found[t.name])
 
-    def rewrite(node: Node) -> Node:
-        calls = [n for n in walk(node) if type(n) is Call and type(n.target) is NamedRef
-                 and n.target.name not in own_set]
-        if not calls:
-            return node
-        by_id = {id(c): fix_call(c) for c in calls}
-        return _rewrite_calls_by_node(node, lambda call: by_id.get(id(call)))
-
+    fixed = [ix.rewrite(fix_call) for ix in index]
+    k = len(own)
     new_module = None if module is None else Module(
-        tuple(type(d)(d.name, rewrite(d.node), d.span) for d in module.defs), module.span)
-    new_seq = None if sequence is None else tuple(rewrite(n) for n in sequence)
-    if missing:
-        raise UnboundNameError(missing)
+        tuple(type(d)(d.name, n, d.span) for d, n in zip(module.defs, fixed[:k])), module.span)
+    new_seq = None if sequence is None else tuple(fixed[k:])
     return new_module, new_seq
 
 
@@ -343,7 +420,7 @@ def build_module_from_groups(groups: Iterable[Sequence[tuple[str, Node]]]) -> Li
         infos.append(info)
         for j, (name, node) in enumerate(block):
             linked.append(LinkedDef(name, info.members[j], node, info, j))
-    return LinkedModule(tuple(linked), tuple(infos))
+    return LinkedModule(tuple(linked), tuple(infos), hasher)
 
 
 def decode_file(data: bytes, max_depth: int | None = None):
@@ -391,6 +468,9 @@ class MemoryResolver:
         self._by_address: dict[bytes, Callee] = {}
         self._by_h1: dict[int, bytes] = {}
         self._h1_of: dict[bytes, int] = {}
+        # v1 work not done yet, in the order it was asked for (see `_settle`): H1 is only
+        # needed for Legacy64 calls and `callee_h1`, which most runs never make
+        self._pending: list = []
 
     def _put(self, callee: Callee, v1: int | None) -> None:
         self._by_address.setdefault(callee.address, callee)
@@ -398,11 +478,28 @@ class MemoryResolver:
             self._h1_of.setdefault(callee.address, v1)
             self._by_h1.setdefault(v1, callee.address)
 
+    def _settle(self) -> None:
+        """Do the pending v1 work in order: every H1 sees exactly the entries that an eager
+        computation at add time would have seen, so the indexes come out the same."""
+        pending, self._pending = self._pending, []
+        for kind, callee, extra in pending:
+            if kind == "node":
+                self._put(callee, self._try_h1(callee.node))
+            elif kind == "member":
+                self._put(callee, alias_of(callee.address))
+                member_h1 = self._try_h1(callee.node, callee.group.aliases)
+                if member_h1 is not None:
+                    self._by_h1.setdefault(member_h1, callee.address)
+            else:  # "program": the v1 program entry hash of a root added as a node
+                v1 = self._h1_of.get(callee.address)
+                if v1 is not None:
+                    self._by_h1.setdefault(program_entry_hash(v1), callee.address)
+
     def _try_h1(self, node: Node, aliases=None) -> int | None:
         from nda.core.hashing import HashTargetError
 
         try:
-            return h1(node, aliases, self.callee_h1)
+            return h1(node, aliases, self._h1_of.get)
         except HashTargetError:
             return None
 
@@ -410,36 +507,33 @@ class MemoryResolver:
         """Store `node` under its H2; returns the address."""
         addr = Hasher().h2(node)
         if addr not in self._by_address:
-            self._put(Callee(addr, node), self._try_h1(node))
+            callee = Callee(addr, node)
+            self._by_address[addr] = callee
+            self._pending.append(("node", callee, None))
         return addr
 
     def add_program(self, sequence: Sequence[Node]) -> bytes:
         """Store a program; its root (H2 of its Scope) resolves to that Scope, and so does the
         Legacy64 of its v1 program entry hash (formats.md §3.4)."""
         root = self.add_node(Scope(tuple(sequence)))
-        v1 = self._h1_of.get(root)
-        if v1 is not None:
-            self._by_h1.setdefault(program_entry_hash(v1), root)
+        self._pending.append(("program", self._by_address[root], None))
         return root
 
     def add_linked(self, linked: LinkedModule) -> None:
         """Store every def of a linked module (members with their group)."""
         for d in linked.defs:
-            if d.group is None:
-                self._put(Callee(d.address, d.node), self._try_h1(d.node))
-            else:
-                callee = Callee(d.address, d.node, d.group)
-                alias = alias_of(d.address)
-                self._put(callee, alias)
-                member_h1 = self._try_h1(d.node, d.group.aliases)
-                if member_h1 is not None:
-                    self._by_h1.setdefault(member_h1, d.address)
+            callee = Callee(d.address, d.node, d.group)
+            if d.address not in self._by_address:
+                self._by_address[d.address] = callee
+            self._pending.append(("node" if d.group is None else "member", callee, None))
 
     def get(self, address: bytes) -> Callee | None:
         return self._by_address.get(bytes(address))
 
     def callee_h1(self, digest: bytes) -> int | None:
         """The v1 hash a call to `digest` contributes (H1 of the node, alias for members)."""
+        if self._pending:
+            self._settle()
         return self._h1_of.get(bytes(digest))
 
     def resolve_call(self, target, group: GroupInfo | None) -> Callee | None:
@@ -447,6 +541,8 @@ class MemoryResolver:
         if t is Hash32:
             return self._by_address.get(target.digest)
         if t is Legacy64:
+            if self._pending:
+                self._settle()
             addr = self._by_h1.get(target.value)
             return None if addr is None else self._by_address.get(addr)
         if t is GroupRef:
@@ -461,6 +557,6 @@ class MemoryResolver:
 
 __all__ = [
     "ANON_GROUPREF", "LinkError", "GroupInfo", "LinkedDef", "LinkedModule", "rewrite_calls",
-    "tarjan_scc", "link_module", "link_names", "UnboundNameError", "build_group", "build_module_from_groups", "Callee", "Resolver",
+    "tarjan_scc", "CallIndex", "link_module", "link_names", "UnboundNameError", "build_group", "build_module_from_groups", "Callee", "Resolver",
     "MemoryResolver",
 ]

@@ -16,13 +16,24 @@ importable), call targets checked against the store plus the commit's own defs; 
 on the conditioning — any error rejects; (4) scope check when `scope_threshold` is given;
 (5) one `store.transaction`: the module's defs (groups), the program, the names spelt in the
 source (string dictionary), each def's source metadata (name, parameter names and types,
-return type: `store.codebase.put_function_meta`), the bindings asked for (each reporting the
-target it replaced: `CommitResult.bindings`), and the program's own triple set (derived
-DEFINES/CALLS triples, see `nda.syntax.triples`, plus the Triple nodes in the committed code:
-`store.codebase.record_program_triples`). Triples are kept per committed program and only
-added to, so no commit through any surface (CLI, API, MCP, token streams) loses an earlier
-one. Nothing is written unless every step passed, so a rejected commit leaves the store file
-untouched.
+return type, as `store.codebase.put_function_meta` records it), the bindings asked for (each
+reporting the target it replaced: `CommitResult.bindings`), and the program's own triple set
+(derived DEFINES/CALLS triples, see `nda.syntax.triples`, plus the Triple nodes in the
+committed code, as `store.codebase.record_program_triples` keeps them). Triples are kept per
+committed program and only added to, so no commit through any surface (CLI, API, MCP, token
+streams) loses an earlier one. Nothing is written unless every step passed, so a rejected
+commit leaves the store file untouched.
+
+Step (5) is prepared before its transaction (docs/decisions.md #33): one H2 memo serves
+linking, the run and the store, so no node is hashed twice; every row is built first and then
+written in batches. The public pieces, for callers that write programs their own way
+(`api.Store.commit`, `nda batch --commit`):
+- `reject(stage, reason, code, …)` → a refused `CommitResult` (nothing written);
+- `prepare_write(store, seq, linked, hasher, names=, signatures=)` → `PreparedCommit` (rows
+  via `store.prepared.prepare`, strings, metadata, triples; reads the store, writes nothing),
+  and `write_prepared_commit(store, prepared)` writes it in the caller's transaction;
+- `program_triples(store, seq, linked, program_v1, …)` → the program's triple records, and
+  `record_triples(store, root, seq, linked, program_v1)` adds them to the program's set.
 """
 
 from __future__ import annotations
@@ -121,22 +132,21 @@ def _signatures(program) -> dict:
     return dict(getattr(program, "signatures", None) or {})
 
 
-def _normalize(program, store=None) -> tuple[tuple, Any, dict, str | None, str | None]:
+def _normalize(program, store=None, hasher=None) -> tuple[tuple, Any, dict, str | None, str | None]:
     """→ (top-level sequence, LinkedModule or None, names, source path, source text). With a
     store, calls by name to functions the program does not define link to the store's
-    bindings (`pipeline.load.link_by_name`)."""
+    bindings (`pipeline.load.link_by_name`), in the same pass as the module's own linking.
+    `hasher` (H2 memo) is the one a module linked here uses."""
     from nda.core.link import LinkedModule
-    from nda.core.link import link_module as _link_module
-    from nda.pipeline.load import Loaded, _names_store, link_by_name
+    from nda.pipeline.load import Loaded, _names_store, link_by_name, link_module_by_name
 
     named = _names_store(store)
 
     def link_module(module):
-        return _link_module(module if named is None else link_by_name(named, module, None)[0])
+        return link_module_by_name(named, module, hasher)
 
     def by_name(sequence):
-        if named is None or not any(type(n) is ir.Call and type(n.target) is ir.NamedRef
-                                    for r in sequence for n in ir.walk(r)):
+        if named is None or not any(type(c.target) is ir.NamedRef for c in ir.collect(sequence, _CALL)):
             return tuple(sequence)
         return link_by_name(named, None, tuple(sequence))[1]
 
@@ -168,8 +178,13 @@ def _normalize(program, store=None) -> tuple[tuple, Any, dict, str | None, str |
     return by_name(program), None, {}, None, None
 
 
-def _reject(stage: str, reason: str, code: str, diags=(), sandbox=None, scope=None,
-            gate_checked=False) -> CommitResult:
+_CALL = frozenset((ir.Call,))
+_TRIPLE = frozenset((ir.Triple,))
+
+
+def reject(stage: str, reason: str, code: str, diags=(), sandbox=None, scope=None,
+           gate_checked=False) -> CommitResult:
+    """A refused commit's `CommitResult` (ok False, nothing written) for `stage`."""
     return CommitResult(False, reason=reason, error_code=code, stage=stage, diagnostics=list(diags),
                         sandbox=sandbox, scope=scope, gate_checked=gate_checked)
 
@@ -212,15 +227,20 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
     if why is not None:
         from nda.core.errors import INPUT_INVALID
 
-        return _reject("names", why, INPUT_INVALID)
+        return reject("names", why, INPUT_INVALID)
+    from nda.core.hashing import Hasher
+
+    hasher = Hasher()  # one H2 memo for linking, the run (if it compiles) and the store
     try:
-        seq, linked, names, _src_path, _source = _normalize(program, store)
+        seq, linked, names, _src_path, _source = _normalize(program, store, hasher)
     except NdaError as e:
-        return _reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
+        return reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
+    if linked is not None and linked.hasher is not None:
+        hasher = linked.hasher  # linked elsewhere (a `Loaded` program): its memo knows the defs
     if namespace is not None and linked is None:
         from nda.core.errors import INPUT_INVALID
 
-        return _reject("names", "a namespace binds a module's functions; this program has none",
+        return reject("names", "a namespace binds a module's functions; this program has none",
                        INPUT_INVALID)
     cond = [1.0] * 896 if conditioning is None else conditioning
     input_len = len(cond)
@@ -239,7 +259,7 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
         except NdaError as e:
             diags = [Diagnostic(VALIDATION_ERROR, e.message, stage="gate")]
         if diags:
-            return _reject("gate", f"validation: {diags[0].message}", diags[0].code, diags,
+            return reject("gate", f"validation: {diags[0].message}", diags[0].code, diags,
                            gate_checked=True)
 
     # (3) sandbox run
@@ -248,16 +268,13 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
         mem = MemoryResolver()
         mem.add_linked(linked)
         resolver = ChainResolver(mem, store)
-    from nda.core.hashing import Hasher
-
-    hasher = Hasher()  # one H2 memo for the run (if it compiles) and the store: each node hashed once
     try:
         res = run(seq, cond, store=resolver, limits=limits, tier=tier, hasher=hasher)
     except (ValueError, NdaError) as e:  # bad arguments (tier name, conditioning)
         code = getattr(e, "code", INTERNAL)
-        return _reject("sandbox", str(e), code, gate_checked=gate_checked)
+        return reject("sandbox", str(e), code, gate_checked=gate_checked)
     if not res.is_success():
-        return _reject("sandbox", f"{res.error_code}: {res.error}", res.error_code or INTERNAL,
+        return reject("sandbox", f"{res.error_code}: {res.error}", res.error_code or INTERNAL,
                        [Diagnostic(res.error_code or INTERNAL, res.error or "")], res,
                        gate_checked=gate_checked)
 
@@ -266,39 +283,87 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
     if scope_threshold is not None:
         scope = scope_validate(res.output_array, cond, scope_threshold)
         if not scope["passed"]:
-            return _reject("scope", f"scope check failed: similarity {scope['similarity']} < "
+            return reject("scope", f"scope check failed: similarity {scope['similarity']} < "
                            f"threshold {scope_threshold}", VALIDATION_ERROR, sandbox=res,
                            scope=scope, gate_checked=gate_checked)
 
-    # (5) one transaction
-    from nda.store.codebase import bind_names, put_function_meta
-
-    sigs = _signatures(program)
+    # (5) one transaction: everything hashed, encoded and checked first, then batched writes
     try:
+        w = prepare_write(store, seq, linked, hasher, names=names, signatures=_signatures(program))
         with store.transaction(message) as tx:
-            addrs = store.put_module(linked, bind=False) if linked is not None else {}
-            root = store.put_program(seq, _hasher=hasher)
-            if names:
-                store.register_strings(sorted(set(names.values())))
-            for d in linked.defs if linked is not None else ():
-                params, ret = sigs.get(d.name, (None, None))
-                put_function_meta(store, d.address, d.name, params, ret)
+            write_prepared_commit(store, w)
             wanted: dict[str, bytes] = {}
             if namespace is not None:
                 wanted.update((qualified(namespace, d.name), d.address) for d in linked.defs
                               if d.name != "main")
             if name:
-                wanted[name] = root
+                wanted[name] = w.prepared.root
+            from nda.store.codebase import bind_names
+
             bound = bind_names(store, wanted) if wanted else []
-            program_v1 = store.program_v1(root)
-            _record_triples(store, root, seq, linked, program_v1)
     except NdaError as e:
-        return _reject("store", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),),
-                       res, scope, gate_checked)
+        return reject("store", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),),
+                      res, scope, gate_checked)
     entry = tx.entry
-    return CommitResult(True, root, program_v1, entry.state_root, entry.commit_id, entry.seq,
-                        sandbox=res, scope=scope, gate_checked=gate_checked, names=addrs,
+    return CommitResult(True, w.prepared.root, w.program_v1, entry.state_root, entry.commit_id, entry.seq,
+                        sandbox=res, scope=scope, gate_checked=gate_checked,
+                        names={d.name: d.address for d in linked.defs} if linked is not None else {},
                         bindings=bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# The write of step (5), prepared outside the transaction
+
+
+@dataclass
+class PreparedCommit:
+    """What step (5) writes, computed before the transaction (`prepare_write`)."""
+
+    prepared: Any            # store.prepared.Prepared: node rows, groups, root
+    program_v1: int          # the v1 program entry hash
+    strings: list            # def names, source names, parameter names (in that order)
+    metas: list              # (address, source name, signature JSON) per def
+    triples: list            # the program's DEFINES / CALLS triples and its code's Triple nodes
+
+
+def prepare_write(store, seq, linked, hasher=None, *, names=None, signatures=None) -> PreparedCommit:
+    """Hash, v1-hash and encode the program and its defs (each node once, reusing `hasher`),
+    and derive the strings, function metadata and triples that step (5) writes. Reads the
+    store (v1 hashes of outside call targets) but writes nothing; raises `NdaError` for
+    anything the write would refuse."""
+    from nda.core.hashing import program_entry_hash
+    from nda.store.codebase import parse_signature, signature_json
+    from nda.store.prepared import prepare
+
+    prep = prepare(store, seq, linked, hasher)
+    program_v1 = program_entry_hash(prep.root_v1)
+    defs = linked.defs if linked is not None else ()
+    sigs = signatures or {}
+    strings = [d.name for d in defs] + sorted(set((names or {}).values()))
+    metas = []
+    for d in defs:
+        params, ret = sigs.get(d.name, (None, None))
+        sig = signature_json(params, ret)
+        parse_signature(sig)
+        metas.append((d.address, d.name, sig))
+        strings.extend(p[0] for p in params or ())
+    rows = {r.addr: r for r in prep.rows}
+    trips = program_triples(store, seq, linked, program_v1, prep.call_v1,
+                            lambda addr: rows[addr].data if addr in rows else None, prep.root)
+    return PreparedCommit(prep, program_v1, strings, metas, trips)
+
+
+def write_prepared_commit(store, w: PreparedCommit) -> None:
+    """Write a `prepare_write` result in the caller's transaction (or one of its own): the
+    nodes, groups and program row, the strings, the defs' metadata, the program's triples."""
+    from nda.store.codebase import record_program_triples
+    from nda.store.prepared import put_functions_meta, put_strings, write_prepared
+
+    with store.transaction("commit"):
+        write_prepared(store, w.prepared)
+        put_strings(store, w.strings)
+        put_functions_meta(store, w.metas)
+        record_program_triples(store, w.prepared.root, w.triples)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,24 +419,52 @@ def static_check(program, *, input_len: int | None = None, limits: Limits = Limi
                                                   store=store, names=names)]
 
 
-def _record_triples(store, root: bytes, seq, linked, program_v1: int) -> None:
-    """The program's DEFINES / CALLS triples and the Triple nodes of its code, added to the
-    program's own triple set (`store.codebase.record_program_triples`)."""
+def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = None,
+                    encoded=None, root: bytes | None = None) -> list:
+    """The program's DEFINES / CALLS triples (`syntax.triples.derived_triples`) and the Triple
+    nodes of its code, distinct, zero terms and self-references left out. `call_v1` (address →
+    v1 term, e.g. `Prepared.call_v1`) answers before the store does; `encoded(address)` (the
+    v2 bytes of a def or of the program `root`, or None) lets a tree without the Triple opcode
+    byte skip its scan."""
     from nda.core.hashing import alias_of
-    from nda.store.codebase import record_program_triples
-    from nda.syntax.triples import derived_triples, node_triples
+    from nda.syntax.triples import TripleRecord, derived_triples
+
+    known = dict(call_v1 or {})
+
+    def callee_v1(digest: bytes):
+        v = known.get(digest)
+        if v is None:
+            v = known[digest] = store.callee_h1(digest)
+        return v
 
     def def_v1(d):
-        return alias_of(d.address) if d.group is not None else store.callee_h1(d.address)
+        return alias_of(d.address) if d.group is not None else callee_v1(d.address)
 
-    trips, tnames = derived_triples(linked, program_v1, seq, store.callee_h1, def_v1)
+    trips, _names = derived_triples(linked, program_v1, seq, callee_v1, def_v1)
     seen = dict.fromkeys(trips)
-    roots = list(seq) if linked is None else [d.node for d in linked.defs]
-    for r in roots:
-        for t in node_triples(r):
+    if linked is None:
+        scans = [(root, list(seq))]
+    else:
+        scans = [(d.address, [d.node]) for d in linked.defs]
+    for addr, roots in scans:
+        data = encoded(addr) if encoded is not None and addr is not None else None
+        if data is not None and b"\x25" not in data:
+            continue  # opcode 37 (Triple) can only occur where this byte does
+        for n in ir.collect(roots, _TRIPLE):
+            t = TripleRecord(n.subject_hash, n.predicate_id, n.object_hash)
             if t.subject and t.object and t.subject != t.object:
                 seen.setdefault(t, None)
-    record_program_triples(store, root, list(seen), tnames)
+    return list(seen)
+
+
+def record_triples(store, root: bytes, seq, linked, program_v1: int, call_v1: dict | None = None) -> None:
+    """The program's DEFINES / CALLS triples and the Triple nodes of its code (`program_triples`),
+    added to the program's own triple set (`store.codebase.record_program_triples`), with the
+    def names in the string dictionary."""
+    from nda.store.codebase import record_program_triples
+
+    names = {} if linked is None else {ir.name_hash(d.name): d.name for d in linked.defs}
+    record_program_triples(store, root, program_triples(store, seq, linked, program_v1, call_v1), names)
 
 
 SCOPE_THRESHOLD = 0.10  # the token-stream pipeline's scope check (runtime.md §7)
@@ -385,7 +478,7 @@ def commit_stream(store, program: "TokenProgram", message: str = "", *, name: st
     transaction. The stored root is the outermost Scope's H2 (= `program.root`).
     → `CommitResult`."""
     if program.forced:
-        return _reject("tokens", "forced program: shown, never stored", VALIDATION_ERROR)
+        return reject("tokens", "forced program: shown, never stored", VALIDATION_ERROR)
     cond = [1.0] * program.conditioning_len if conditioning is None else conditioning
     res = commit(store, program.sequence, cond, message=message, limits=limits or Limits(),
                  scope_threshold=scope_threshold, name=name)
@@ -394,5 +487,6 @@ def commit_stream(store, program: "TokenProgram", message: str = "", *, name: st
     return res
 
 
-__all__ = ["commit", "CommitResult", "namespace_problem", "qualified", "NAMESPACE_RE", "scope_validate", "static_check", "static_findings",
+__all__ = ["commit", "CommitResult", "reject", "record_triples", "program_triples", "prepare_write",
+           "write_prepared_commit", "PreparedCommit", "namespace_problem", "qualified", "NAMESPACE_RE", "scope_validate", "static_check", "static_findings",
            "has_target_in", "F32_MAX", "commit_stream", "SCOPE_THRESHOLD"]

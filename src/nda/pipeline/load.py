@@ -91,15 +91,28 @@ def link_by_name(store, module, sequence):
                       lambda n, own: suggest_names(store, n, extra=own))
 
 
+def link_module_by_name(store, module, hasher=None):
+    """`link_module` of `module`, its calls to names it does not define linked to `store`'s
+    bindings in the same pass (as `link_by_name` then `link_module`); `store` None = no
+    lookup. `hasher`: the H2 memo to use (kept on the result)."""
+    from nda.core.link import link_module
+    from nda.store.codebase import suggest_names
+
+    if store is None:
+        return link_module(module, hasher)
+    return link_module(module, hasher, lookup=store.resolve_name,
+                       suggest=lambda n, own: suggest_names(store, n, extra=own))
+
+
 def from_parts(sequence, module, names, store=None, source=None, path=None, kind="sexpr",
                signatures=None) -> Loaded:
-    from nda.core.link import MemoryResolver, link_module
+    from nda.core.link import MemoryResolver
 
     named = _names_store(store)
     if module is not None:
         from nda.sandbox.runner import ChainResolver
 
-        linked = link_module(module if named is None else link_by_name(named, module, None)[0])
+        linked = link_module_by_name(named, module)
         resolver = MemoryResolver()
         resolver.add_linked(linked)
         return Loaded(tuple(linked.main_sequence()), ChainResolver(resolver, store), linked, module,
@@ -249,5 +262,5 @@ def load_any(ref: str, store=None) -> Loaded:
     raise UsageError(f"{ref}: no such file" + ("" if store is None else " and no stored program of that hash or name"))
 
 
-__all__ = ["Loaded", "UsageError", "load_path", "load_text", "load_bytes", "load_any", "load_stored", "load_stdin", "guess_kind", "unlink_module",
+__all__ = ["Loaded", "UsageError", "link_module_by_name", "load_path", "load_text", "load_bytes", "load_any", "load_stored", "load_stdin", "guess_kind", "unlink_module",
            "detect_kind", "format_loaded", "ParseError"]

@@ -2,7 +2,7 @@
 
 In: nodes, programs (top-level sequences), linked modules, names, KV records, file snapshots of
 triples, strings, an original SiteMap directory (import); a path to one database file.
-Out: `SiteMap` — the schema of §8 (WAL, synchronous=FULL, foreign_keys=ON, u64 as 8-byte
+Out: `SiteMap` — the schema of §8 (WAL, synchronous=NORMAL, foreign_keys=ON, u64 as 8-byte
 big-endian BLOBs, append-only `roots` enforced by triggers), the store API of §8, call
 resolution (`resolve_call`, the `link.Resolver` protocol), `resolve_ref` for the CLI
 pipeline, the root log (state_root / commit_id chain), `verify()`, and directory import/export
@@ -17,6 +17,9 @@ commit is refused (rolled back). The store's lock is held for a whole transactio
 threads (e.g. a sandbox worker) wait, so do not run store-calling programs inside one.
 
 Storage decisions (deviations/additions to §8):
+- durability (decisions #32): WAL with `synchronous=NORMAL` by default — a commit survives
+  any crash of the process and nothing is ever partially written, but a power loss may roll
+  back the last commits (whole); `open(path, sync="full")` is §8's FULL (fsync per commit);
 - a row in `nodes` is a node that was *put* (a program root Scope, a def, a group member, an
   imported node, or any node given to `put_node`), stored with the v2 bytes of its whole
   subtree; its sub-nodes are not stored as separate rows (storage stays linear in the input);
@@ -71,6 +74,7 @@ CALLEE_CACHE_SIZE = 4096
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _sha = hashlib.sha256
+SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -176,19 +180,23 @@ class SiteMap(TripleQueries):
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str, weight_root: int | None = None, *, read_only: bool = False) -> "SiteMap":
+    def open(cls, path: str, weight_root: int | None = None, *, read_only: bool = False,
+             sync: str = "normal") -> "SiteMap":
         """Open (creating if needed) the store at `path`. `weight_root` (u64) is recorded on
         creation; given for an existing store it must match unless the store has no token KV.
         `read_only=True` opens an existing store for reading only (SQLite `mode=ro`; many
         readers, e.g. batch workers, may share it while one writer commits): any write
-        raises `StoreError`."""
+        raises `StoreError`. `sync`: "normal" (WAL with synchronous=NORMAL: commits survive
+        process crashes) or "full" (fsync at every commit: they survive power loss too)."""
+        if sync not in SYNC_MODES:
+            raise StoreError(f"unknown sync mode {sync!r} (expected one of {', '.join(SYNC_MODES)})")
         if read_only:
             return cls._open_read_only(path)
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                    timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, str(path))
             store._init_schema(weight_root)
@@ -434,26 +442,18 @@ class SiteMap(TripleQueries):
 
     def put_module(self, linked: LinkedModule, *, bind: bool = True) -> dict[str, bytes]:
         """Store every def of a linked module (group members in GroupRef form with their group)
-        and, with `bind`, bind each def's name to its address. Returns name → address."""
-        hasher = Hasher()
-        out: dict[str, bytes] = {}
+        and, with `bind`, bind each def's name to its address. Returns name → address.
+        The rows are prepared first, each node hashed once (`store.prepared`)."""
+        from nda.store.prepared import prepare, put_strings, write_prepared
+
+        prep = prepare(self, (), linked, linked.hasher or Hasher(), program=False)
         with self.transaction("put_module"):
-            for g in linked.groups:
-                if self._one("SELECT 1 FROM groups WHERE hash=?", (g.hash,)) is None:
-                    self._x("INSERT INTO groups VALUES (?,?)", (g.hash, len(g.members)))
-                    self._add_entries([e_group(g.hash)])
-            for d in linked.defs:
-                if d.group is None:
-                    self._put(d.node, hasher)
-                elif not self._has(d.address):
-                    v1 = h1(d.node, d.group.aliases, self.callee_h1)
-                    self._insert_node(d.address, v1, d.node, encode_node(d.node), d.group.hash, d.index)
-                out[d.name] = d.address
-            self.register_strings([d.name for d in linked.defs])
+            write_prepared(self, prep)
+            put_strings(self, [d.name for d in linked.defs])
             if bind:
                 for d in linked.defs:
                     self.bind_name(d.name, d.address)
-        return out
+        return {d.name: d.address for d in linked.defs}
 
     def _group_info(self, g: bytes) -> GroupInfo:
         rows = self._all("SELECT hash FROM nodes WHERE group_hash=? ORDER BY group_index", (g,))

@@ -30,7 +30,7 @@ import struct
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 from nda.core.errors import DecodeError, ParseError, Span
-from nda.core.ir import Call, GroupRef, Hash32, Legacy64, Node, Triple, name_hash, walk
+from nda.core.ir import Call, GroupRef, Hash32, Legacy64, Node, Triple, collect, name_hash
 
 DEFINES, CALLS, IMPORTS = 1, 2, 3
 PREDICATES = {"DEFINES": DEFINES, "CALLS": CALLS, "IMPORTS": IMPORTS}
@@ -204,14 +204,17 @@ def node_triples(node: Node) -> list[TripleRecord]:
     """Distinct Triple records inside `node` (every child field walked, no-op children
     included), in pre-order of first occurrence."""
     seen: dict[TripleRecord, None] = {}
-    for n in walk(node):
-        if type(n) is Triple:
-            seen.setdefault(TripleRecord(n.subject_hash, n.predicate_id, n.object_hash), None)
+    for n in collect((node,), _TRIPLE):
+        seen.setdefault(TripleRecord(n.subject_hash, n.predicate_id, n.object_hash), None)
     return list(seen)
 
 
+_TRIPLE = frozenset((Triple,))
+_CALL = frozenset((Call,))
+
+
 def _call_targets(node: Node) -> list:
-    return [n.target for n in walk(node) if type(n) is Call]
+    return [n.target for n in collect((node,), _CALL)]
 
 
 def derived_triples(linked=None, program_v1: Optional[int] = None, sequence: Sequence[Node] = (),
