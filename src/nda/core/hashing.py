@@ -232,12 +232,13 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     from nda.core.binary_v2 import node_parts
 
     memo2 = hasher._memo
-    parts_of: dict[int, list] = {}
+    parts_of: dict[int, object] = {}  # id → v2 pieces (bytes and child nodes), or a leaf's bytes
     order: list = []  # every occurrence, pre-order (a shared node's descendants follow each one)
     out: list = []
     stack: list = [node]
     pop, extend, append, visit = stack.pop, stack.extend, out.append, order.append
     B = bytes
+    leaves = _LEAF_KINDS
     while stack:
         item = pop()
         if type(item) is B:
@@ -245,9 +246,15 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
             continue
         parts = parts_of.get(id(item))
         if parts is None:
-            parts = parts_of[id(item)] = node_parts(item, _same)
+            parts = node_parts(item, _same)
+            if type(item) in leaves:
+                parts = b"".join(parts)
+            parts_of[id(item)] = parts
         visit(item)
-        extend(parts[::-1])
+        if type(parts) is B:
+            append(parts)
+        else:
+            extend(parts[::-1])
     h1m: dict[int, bytes] = {}
 
     def child1(c: Node) -> bytes:
@@ -262,14 +269,19 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
         if k in h1m:
             continue
         parts = parts_of[k]
-        if k not in memo2:
-            memo2[k] = (n, _sha256(VERSION_BYTE + b"".join(
-                [p if type(p) is B else memo2[id(p)][1] for p in parts])).digest())
         tag = tags.get(type(n))
-        if tag is None:  # Call, If, Bitwise
-            pre = _h1_preimage(n, child1, target)
+        if type(parts) is B:  # a leaf: its shallow form is its encoding
+            if k not in memo2:
+                memo2[k] = (n, _sha256(VERSION_BYTE + parts).digest())
+            pre = tag + parts[1:] if tag is not None else _h1_preimage(n, child1, target)
         else:
-            pre = tag + b"".join([p if type(p) is B else h1m[id(p)] for p in parts[1:]])
+            if k not in memo2:
+                memo2[k] = (n, _sha256(VERSION_BYTE + b"".join(
+                    [p if type(p) is B else memo2[id(p)][1] for p in parts])).digest())
+            if tag is None:  # If, Bitwise
+                pre = _h1_preimage(n, child1, target)
+            else:
+                pre = tag + b"".join([p if type(p) is B else h1m[id(p)] for p in parts[1:]])
         h1m[k] = _sha256(pre).digest()[:8]
     return memo2[id(node)][1], int.from_bytes(h1m[id(node)], "little"), b"".join(out)
 
@@ -277,6 +289,7 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
 _H1_SPECIAL = frozenset(("Call", "If", "Bitwise"))
 # class → H1 tag for the kinds whose preimage is the v2 pieces minus the opcode
 _H1_TAG_OF = {cls: _H1_TAG[cls.__name__] for cls in NODE_CLASSES if cls.__name__ not in _H1_SPECIAL}
+_LEAF_KINDS = frozenset(cls for cls in NODE_CLASSES if is_leaf_kind(cls))
 
 
 def _same(n: Node) -> Node:
