@@ -179,7 +179,7 @@ def _normalize(program, store=None, hasher=None) -> tuple[tuple, Any, dict, str 
 
 
 _CALL = frozenset((ir.Call,))
-_TRIPLE = frozenset((ir.Triple,))
+_CALL_TRIPLE = frozenset((ir.Call, ir.Triple))
 
 
 def reject(stage: str, reason: str, code: str, diags=(), sandbox=None, scope=None,
@@ -421,13 +421,14 @@ def static_check(program, *, input_len: int | None = None, limits: Limits = Limi
 
 def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = None,
                     encoded=None, root: bytes | None = None) -> list:
-    """The program's DEFINES / CALLS triples (`syntax.triples.derived_triples`) and the Triple
-    nodes of its code, distinct, zero terms and self-references left out. `call_v1` (address →
-    v1 term, e.g. `Prepared.call_v1`) answers before the store does; `encoded(address)` (the
-    v2 bytes of a def or of the program `root`, or None) lets a tree without the Triple opcode
-    byte skip its scan."""
+    """The program's DEFINES / CALLS triples (what `syntax.triples.derived_triples` derives)
+    then the Triple nodes of its code, distinct, zero terms and self-references left out —
+    from one scan per def (or of the sequence) for Calls and Triples. `call_v1` (address → v1
+    term, e.g. `Prepared.call_v1`) answers before the store does; `encoded(address)` (the v2
+    bytes of a def or of the program `root`, or None) lets a tree without the Triple opcode
+    byte be scanned for Calls only."""
     from nda.core.hashing import alias_of
-    from nda.syntax.triples import TripleRecord, derived_triples
+    from nda.syntax.triples import CALLS, DEFINES, TripleRecord
 
     known = dict(call_v1 or {})
 
@@ -437,23 +438,41 @@ def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = 
             v = known[digest] = store.callee_h1(digest)
         return v
 
-    def def_v1(d):
-        return alias_of(d.address) if d.group is not None else callee_v1(d.address)
+    def target_v1(t, group):
+        k = type(t)
+        if k is ir.Hash32:
+            return callee_v1(t.digest)
+        if k is ir.Legacy64:
+            return t.value
+        if k is ir.GroupRef and group is not None and 0 <= t.index < len(group.members):
+            return group.aliases[t.index]
+        return None
 
-    trips, _names = derived_triples(linked, program_v1, seq, callee_v1, def_v1)
-    seen = dict.fromkeys(trips)
-    if linked is None:
-        scans = [(root, list(seq))]
-    else:
-        scans = [(d.address, [d.node]) for d in linked.defs]
-    for addr, roots in scans:
+    seen: dict = {}
+
+    def add(s, p, o) -> None:
+        if s and o and s != o:
+            seen.setdefault(TripleRecord(s, p, o), None)
+
+    units = [(root, None, None, tuple(seq))] if linked is None else [
+        (d.address, d, d.group, (d.node,)) for d in linked.defs]
+    found = []  # Triple nodes, recorded after every derived triple (the former order)
+    for addr, d, group, roots in units:
         data = encoded(addr) if encoded is not None and addr is not None else None
-        if data is not None and b"\x25" not in data:
-            continue  # opcode 37 (Triple) can only occur where this byte does
-        for n in ir.collect(roots, _TRIPLE):
-            t = TripleRecord(n.subject_hash, n.predicate_id, n.object_hash)
-            if t.subject and t.object and t.subject != t.object:
-                seen.setdefault(t, None)
+        kinds = _CALL if data is not None and b"\x25" not in data else _CALL_TRIPLE
+        nodes = ir.collect(roots, kinds)
+        if d is None:
+            me = program_v1
+        else:
+            me = alias_of(d.address) if d.group is not None else callee_v1(d.address)
+            add(ir.name_hash(d.name), DEFINES, me)
+        for n in nodes:
+            if type(n) is ir.Call:
+                add(me, CALLS, target_v1(n.target, group))
+            else:
+                found.append(n)
+    for n in found:
+        add(n.subject_hash, n.predicate_id, n.object_hash)
     return list(seen)
 
 

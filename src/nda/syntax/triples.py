@@ -252,9 +252,8 @@ def derived_triples(linked=None, program_v1: Optional[int] = None, sequence: Seq
             for t in _call_targets(d.node):
                 add(me, CALLS, target_v1(t, d.group))
     else:
-        for n in sequence:
-            for t in _call_targets(n):
-                add(program_v1, CALLS, target_v1(t, None))
+        for c in collect(sequence, _CALL):
+            add(program_v1, CALLS, target_v1(c.target, None))
     return list(out), names
 
 
