@@ -384,3 +384,41 @@ def test_prepare_reuses_the_linkers_h2(monkeypatch):
     count[0] = 0
     assert prepare(NoStore(), seq, linked, Hasher()).rows == prep.rows
     assert count[0] == 2 * n
+
+
+def test_a_copied_or_pickled_module_gets_an_empty_h2_memo():
+    """The memo is keyed by object identity: a copy of a linked module (deepcopy, pickle to a
+    worker) must not carry it, or another object could be given a stale digest."""
+    import copy
+    import pickle
+
+    linked = link_module(parse_sexpr(GROUPS).module)
+    assert linked.hasher.known(linked.defs[0].node) is not None
+    for other in (copy.deepcopy(linked), pickle.loads(pickle.dumps(linked))):
+        assert other == linked and other.hasher is not None
+        assert other.hasher._memo == {}
+        seq = tuple(other.main_sequence())
+        from nda.store.prepared import prepare
+
+        class NoStore:
+            callee_h1 = staticmethod(lambda d: None)
+
+        assert prepare(NoStore(), seq, other, other.hasher).rows == \
+            prepare(NoStore(), tuple(linked.main_sequence()), linked, linked.hasher).rows
+
+
+def test_call_index_rewrite_of_shared_subtrees():
+    """A subtree shared by several parents (a DAG) is rewritten under every parent, once."""
+    call = ir.Call(ir.Legacy64(1))
+    shared = ir.Add(ir.Int(1), ir.Scope((ir.Int(2), call)))
+    tree = ir.Scope((ir.Print(shared), ir.Let(5, ir.Int(0)), ir.Store(5, shared), shared))
+
+    def fn(t):
+        return ir.Legacy64(2)
+
+    new, old = rewrite_calls(tree, fn), _old_rewrite(tree, fn)
+    assert new == old
+    assert all(type(c.target) is ir.Legacy64 and c.target.value == 2
+               for c in ir.walk(new) if type(c) is ir.Call)
+    assert new.children[0].source is new.children[2].value is new.children[3]  # sharing kept
+    assert new.children[1] is tree.children[1]  # untouched subtree shared with the original

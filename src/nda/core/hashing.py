@@ -91,6 +91,11 @@ class Hasher:
             memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, digest_of)).digest())
         return memo[id(node)][1]
 
+    def __reduce__(self):
+        """A copy or an unpickled Hasher starts empty: the memo is keyed by object identity,
+        which means nothing for the copied nodes (or in another process)."""
+        return (Hasher, ())
+
     def known(self, node: Node) -> bytes | None:
         """H2 of `node` if this Hasher has computed it already, else None."""
         hit = self._memo.get(id(node))
@@ -254,7 +259,8 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
         if type(parts) is B:
             append(parts)
         else:
-            extend(parts[::-1])
+            append(parts[0])  # the opcode byte
+            extend(parts[:0:-1])
     h1m: dict[int, bytes] = {}
 
     def child1(c: Node) -> bytes:

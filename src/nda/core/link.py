@@ -129,7 +129,8 @@ class CallIndex:
 
     def __init__(self, root: Node):
         calls: list = []
-        above: dict = {}  # id → (pre-order index, node) of every node with a Call below it
+        above: dict = {}  # id → (last pre-order index, node) of every node with a Call below it
+        marked: set = set()  # pre-order indices (occurrences) already marked
         chain: list = []  # the current node's ancestors (pre-order index, node), outermost first
         kids = _KIDS
         stack: list = [(root, 0)]
@@ -144,8 +145,11 @@ class CallIndex:
                 calls.append(n)
                 for k in range(d - 1, -1, -1):
                     a = chain[k]
-                    if id(a[1]) in above:
-                        break  # marked before, and so is everything above it
+                    if a[0] in marked:
+                        break  # this occurrence was marked before, and so was all above it
+                    marked.add(a[0])
+                    # a shared node: its last occurrence has the largest index, and every
+                    # child's last occurrence comes after it (so sorting below stays valid)
                     above[id(a[1])] = a
                 continue
             try:
