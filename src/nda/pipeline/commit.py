@@ -132,11 +132,14 @@ def _signatures(program) -> dict:
     return dict(getattr(program, "signatures", None) or {})
 
 
-def _normalize(program, store=None, hasher=None) -> tuple[tuple, Any, dict, str | None, str | None]:
+def _normalize(program, store=None, hasher=None, scan: list | None = None
+               ) -> tuple[tuple, Any, dict, str | None, str | None]:
     """→ (top-level sequence, LinkedModule or None, names, source path, source text). With a
     store, calls by name to functions the program does not define link to the store's
     bindings (`pipeline.load.link_by_name`), in the same pass as the module's own linking.
-    `hasher` (H2 memo) is the one a module linked here uses."""
+    `hasher` (H2 memo) is the one a module linked here uses. `scan`: a list that receives,
+    when a plain sequence was scanned for calls by name and left as it was, its Calls and
+    Triple nodes in pre-order (`ir.collect`), so the triples need no second scan."""
     from nda.core.link import LinkedModule
     from nda.pipeline.load import Loaded, _names_store, link_by_name, link_module_by_name
 
@@ -146,7 +149,12 @@ def _normalize(program, store=None, hasher=None) -> tuple[tuple, Any, dict, str 
         return link_module_by_name(named, module, hasher)
 
     def by_name(sequence):
-        if named is None or not any(type(c.target) is ir.NamedRef for c in ir.collect(sequence, _CALL)):
+        if named is None:
+            return tuple(sequence)
+        found = ir.collect(sequence, _CALL_TRIPLE)
+        if not any(type(n) is ir.Call and type(n.target) is ir.NamedRef for n in found):
+            if scan is not None:
+                scan.append(found)
             return tuple(sequence)
         return link_by_name(named, None, tuple(sequence))[1]
 
@@ -232,7 +240,8 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
 
     hasher = Hasher()  # one H2 memo for linking, the run (if it compiles) and the store
     try:
-        seq, linked, names, _src_path, _source = _normalize(program, store, hasher)
+        scan: list = []
+        seq, linked, names, _src_path, _source = _normalize(program, store, hasher, scan)
     except NdaError as e:
         return reject("gate", e.message, e.code, getattr(e, "diagnostics", ()) or (e.diagnostic(),))
     if linked is not None and linked.hasher is not None:
@@ -289,7 +298,8 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
 
     # (5) one transaction: everything hashed, encoded and checked first, then batched writes
     try:
-        w = prepare_write(store, seq, linked, hasher, names=names, signatures=_signatures(program))
+        w = prepare_write(store, seq, linked, hasher, names=names, signatures=_signatures(program),
+                          scanned=scan[0] if scan and linked is None else None)
         with store.transaction(message) as tx:
             write_prepared_commit(store, w)
             wanted: dict[str, bytes] = {}
@@ -326,11 +336,13 @@ class PreparedCommit:
     triples: list            # the program's DEFINES / CALLS triples and its code's Triple nodes
 
 
-def prepare_write(store, seq, linked, hasher=None, *, names=None, signatures=None) -> PreparedCommit:
+def prepare_write(store, seq, linked, hasher=None, *, names=None, signatures=None,
+                  scanned: list | None = None) -> PreparedCommit:
     """Hash, v1-hash and encode the program and its defs (each node once, reusing `hasher`),
     and derive the strings, function metadata and triples that step (5) writes. Reads the
     store (v1 hashes of outside call targets) but writes nothing; raises `NdaError` for
-    anything the write would refuse."""
+    anything the write would refuse. `scanned`: the Calls and Triple nodes of `seq` in
+    pre-order when already known (a plain program; see `program_triples`)."""
     from nda.core.hashing import program_entry_hash
     from nda.store.codebase import parse_signature, signature_json
     from nda.store.prepared import prepare
@@ -349,7 +361,7 @@ def prepare_write(store, seq, linked, hasher=None, *, names=None, signatures=Non
         strings.extend(p[0] for p in params or ())
     rows = {r.addr: r for r in prep.rows}
     trips = program_triples(store, seq, linked, program_v1, prep.call_v1,
-                            lambda addr: rows[addr].data if addr in rows else None, prep.root)
+                            lambda addr: rows[addr].data if addr in rows else None, prep.root, scanned)
     return PreparedCommit(prep, program_v1, strings, metas, trips)
 
 
@@ -420,13 +432,14 @@ def static_check(program, *, input_len: int | None = None, limits: Limits = Limi
 
 
 def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = None,
-                    encoded=None, root: bytes | None = None) -> list:
+                    encoded=None, root: bytes | None = None, scanned: list | None = None) -> list:
     """The program's DEFINES / CALLS triples (what `syntax.triples.derived_triples` derives)
     then the Triple nodes of its code, distinct, zero terms and self-references left out —
     from one scan per def (or of the sequence) for Calls and Triples. `call_v1` (address → v1
     term, e.g. `Prepared.call_v1`) answers before the store does; `encoded(address)` (the v2
     bytes of a def or of the program `root`, or None) lets a tree without the Triple opcode
-    byte be scanned for Calls only."""
+    byte be scanned for Calls only; `scanned` (a plain program's Calls and Triple nodes in
+    pre-order, `ir.collect(seq, …)`) spares the scan."""
     from nda.core.hashing import alias_of
     from nda.syntax.triples import CALLS, DEFINES, TripleRecord
 
@@ -459,8 +472,11 @@ def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = 
     found = []  # Triple nodes, recorded after every derived triple (the former order)
     for addr, d, group, roots in units:
         data = encoded(addr) if encoded is not None and addr is not None else None
-        kinds = _CALL if data is not None and b"\x25" not in data else _CALL_TRIPLE
-        nodes = ir.collect(roots, kinds)
+        if scanned is not None and d is None:
+            nodes = scanned
+        else:
+            kinds = _CALL if data is not None and b"\x25" not in data else _CALL_TRIPLE
+            nodes = ir.collect(roots, kinds)
         if d is None:
             me = program_v1
         else:

@@ -198,6 +198,7 @@ class SiteMap(TripleQueries):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA temp_store=MEMORY")  # only the change log of `stateroot`
             store = cls(conn, str(path))
             store._init_schema(weight_root)
             stateroot.install(conn)  # the state entries are kept between commits
