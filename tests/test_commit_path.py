@@ -349,6 +349,10 @@ def test_sync_modes(tmp_path):
         assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with pytest.raises(StoreError, match="unknown sync mode"):
         SiteMap.open(str(tmp_path / "x.db"), sync="off")
+    import nda
+
+    with nda.Store.open(str(tmp_path / "api.db"), sync="full") as s:  # the API's Store too
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_public_helpers_replace_the_private_ones():
