@@ -237,8 +237,8 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     from nda.core.binary_v2 import node_parts
 
     memo2 = hasher._memo
-    parts_of: dict[int, object] = {}  # id → v2 pieces (bytes and child nodes), or a leaf's bytes
-    order: list = []  # every occurrence, pre-order (a shared node's descendants follow each one)
+    parts_of: dict[int, Any] = {}  # id → v2 pieces (bytes and child nodes), or a leaf's bytes
+    order: list[Node] = []  # every occurrence, pre-order (a shared node's descendants follow each one)
     out: list = []
     stack: list = [node]
     pop, extend, append, visit = stack.pop, stack.extend, out.append, order.append
