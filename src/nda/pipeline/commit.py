@@ -343,6 +343,7 @@ def prepare_write(store, seq, linked, hasher=None, *, names=None, signatures=Non
     store (v1 hashes of outside call targets) but writes nothing; raises `NdaError` for
     anything the write would refuse. `scanned`: the Calls and Triple nodes of `seq` in
     pre-order when already known (a plain program; see `program_triples`)."""
+    from nda.core.errors import StoreError
     from nda.core.hashing import program_entry_hash
     from nda.store.codebase import parse_signature, signature_json
     from nda.store.prepared import prepare
@@ -354,6 +355,8 @@ def prepare_write(store, seq, linked, hasher=None, *, names=None, signatures=Non
     strings = [d.name for d in defs] + sorted(set((names or {}).values()))
     metas = []
     for d in defs:
+        if not isinstance(d.name, str) or not d.name:
+            raise StoreError("a function's source name must be a non-empty string")
         params, ret = sigs.get(d.name, (None, None))
         sig = signature_json(params, ret)
         parse_signature(sig)
