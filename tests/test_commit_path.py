@@ -23,7 +23,6 @@ from nda.core.hashing import Hasher, h1
 from nda.core.link import CallIndex, MemoryResolver, link_module, link_names, rewrite_calls
 from nda.pipeline import commit as commit_mod
 from nda.pipeline.commit import commit, prepare_write, record_triples, reject, write_prepared_commit
-from nda.runtime.state import Limits
 from nda.store.codebase import put_function_meta
 from nda.store.sitemap import SiteMap
 from nda.syntax.sexpr import parse_sexpr
