@@ -154,7 +154,7 @@ def test_typed_store_error_rejects_at_stage_store(tmp_path, monkeypatch):
 def _committer(path: str, fd: int) -> None:
     """Child process: `commit` module programs forever, one '.' per acknowledged commit."""
     try:
-        s = SiteMap.open(path)
+        s = SiteMap.open(path, sync="normal")  # the weaker opt-in mode; FULL only adds fsyncs
         k = len(s.log())
         while True:
             src = GROUPS.replace("(int 7)", f"(int {k})")
@@ -173,7 +173,7 @@ def _committer(path: str, fd: int) -> None:
 
 def test_killed_committer_leaves_whole_commits_only(tmp_path):
     """SIGKILL a process in the middle of `commit`s: every acknowledged commit is there, no
-    partial one, and `verify()` is clean (WAL + synchronous=NORMAL, decisions #32)."""
+    partial one, and `verify()` is clean, even with the opt-in synchronous=NORMAL (decisions #32)."""
     path = str(tmp_path / "kill.db")
     rng = random.Random(7)
     acked = 0
@@ -341,17 +341,17 @@ def test_lazy_memory_resolver_indexes_what_eager_adds_did():
 
 
 def test_sync_modes(tmp_path):
-    with SiteMap.open(str(tmp_path / "n.db")) as s:
-        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    with SiteMap.open(str(tmp_path / "f.db"), sync="full") as s:
-        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with SiteMap.open(str(tmp_path / "f.db")) as s:
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, §8's default
         assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with SiteMap.open(str(tmp_path / "n.db"), sync="normal") as s:
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL, opted into
     with pytest.raises(StoreError, match="unknown sync mode"):
         SiteMap.open(str(tmp_path / "x.db"), sync="off")
     import nda
 
-    with nda.Store.open(str(tmp_path / "api.db"), sync="full") as s:  # the API's Store too
-        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with nda.Store.open(str(tmp_path / "api.db"), sync="normal") as s:  # the API's Store too
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
 
 
 def test_public_helpers_replace_the_private_ones():

@@ -56,7 +56,7 @@ def kv_rec(n=896, fill=0xAA):
 def test_schema_pragmas_indexes_and_triggers(store):
     c = store._conn
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert c.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (docs/decisions.md)
+    assert c.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, as runtime.md §8 (docs/decisions.md #32)
     assert c.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"meta", "nodes", "groups", "programs", "names", "triples", "snapshots", "kv", "strings",

@@ -2,7 +2,7 @@
 
 In: nodes, programs (top-level sequences), linked modules, names, KV records, file snapshots of
 triples, strings, an original SiteMap directory (import); a path to one database file.
-Out: `SiteMap` — the schema of §8 (WAL, synchronous=NORMAL, foreign_keys=ON, u64 as 8-byte
+Out: `SiteMap` — the schema of §8 (WAL, synchronous=FULL, foreign_keys=ON, u64 as 8-byte
 big-endian BLOBs, append-only `roots` enforced by triggers), the store API of §8, call
 resolution (`resolve_call`, the `link.Resolver` protocol), `resolve_ref` for the CLI
 pipeline, the root log (state_root / commit_id chain), `verify()`, and directory import/export
@@ -17,9 +17,10 @@ commit is refused (rolled back). The store's lock is held for a whole transactio
 threads (e.g. a sandbox worker) wait, so do not run store-calling programs inside one.
 
 Storage decisions (deviations/additions to §8):
-- durability (decisions #32): WAL with `synchronous=NORMAL` by default — a commit survives
-  any crash of the process and nothing is ever partially written, but a power loss may roll
-  back the last commits (whole); `open(path, sync="full")` is §8's FULL (fsync per commit);
+- durability (decisions #32): §8's WAL with `synchronous=FULL` by default (fsync per commit);
+  `open(path, sync="normal")` opts into NORMAL — a commit still survives any crash of the
+  process and nothing is ever partially written, but a power loss may roll back the last
+  commits (whole);
 - a row in `nodes` is a node that was *put* (a program root Scope, a def, a group member, an
   imported node, or any node given to `put_node`), stored with the v2 bytes of its whole
   subtree; its sub-nodes are not stored as separate rows (storage stays linear in the input);
@@ -181,13 +182,14 @@ class SiteMap(TripleQueries):
 
     @classmethod
     def open(cls, path: str, weight_root: int | None = None, *, read_only: bool = False,
-             sync: str = "normal") -> "SiteMap":
+             sync: str = "full") -> "SiteMap":
         """Open (creating if needed) the store at `path`. `weight_root` (u64) is recorded on
         creation; given for an existing store it must match unless the store has no token KV.
         `read_only=True` opens an existing store for reading only (SQLite `mode=ro`; many
         readers, e.g. batch workers, may share it while one writer commits): any write
-        raises `StoreError`. `sync`: "normal" (WAL with synchronous=NORMAL: commits survive
-        process crashes) or "full" (fsync at every commit: they survive power loss too)."""
+        raises `StoreError`. `sync`: "full" (the default, §8: fsync at every commit, so
+        commits survive power loss) or "normal" (WAL with synchronous=NORMAL: commits survive
+        process crashes; a power loss may roll back the last ones, whole)."""
         if sync not in SYNC_MODES:
             raise StoreError(f"unknown sync mode {sync!r} (expected one of {', '.join(SYNC_MODES)})")
         if read_only:
