@@ -18,6 +18,8 @@ table indexed by the code alone).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from nda.core.errors import DIMENSION_MISMATCH, NdaRuntimeError
@@ -49,6 +51,27 @@ def _pair_index(rows: int, cols: int, sign, extra) -> np.ndarray:
 def _decode_pairs(rows: int, cols: int, idx: np.ndarray) -> np.ndarray:
     stride8 = ((cols + 7) >> 3) << 3
     w = PAIR_CODES_F32.take(idx, axis=0).reshape(rows, stride8)
+    return w if cols == stride8 else w[:, :cols]
+
+
+SCRATCH_PAIRS = 1 << 15  # float32 pairs of the per-thread decode buffer (1 MiB)
+_SCRATCH = threading.local()
+
+
+def _decode_scratch(rows: int, cols: int, idx: np.ndarray) -> np.ndarray:
+    """`_decode_pairs` for a matrix used once: into this thread's reused buffer when it fits
+    (fresh memory costs a cache miss per line on every first write; a reused buffer is
+    usually still cached), else a transient array. The result is valid until the thread's
+    next decode."""
+    need = idx.shape[0]
+    if need > SCRATCH_PAIRS:
+        return _decode_pairs(rows, cols, idx)
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None:
+        buf = _SCRATCH.buf = np.empty((SCRATCH_PAIRS, 8), dtype=np.float32)
+    w = PAIR_CODES_F32.take(idx, axis=0, mode="clip", out=buf[:need])  # indices < 65,536: clip is exact
+    stride8 = ((cols + 7) >> 3) << 3
+    w = w.reshape(rows, stride8)
     return w if cols == stride8 else w[:, :cols]
 
 
@@ -88,71 +111,7 @@ KEEP_F32_BYTES = 64 << 20
 BLOCK_BYTES = 4 << 20
 
 
-def _plane_len(plane) -> int:
-    if isinstance(plane, (bytes, bytearray)):
-        return len(plane)
-    return _plane_u8(plane, None).shape[0]
-
-
-# The first execution of a whole matrix of at least `BITS_MIN_BYTES` bytes per plane multiplies
-# on its bit planes (`_bits_acc`) when every partial sum stays exact in float32 (|partial| ≤
-# 24·cols < 2^24); smaller ones are decoded (fewer numpy calls: faster below ~4 KiB).
-_BITS_MAX_COLS = 1 << 19
-BITS_MIN_BYTES = 4096
-_COEF6 = np.array([9, 3, -6, 3, 1, -2], dtype=np.float32)
-_ONES_F32 = np.ones(1 << 16, dtype=np.float32)
-
-
-def _word_dtype(nb: int):
-    """The widest unsigned word dividing a row of `nb` bytes (so no word straddles two rows)."""
-    if nb & 7 == 0:
-        return np.uint64
-    if nb & 3 == 0:
-        return np.uint32
-    return np.uint16 if nb & 1 == 0 else np.uint8
-
-
-def _bytes_of(plane, need: int) -> bytes:
-    if isinstance(plane, bytes):
-        return plane if len(plane) == need else plane[:need]
-    if isinstance(plane, (bytearray, memoryview)):
-        return bytes(plane[:need])
-    return _plane_u8(plane, need).tobytes()
-
-
-def _bits_acc(rows: int, cols: int, sign, extra, x: NdaVec) -> np.ndarray:
-    """Row sums Σ_c w[r][c]·x[c] of a Matrix straight from its bit planes, as exact float32,
-    without decoding a weight: with w = 3·ws + we − 2 and x = 3·xs + xe − 2 (bits s, e),
-      Σ w·x = 9·|WS∧XS| + 3·|WS∧XE| − 6·|WS| + 3·|WE∧XS| + |WE∧XE| − 2·|WE|
-              − 6·|XS| − 2·|XE| + 4·cols
-    over the row's real columns (|·| counts set bits; WS, WE: the row's planes; XS, XE: x's
-    planes, repeated once per row). Six popcounts of the planes ANDed with three masks (XS,
-    XE, the real columns) in words that never straddle two rows, weighted by one small GEMV
-    and summed per row by another: about a tenth of the memory traffic of the float32
-    decode (4 B per weight), which a matrix that runs once would write and read once."""
-    nb = (cols + 7) >> 3
-    need = rows * nb
-    wt = _word_dtype(nb)
-    p = np.frombuffer(_bytes_of(sign, need) + _bytes_of(extra, need), dtype=wt).reshape(2, 1, -1)
-    xs, xe = x.sign.tobytes(), x.extra.tobytes()
-    r = cols & 7
-    if r:  # padding bits of the last byte of each row: masked out everywhere
-        m = (1 << r) - 1
-        xs, xe = xs[:-1] + bytes((xs[-1] & m,)), xe[:-1] + bytes((xe[-1] & m,))
-        valid = b"\xff" * (cols >> 3) + bytes((m,))
-    else:
-        valid = b"\xff" * nb
-    masks = np.frombuffer(xs * rows + xe * rows + valid * rows, dtype=wt).reshape(1, 3, -1)
-    counts = np.bitwise_count(p & masks).reshape(6, -1).astype(np.float32)
-    nw = counts.shape[1] // rows
-    acc = (_COEF6 @ counts).reshape(rows, nw) @ _ONES_F32[:nw] if nw <= _ONES_F32.shape[0] \
-        else (_COEF6 @ counts).reshape(rows, nw).sum(axis=1, dtype=np.float32)
-    xsum = 6 * int.from_bytes(xs, "little").bit_count() + 2 * int.from_bytes(xe, "little").bit_count()
-    acc += np.float32(4 * cols - xsum)
-    return acc
-
-
-def _plane_u8(plane, need: int | None) -> np.ndarray:
+def _plane_u8(plane, need: int) -> np.ndarray:
     a = np.frombuffer(plane, dtype=np.uint8) if isinstance(plane, (bytes, bytearray, memoryview)) \
         else np.asarray(plane, dtype=np.uint8).reshape(-1)
     return a[:need]
@@ -180,40 +139,30 @@ class MatrixWeights:
     `KEEP_F32_BYTES` (a bounded, repeated cost is worth the speed: ~10× faster GEMVs).
     """
 
-    __slots__ = ("rows", "cols", "_idx", "lut", "_f32", "_codes", "_runs", "_planes", "_src", "nbytes",
-                 "keeps", "keeps_whole", "_bits")
+    __slots__ = ("rows", "cols", "idx", "lut", "_f32", "_codes", "_runs", "_planes", "nbytes",
+                 "keeps", "keeps_whole")
 
     def __init__(self, rows: int, cols: int, sign, extra):
         self.rows, self.cols = rows, cols
         need = rows * ((cols + 7) >> 3)  # byte pairs; the float32 matrix is 32 B per pair
         self.lut = lut = _encode_lut(cols)
-        self._f32 = self._codes = self._idx = None
+        self._f32 = self._codes = None
         self._runs = 0
-        self._bits = need >= BITS_MIN_BYTES
-        ls, le = _plane_len(sign), _plane_len(extra)
-        if ls < need or le < need:
-            raise ValueError(f"Matrix planes need {need} bytes each, got {ls} and {le}")
         # nbytes: host bytes held or pinned at most — planes, idx (2 B per pair), the float32
         # matrix once kept, the ENCODE table
         if need <= WHOLE_F32_BYTES >> 5:
-            self._src = (sign, extra)  # the pair index is made on first need (`idx`)
+            self.idx = _pair_index(rows, cols, sign, extra)
             self._planes = None
             self.keeps = self.keeps_whole = True
-            self.nbytes = ls + le + 34 * need + lut.nbytes
+            self.nbytes = len(sign) + len(extra) + 34 * need + lut.nbytes
         else:  # blocked
-            self._src = None
+            if len(sign) < need or len(extra) < need:
+                raise ValueError(f"Matrix planes need {need} bytes each, got {len(sign)} and {len(extra)}")
+            self.idx = None
             self._planes = (_plane_u8(sign, need), _plane_u8(extra, need))
             self.keeps_whole = False
             self.keeps = keep = need <= KEEP_F32_BYTES >> 5  # keeps its decode from run 2 on
-            self.nbytes = ls + le + (32 * need if keep else 0) + lut.nbytes
-
-    @property
-    def idx(self) -> np.ndarray | None:
-        """The pair index of a whole matrix (uint16, one per byte pair; None when blocked)."""
-        i = self._idx
-        if i is None and self._src is not None:
-            i = self._idx = _pair_index(self.rows, self.cols, *self._src)
-        return i
+            self.nbytes = len(sign) + len(extra) + (32 * need if keep else 0) + lut.nbytes
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -259,11 +208,7 @@ class MatrixWeights:
             acc = np.dot(self.f32, x.codes.astype(np.float32))
         elif self._planes is None:
             self._runs = 1
-            if cols <= _BITS_MAX_COLS and self._bits:  # no float32 matrix at all: popcounts on the planes
-                acc = _bits_acc(self.rows, cols, *self._src, x)
-            else:
-                w = _decode_pairs(self.rows, cols, self.idx)  # transient: freed after the GEMV
-                acc = np.dot(w, x.codes.astype(np.float32))
+            acc = np.dot(_decode_scratch(self.rows, cols, self.idx), x.codes.astype(np.float32))
         else:
             self._runs = 1
             acc = self._blocked_acc(x.codes, check)

@@ -591,7 +591,7 @@ def run(program, conditioning=None, store=None, limits: Limits | None = None, ti
     # the same result fields. Back to `_run` if the engine no longer holds the unit or the
     # host's recursion limit fell below what `_run` relied on.
     t0 = _perf_ns()
-    limits, tier_no, unit, key, programs, n_in, qin, mem_extra, max_entries = hot[4:]
+    limits, tier_no, unit, key, programs, n_in, qin, mem_extra, max_entries = hot[4]
     if programs.get(key) is not unit or _recursion_limit() < 1000:
         info.hot = None
         return _run(program, None, None, hot[0], tier, optimize, False, engine, hasher)
@@ -633,7 +633,7 @@ def _hot_record(args: tuple, limits: Limits, tier_no: int, n_in: int, qin, unit:
     u, key, programs = unit
     extra = value_size(qin) - 8
     max_entries = (limits.max_memory_bytes - HEAP_BYTES - extra) // 8
-    return args + (limits, tier_no, u, key, programs, n_in, qin, extra, max_entries)
+    return args + ((limits, tier_no, u, key, programs, n_in, qin, extra, max_entries),)
 
 
 def _failed(res: SandboxResult, e: BaseException) -> None:
