@@ -100,7 +100,7 @@ def test_limits_are_enforced_exactly_on_the_fast_path(tier, case, monkeypatch):
     text, limits = LIMIT_CASES[case]
     program = seq(text)
     eng = Engine()
-    first, slow, _ = hot_pair(program, tier=tier, engine=eng, limits=limits)
+    _, slow, _ = hot_pair(program, tier=tier, engine=eng, limits=limits)
     count = Counting(monkeypatch)
     fast = run(program, tier=tier, engine=eng, limits=limits)
     assert count.calls == 0
