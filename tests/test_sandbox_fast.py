@@ -199,3 +199,35 @@ def test_with_fuel_copies_every_other_limit():
 
     lim = Limits(*range(11, 19))
     assert runner._with_fuel(lim, 5) == dataclasses.replace(lim, fuel=5)
+
+
+def test_an_input_array_is_recognised_by_object_and_content(monkeypatch):
+    program = seq("(scope) (vecop negate (scope))")  # the input, quantized, negated
+    eng = Engine()
+    x = np.array([1, -2, 3, 0.5, -1, 2, 8, -8], dtype=np.float32)
+    for _ in range(3):
+        run(program, x, tier="closure", engine=eng)
+    count = Counting(monkeypatch)
+
+    def go():  # (result, whether the full path ran)
+        before = count.calls
+        r = run(program, x, tier="closure", engine=eng)
+        return r, count.calls > before
+
+    def reference():
+        return fields(run(program, x.copy(), tier="closure", engine=Engine()))
+    # (a reference run records its own arguments: it comes last in each step)
+    fast, full = go()
+    assert not full and fields(fast) == reference()
+    x[0] = -100.0  # changed in place: the full path, with the new content
+    changed, full = go()
+    again, full_again = go()
+    assert full and not full_again and fields(again) == fields(changed) == reference()
+    assert changed.output_vec != fast.output_vec
+    x.dtype = np.int32  # same bytes, another type: the full path (an int array quantizes differently)
+    other, full = go()
+    assert full and fields(other) == reference()
+    before = count.calls
+    for n in range(1, 4):  # a list is never recorded: every run takes the full path
+        run(program, [1.0] * 8, tier="closure", engine=eng)
+        assert count.calls == before + n
