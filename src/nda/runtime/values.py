@@ -241,9 +241,8 @@ def pair_index(sign, extra, nbytes: int) -> np.ndarray:
     s, e = _u8(sign), _u8(extra)
     if s.shape[0] < nbytes or e.shape[0] < nbytes:
         raise ValueError(f"planes need {nbytes} bytes each, got {s.shape[0]} and {e.shape[0]}")
-    idx = s[:nbytes].astype(np.uint16)
-    idx <<= 8
-    idx |= e[:nbytes]
+    idx = s[:nbytes].astype(">u2").view("<u2")  # big-endian copy of a byte: (s << 8) little-endian
+    idx |= e[:nbytes].astype("<u2")
     return idx
 
 
