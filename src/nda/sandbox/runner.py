@@ -78,7 +78,7 @@ class SandboxResult:
         try:
             v = _DEFAULTS[name]
         except KeyError:
-            raise AttributeError(f"'SandboxResult' object has no attribute {name!r}") from None
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
         if v.__class__ is type:  # list, dict: a fresh one, kept
             v = v()
             setattr(self, name, v)
