@@ -775,3 +775,38 @@ def test_scalar_kernels_never_warn(a, b):
     compare(0, vec([1, -2, 2]), a)
     bitwise(2, vec([1, -2]), a)
     matrix_apply(matrix_weights(1, 2, b"\x03", b"\x00"), 2, 0, a)
+
+
+def test_first_executions_decode_into_a_reused_thread_buffer():
+    """A matrix that runs once decodes into its thread's scratch buffer (reused by the next
+    decode): every result is still its own, in any order, on any thread; a matrix over the
+    buffer decodes into a fresh array."""
+    import threading
+
+    from nda.runtime import kernels_tensor as KT
+
+    rng = np.random.default_rng(5)
+    shapes = [(7, 13), (128, 896), (33, 64), (896, 128), (1, 1), (300, 1000)]
+    cases = []
+    for rows, cols in shapes:
+        nb = (cols + 7) // 8
+        s, e = (rng.integers(0, 256, rows * nb + 3, dtype=np.uint8).tobytes() for _ in range(2))
+        x = vec(rng.choice([-2, -1, 1, 2], cols).tolist(), 1)
+        w = np.asarray(matrix_weights(rows, cols, s, e)).astype(np.int64)
+        expect = [encode(int(v)) for v in w @ x.codes.astype(np.int64)]
+        cases.append((rows, cols, s, e, x, expect))
+    assert cases[-1][0] * ((cases[-1][1] + 7) // 8) > KT.SCRATCH_PAIRS  # the fallback is covered
+
+    def check(order, errors):
+        outs = [(i, KT.MatrixWeights(*cases[i][:4]).apply(cases[i][4], 0)) for i in order]
+        for i, out in outs:  # read after later decodes reused the buffer
+            if out.codes.tolist() != cases[i][5]:
+                errors.append(i)
+    errors: list = []
+    check(list(range(len(cases))) * 2, errors)
+    threads = [threading.Thread(target=check, args=(list(rng.permutation(len(cases))) * 3, errors)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -326,7 +326,8 @@ def measure_tiny(runs: int) -> dict:
 
 def measure_block4(runs: int) -> dict:
     """block4 cold (fresh parse + fresh Engine per run: no program-info, hash, unit or kernel
-    cache) and warm (same objects, same engine), tier auto, 896 ones."""
+    cache; only the thread's decode scratch buffer is reused — memory, not decoded content,
+    docs/decisions.md M2) and warm (same objects, same engine), tier auto, 896 ones."""
     from nda.cli.benchsuite import BLOCK4
     from nda.sandbox.runner import run
     from nda.syntax.sexpr import parse_sexpr

@@ -18,6 +18,8 @@ table indexed by the code alone).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from nda.core.errors import DIMENSION_MISMATCH, NdaRuntimeError
@@ -49,6 +51,27 @@ def _pair_index(rows: int, cols: int, sign, extra) -> np.ndarray:
 def _decode_pairs(rows: int, cols: int, idx: np.ndarray) -> np.ndarray:
     stride8 = ((cols + 7) >> 3) << 3
     w = PAIR_CODES_F32.take(idx, axis=0).reshape(rows, stride8)
+    return w if cols == stride8 else w[:, :cols]
+
+
+SCRATCH_PAIRS = 1 << 15  # float32 pairs of the per-thread decode buffer (1 MiB)
+_SCRATCH = threading.local()
+
+
+def _decode_scratch(rows: int, cols: int, idx: np.ndarray) -> np.ndarray:
+    """`_decode_pairs` for a matrix used once: into this thread's reused buffer when it fits
+    (fresh memory costs a cache miss per line on every first write; a reused buffer is
+    usually still cached), else a transient array. The result is valid until the thread's
+    next decode."""
+    need = idx.shape[0]
+    if need > SCRATCH_PAIRS:
+        return _decode_pairs(rows, cols, idx)
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None:
+        buf = _SCRATCH.buf = np.empty((SCRATCH_PAIRS, 8), dtype=np.float32)
+    w = PAIR_CODES_F32.take(idx, axis=0, mode="clip", out=buf[:need])  # indices < 65,536: clip is exact
+    stride8 = ((cols + 7) >> 3) << 3
+    w = w.reshape(rows, stride8)
     return w if cols == stride8 else w[:, :cols]
 
 
@@ -185,8 +208,7 @@ class MatrixWeights:
             acc = np.dot(self.f32, x.codes.astype(np.float32))
         elif self._planes is None:
             self._runs = 1
-            w = _decode_pairs(self.rows, cols, self.idx)  # transient: freed after the GEMV
-            acc = np.dot(w, x.codes.astype(np.float32))
+            acc = np.dot(_decode_scratch(self.rows, cols, self.idx), x.codes.astype(np.float32))
         else:
             self._runs = 1
             acc = self._blocked_acc(x.codes, check)

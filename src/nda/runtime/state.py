@@ -28,6 +28,7 @@ HEAVY_WORK = 1 << 16
 # they only push one value. "native" is the boundary check after a native region (it only
 # pushed). Any other kind, and `charge`, materializes the segments first.
 LAZY_KEEP_KINDS = frozenset(("Int", "Float", "Load", "native"))
+_monotonic_ns = time.monotonic_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,27 +134,21 @@ class RunState:
     def __init__(self, limits: Limits, resolver, input_len: int, collect_kinds: bool = False):
         self.limits = limits
         self.stack: list = []
-        self.mem_extra = 0
-        self._machine = None  # created on first Peek/Poke (`machine`)
         self.max_entries = (limits.max_memory_bytes - HEAP_BYTES) // 8
         self.log: list[str] = []
-        self.out_bytes = 0
-        self.executed = 0
-        self.matrix_count = 0
-        self.norm_count = 0
-        self.loop_iterations = 0
+        self.mem_extra = self.out_bytes = self.executed = self.matrix_count = self.norm_count = 0
+        self.loop_iterations = self.call_depth = 0
+        self._machine = self.group = self.lazy = None  # _machine: made on first Peek/Poke (`machine`)
         self.kind_counts: dict | None = {} if collect_kinds else None
         self.resolver = resolver
-        self.group = None
-        self.call_depth = 0
         self.input_len = input_len
-        self.t0_ns = time.monotonic_ns()
-        self.deadline_ns = self.t0_ns + limits.deadline_ms * 1_000_000
+        self.t0_ns = t0 = _monotonic_ns()
+        self.deadline_ns = t0 + limits.deadline_ms * 1_000_000
         self.deadline_mark = DEADLINE_CHECK_INTERVAL
         # Every tier counts a node with:  executed += 1; if executed > next_check: slow_check(kind)
         # next_check is the next fuel/deadline checkpoint, or -1 when kind counts are collected.
-        self.next_check = -1 if collect_kinds else min(limits.fuel, DEADLINE_CHECK_INTERVAL)
-        self.lazy = None
+        fuel = limits.fuel
+        self.next_check = -1 if collect_kinds else (fuel if fuel < DEADLINE_CHECK_INTERVAL else DEADLINE_CHECK_INTERVAL)
         # Python frames still free on this thread for Calls (runner sets it; −1: unknown, the
         # first Call measures). A Call whose callee may need more runs on a big-stack worker
         # (`nda.core.deepstack.call_nested`).

@@ -241,9 +241,8 @@ def pair_index(sign, extra, nbytes: int) -> np.ndarray:
     s, e = _u8(sign), _u8(extra)
     if s.shape[0] < nbytes or e.shape[0] < nbytes:
         raise ValueError(f"planes need {nbytes} bytes each, got {s.shape[0]} and {e.shape[0]}")
-    idx = s[:nbytes].astype(np.uint16)
-    idx <<= 8
-    idx |= e[:nbytes]
+    idx = s[:nbytes].astype(">u2").view("<u2")  # big-endian copy of a byte: (s << 8) little-endian
+    idx |= e[:nbytes].astype("<u2")
     return idx
 
 
@@ -263,10 +262,14 @@ def codes_from_planes(n: int, sign, extra) -> np.ndarray:
 
 
 def _planes_from_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = codes > 0
-    large = (codes == 2) | (codes == -2)
-    e = s == large
-    return np.packbits(s, bitorder="little"), np.packbits(e, bitorder="little")
+    """(sign plane, extra plane) of int8 codes: s = code > 0; e = (code & 1) XOR s (codes 2
+    and −1 have e = 1), both packed in one call."""
+    bits = np.empty((2, codes.shape[0]), dtype=np.int8)
+    np.greater(codes, 0, out=bits[0].view(np.bool_))
+    np.bitwise_and(codes, 1, out=bits[1])
+    bits[1] ^= bits[0]
+    p = np.packbits(bits, axis=1, bitorder="little")
+    return p[0], p[1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -660,6 +660,7 @@ def run_compiled(sequence, state: RunState, opts: dict, tier: int = 1, native=No
     else:
         engine.programs.move_to_end(key)
     timing["compile_us"] = (perf_counter_ns() - t0) // 1000
+    opts["unit"] = (unit, key, engine.programs)  # for the sandbox's fast path of a rerun
     state.group = {}  # per-run call resolution memo
     unit.run(state, [None] * unit.nslots, state.stack)
     return tier

@@ -108,8 +108,7 @@ class Interpreter:
 
     def eval_Norm(self, n: ir.Norm) -> int:
         x = self.pop("Stack underflow in Norm")
-        g = K.norm_gain(n.size, n.weight, n.bias)
-        out = K.norm_apply(g, n.size, x)
+        out = K.NormGain(n.size, n.weight, n.bias).apply(x)
         self.st.norm_count += 1
         self.push(out)
         return CONTINUE
