@@ -231,3 +231,29 @@ def test_an_input_array_is_recognised_by_object_and_content(monkeypatch):
     for n in range(1, 4):  # a list is never recorded: every run takes the full path
         run(program, [1.0] * 8, tier="closure", engine=eng)
         assert count.calls == before + n
+
+
+def test_forget_program_drops_the_cached_facts_and_the_fast_path():
+    from nda.sandbox import runner
+
+    seq = parse_sexpr("(int 5)").sequence
+    first = runner.run(seq, tier="closure")
+    assert first.is_success() and runner._PROGRAM_INFO.get(seq).seq is seq
+    n = len(runner._PROGRAM_INFO)
+    runner.forget_program(seq)
+    assert len(runner._PROGRAM_INFO) == n - 1 and runner._PROGRAM_INFO._last.seq is not seq
+    assert all(info.seq is not seq for info in runner._PROGRAM_INFO._d.values())
+    again = runner.run(seq, tier="closure")  # computed afresh, same result
+    assert again.output_vec == first.output_vec == [5.0]
+    assert again.executed_nodes == first.executed_nodes
+    runner.forget_program(parse_sexpr("(int 6)").sequence)  # never seen: nothing happens
+
+
+def test_batch_worker_does_not_leave_its_fresh_programs_in_the_sandbox_cache():
+    import nda
+    from nda.sandbox import runner
+
+    runner._PROGRAM_INFO.clear()
+    out = list(nda.run_many([f"(int {k})" for k in range(20)], backend="serial"))
+    assert [r.output_vec for r in out] == [[float(k)] for k in range(20)]
+    assert len(runner._PROGRAM_INFO) == 0

@@ -191,7 +191,7 @@ class Worker:
         return res
 
     def _run(self, index: int, program, inp) -> BatchResult:
-        from nda.sandbox.runner import run
+        from nda.sandbox.runner import forget_program, run
 
         if isinstance(program, BatchResult):  # an input problem found by the caller
             program.index, program.tier = index, self.tier_code
@@ -213,6 +213,8 @@ class Worker:
         res = run(seq, self.default_input if inp is None else inp, store=resolver, limits=self.limits,
                   tier=self.tier, optimize=self.config.optimize,
                   collect_kind_counts=self.config.collect_kind_counts, engine=self.engine)
+        if isinstance(program, (str, bytes, bytearray, memoryview, Source, PathLike)):
+            forget_program(seq)  # parsed here, never run again: the sandbox need not hold it
         out = BatchResult.from_sandbox(res, index)
         out.program_hash  # noqa: B018 — computed now: the result must not pin the program (below)
         # the run's program facts, hasher and failing node refer to the program's IR: a batch

@@ -439,6 +439,17 @@ class _ProgramInfoCache:
             self.nbytes = 0
             self._last = _NO_INFO
 
+    def forget(self, seq: tuple) -> None:
+        """Drop `seq`'s entry (if held), so the cache stops pinning that program."""
+        key = tuple(map(id, seq))
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit.seq, seq)):
+                del self._d[key]
+                self.nbytes -= hit.nbytes
+            if self._last.seq is seq or (hit is not None and self._last is hit):
+                self._last = _NO_INFO
+
     def __len__(self) -> int:
         return len(self._d)
 
@@ -497,6 +508,14 @@ def _compute_program_info(seq: tuple) -> ProgramInfo:
 
 
 _PROGRAM_INFO = _ProgramInfoCache()
+
+
+def forget_program(seq: tuple) -> None:
+    """Tell the sandbox that `seq` will not run again: its cached facts (and its fast-path
+    record) are dropped now instead of when the bounded cache evicts them. For callers that
+    run many fresh programs once each (a batch worker), so that the cache does not keep the
+    last 512 programs' trees alive for the cyclic GC to walk."""
+    _PROGRAM_INFO.forget(tuple(seq))
 
 
 def program_info(seq: tuple) -> tuple[bytes, int, bool]:
