@@ -364,11 +364,12 @@ def fuel_check(syntax: Syntax, sequence, stop_index: int | None, fuel: int):
     return None
 
 
-def _run_unit_absint(unit: _Unit, syntax: Syntax, limits: Limits, input_len, is_program: bool) -> None:
+def _run_unit_absint(unit: _Unit, syntax: Syntax, limits: Limits, input_len, is_program: bool,
+                     fast: bool = True) -> None:
     if not unit.safe or unit.too_deep:
         return
     frame = Frame(syntax, limits, input_len if is_program else None, is_program,
-                  _ABSINT_BUDGET + 50 * unit.size)
+                  _ABSINT_BUDGET + 50 * unit.size, fast)
     frame.run(unit.roots, program_start(input_len) if is_program else UNK)
     for node, message, hint, kind in frame.findings():
         unit.add(node, message, kind, hint)
@@ -400,7 +401,9 @@ def analyze(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limit
         return _analyze(sequence, input_len, limits, has_target, functions, names)
 
 
-def _analyze(sequence, input_len, limits, has_target, functions, names) -> list[Finding]:
+def _analyze(sequence, input_len, limits, has_target, functions, names, fast: bool = True) -> list[Finding]:
+    """`analyze` without the GC pause; `fast=False` runs every node through the general paths
+    (the oracle of the fast paths in tests/test_gate_fast.py)."""
     units = [_Unit(PROGRAM, tuple(sequence), None, limits, has_target)]
     for name, node, group in functions:
         units.append(_Unit(name, (node,), group, limits, has_target))
@@ -412,7 +415,7 @@ def _analyze(sequence, input_len, limits, has_target, functions, names) -> list[
     def abstract() -> list:
         syntax = Syntax(limits)
         for i, u in enumerate(units):
-            _run_unit_absint(u, syntax, limits, input_len, i == 0)
+            _run_unit_absint(u, syntax, limits, input_len, i == 0, fast)
         return units
 
     _with_deep_stack(abstract, depth)

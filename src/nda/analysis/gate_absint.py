@@ -48,32 +48,18 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nda.analysis.gate_state import (
-    AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, env_get, env_set,
+    AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, Stk, env_get, env_set,
     Names, is_vec, join, join_out, merged, program_start, push, vlen,
+)
+from nda.analysis.gate_expr import (  # noqa: F401  (const_truth, const_addr, MMIO_BASE re-exported)
+    FAILED, MMIO_BASE, PURE, Impure, add_value, bitwise_value, cast_value, compare_value, const_addr,
+    const_truth, ev, math_value, mathfunc_value, peek_value, vecop_value,
 )
 from nda.core import ir
 from nda.runtime.state import HEAP_BYTES, Limits
 
 UNROLL = 8  # Loop counts up to this are unrolled exactly
 MAX_ROUNDS = 6  # fixpoint rounds before giving up (the lattice is short)
-
-
-def const_truth(n: Any):
-    """True/False for an Int or Float literal condition (truthy = value > 0), else None."""
-    if type(n) is ir.Int:
-        return n.value > 0
-    if type(n) is ir.Float:
-        v = n.value
-        return v > 0 if v == v else False
-    return None
-
-
-MMIO_BASE = 0xF0000000  # MMIO keys are only ever created at or above this address
-
-
-def const_addr(n: Any):
-    """The u32 address an Int literal address operand converts to, else None."""
-    return n.value & 0xFFFFFFFF if type(n) is ir.Int else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,8 +253,9 @@ class Frame:
     """
 
     def __init__(self, syntax: Syntax, limits: Limits, input_len: int | None, is_program: bool,
-                 budget: int):
+                 budget: int, fast: bool = True):
         self.sx = syntax
+        self.fast = fast  # False: every node by the general path (the differential tests' oracle)
         self.limits = limits
         self.input_len = input_len
         self.is_program = is_program
@@ -301,7 +288,17 @@ class Frame:
     # -- sequences and statement boundaries
     def seq(self, nodes, s: St | None, names: Names, top: bool = False) -> Outcome:
         brk = ret = None
+        fast = self.fast
         for i, e in enumerate(nodes):
+            if fast and type(e) in _FAST_STMT:
+                s2 = self.stmt(e, s, names)
+                if s2 is not _GENERAL:
+                    s = s2
+                    if s is None:
+                        if top:
+                            self.stop_index = i
+                        break
+                    continue
             o = self.node(e, s, names)
             names = self.sx.plus(names, e)
             o = self.boundary(e, o)
@@ -312,6 +309,40 @@ class Frame:
                     self.stop_index = i
                 break
         return Outcome(s, brk, ret)
+
+    def stmt(self, e, s: St, names: Names):
+        """A Let, Store, Print or pure expression statement whose expression is pure, by `ev`:
+        the state after it and its statement boundary (None: nothing runs after it), exactly
+        as `node` + `plus` + `boundary` give it; `_GENERAL` when the expression is not pure."""
+        t = type(e)
+        child = e.init if t is ir.Let else e.value if t is ir.Store else e.source if t is ir.Print else e
+        known = s.stack is not None
+        ok = self.cols[-1].ok
+        budget = self.budget
+        try:
+            v = ev(self, child, s.env, names, known, ok)
+        except Impure:
+            self.budget = budget
+            return _GENERAL
+        if child is not e:
+            self.budget -= 1
+            ok.add(id(e))  # its one pop cannot underflow: its pure child pushed a value
+            if t is not ir.Print:
+                name = e.name
+                if name not in names.set:
+                    names.add((name,))
+                if v is not FAILED and known:
+                    s = St(Stk(v, s.stack), env_set(s.env, name, v), s.clean)
+        elif v is not FAILED and known:
+            s = St(Stk(v, s.stack), s.env, s.clean)
+        if v is FAILED:
+            return None
+        if self.is_program:
+            st = s.stack
+            if st is not None and HEAP_BYTES + st.used > self.limits.max_memory_bytes:
+                return self.boundary(e, Outcome(s, None, None)).cont
+            self.cols[-1].ok.add(("mem", id(e)))
+        return s
 
     def boundary(self, e, o: Outcome) -> Outcome:
         """The memory check after a statement: drop outcomes whose known stack is over the limit."""
@@ -352,6 +383,14 @@ class Frame:
         return o
 
     def expr(self, n, s: St | None, names: Names) -> St | None:
+        if self.fast and type(n) in PURE:
+            budget = self.budget
+            try:
+                v = ev(self, n, s.env, names, s.stack is not None, self.cols[-1].ok)
+            except Impure:
+                self.budget = budget
+            else:
+                return None if v is FAILED else push(s, v)
         return merged(self.node(n, s, names))
 
     def exprs(self, nodes, s: St | None, names: Names) -> St | None:
@@ -547,50 +586,26 @@ class Frame:
                                "Stack underflow in Compare lhs")
         if type(s) is Outcome:
             return s
-        if is_vec(l) or is_vec(r):
-            nl = vlen(l) if is_vec(l) else (1 if l in NONVEC else None)
-            nr = vlen(r) if is_vec(r) else (1 if r in NONVEC else None)
-            res = max(nl, nr) if nl is not None and nr is not None else VQ
-        else:
-            res = AN if AN in (l, r) else I0
-        return Outcome(push(s, res), None, None)
+        return Outcome(push(s, compare_value(l, r)), None, None)
 
     def n_Add(self, n, s, names):
         l, r, s = self._binary(n, n.lhs, n.rhs, s, names, "Stack underflow in Add rhs",
                                "Stack underflow in Add lhs")
         if type(s) is Outcome:
             return s
-        if l == I0 and r == I0:
-            res = I0
-        elif is_vec(l) or is_vec(r):
-            if is_vec(l) and is_vec(r):
-                a, b = vlen(l), vlen(r)
-                if a is not None and b is not None and a != b:
-                    return self.fail(n, f"Add dimension mismatch: lhs len {a} \u2260 rhs len {b}",
-                                     "both operands are vectors of these lengths on every path")
-                res = a if a is not None else (b if b is not None else VQ)
-            else:
-                res = l if is_vec(l) else r  # the other one is broadcast (or equal on success)
-        elif AN in (l, r):
-            res = AN
-        else:
-            res = FL if FL in (l, r) else SC
-        return Outcome(push(s, res), None, None)
+        return self._pushed(s, add_value(self, n, l, r))
+
+    def _pushed(self, s, v) -> Outcome:
+        """The outcome of an operator whose value rule gave `v` (FAILED: it reported)."""
+        if v is FAILED:
+            return FAIL_OWN
+        return Outcome(push(s, v), None, None)
 
     def n_VecOp(self, n, s, names):
         x, s = self._unary(n, n.operand, s, names, "Stack underflow in VecOp operand")
         if type(s) is Outcome:
             return s
-        op = n.op
-        if op in (1, 2):
-            res = x
-        elif op == 3:
-            res = SC if is_vec(x) else x
-        elif op == 0:
-            res = SC if x in (I0, SC) else x
-        else:
-            res = AN
-        return Outcome(push(s, res), None, None)
+        return Outcome(push(s, vecop_value(n, x)), None, None)
 
     def n_Print(self, n, s, names):
         _, s = self._unary(n, n.source, s, names, "Stack underflow in Print source")
@@ -612,70 +627,32 @@ class Frame:
         r, s = self.pop(s, n, "Stack underflow in Bitwise rhs")
         if s is None:
             return FAIL_OWN
-        if is_vec(l) or is_vec(r):
-            if is_vec(l) and is_vec(r):
-                a, b = vlen(l), vlen(r)
-                res = min(a, b) if a is not None and b is not None else VQ
-            else:
-                v, other = (l, r) if is_vec(l) else (r, l)
-                res = v if other in NONVEC else VQ
-        elif AN in (l, r):
-            res = AN
-        elif FL in (l, r):
-            res = FL
-        else:
-            res = l
-        return Outcome(push(s, res), None, None)
+        return Outcome(push(s, bitwise_value(l, r)), None, None)
 
     def n_Math(self, n, s, names):
         l, r, s = self._binary(n, n.lhs, n.rhs, s, names, "Stack underflow in Math rhs",
                                "Stack underflow in Math lhs")
         if type(s) is Outcome:
             return s
-        if is_vec(l) or is_vec(r):
-            return self.fail(n, "Unsupported type mismatch in Math", "an operand is a Vector on every path")
-        return Outcome(push(s, FL), None, None)
+        return self._pushed(s, math_value(self, n, l, r))
 
     def n_MathFunc(self, n, s, names):
         x, s = self._unary(n, n.operand, s, names, "Stack underflow in MathFunc")
         if type(s) is Outcome:
             return s
-        if is_vec(x):
-            return self.fail(n, "MathFunc operand must be scalar", "the operand is a Vector on every path")
-        return Outcome(push(s, FL), None, None)
+        return self._pushed(s, mathfunc_value(self, n, x))
 
     def n_Cast(self, n, s, names):
         x, s = self._unary(n, n.operand, s, names, "Stack underflow in Cast operand")
         if type(s) is Outcome:
             return s
-        to = n.to_type
-        if to in (0, 1):
-            if is_vec(x):
-                word = "Int" if to == 0 else "Float"
-                return self.fail(n, f"Cannot cast Vector to {word}", "the operand is a Vector on every path")
-            res = I0 if to == 0 else FL
-        elif to == 2:
-            if is_vec(x):
-                res = x
-            elif x in NONVEC and self.input_len is not None:
-                res = self.input_len
-            else:
-                res = VQ
-        else:
-            res = AN
-        return Outcome(push(s, res), None, None)
+        return self._pushed(s, cast_value(self, n, x))
 
     def n_Peek(self, n, s, names):
         a, s = self._unary(n, n.addr, s, names, "Stack underflow in Peek")
         if type(s) is Outcome:
             return s
-        if is_vec(a):
-            return self.fail(n, "Peek address must be scalar", "the address is a Vector on every path")
-        addr = const_addr(n.addr)
-        if addr is not None and HEAP_BYTES < addr + 4 and addr < MMIO_BASE:
-            return self.fail(n, f"Out of bounds MMIO/heap read at address {addr}",
-                             "a constant address outside the heap that can never be an MMIO key")
-        return Outcome(push(s, AN), None, None)
+        return self._pushed(s, peek_value(self, n, a))
 
     def n_Poke(self, n, s, names):
         a, _v, s = self._binary(n, n.addr, n.value, s, names, "Stack underflow in Poke value",
@@ -765,6 +742,8 @@ class Frame:
 # no-op kinds share `_noop`, named here rather than aliased in the class body (which mypyc
 # rejects: docs/decisions.md #31)
 _NOOPS = frozenset({"Spawn", "Atomic", "Alloc", "Free", "RegInt", "GpuDispatch", "Triple"})
+_FAST_STMT = PURE | {ir.Let, ir.Store, ir.Print}
+_GENERAL = object()  # `Frame.stmt`: not a fast statement
 _DISPATCH = {cls: Frame._noop if cls.__name__ in _NOOPS else getattr(Frame, "n_" + cls.__name__)
              for cls in ir.NODE_CLASSES}
 

@@ -1,0 +1,153 @@
+"""The gate's fast paths against its general paths: identical findings, in the same order.
+
+`gate._analyze(..., fast=False)` runs every node through the general abstract interpreter
+(`Frame.node` with a state per node); the default runs pure expressions and simple statements
+through `gate_expr.ev` and `Frame.stmt`, and uses the structure walk's per-kind checkers. On
+random runnable programs (tests/progen.py), random well-formed trees with unbound names, deep
+and shared subtrees, and malformed fields, both must give the same findings — node, message,
+hint, code, kind and unit — in the same order.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from nda.analysis import gate
+from nda.core import ir
+from nda.core.link import link_module
+from nda.runtime.state import Limits
+
+from progen import programs as runnable_programs
+from strategies import nodes
+
+SETTINGS = settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+def both(sequence, **kw):
+    kw.setdefault("input_len", 16)
+    kw.setdefault("limits", Limits())
+    args = (tuple(sequence), kw["input_len"], kw["limits"], kw.get("has_target"), kw.get("functions", ()), kw.get("names"))
+    fast = gate._analyze(*args)
+    slow = gate._analyze(*args, fast=False)
+    return fast, slow
+
+
+def key(f):
+    d = f.diagnostic
+    return (id(f.node), d.code, d.message, d.hint, d.span, f.kind, f.unit)
+
+
+def assert_same(sequence, **kw):
+    fast, slow = both(sequence, **kw)
+    assert [key(f) for f in fast] == [key(f) for f in slow]
+    return fast
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+@SETTINGS
+@given(runnable_programs())
+def test_runnable_programs(case):
+    module, inp, limits = case
+    linked = link_module(module)
+    fns = [(d.name, d.node, d.group) for d in linked.defs if d.name != "main"]
+    assert_same(linked.main_sequence(), input_len=len(inp), limits=limits, functions=fns)
+    assert_same(linked.main_sequence(), input_len=None, limits=limits, functions=fns)
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+@SETTINGS
+@given(st.lists(nodes(max_depth=5, hash32=False), max_size=6), st.sampled_from([None, 0, 8, 16]),
+       st.sampled_from([Limits(), Limits(fuel=30, max_memory_bytes=65536 + 100), Limits(max_node_depth=3)]),
+       st.lists(st.integers(0, 5), max_size=3))
+def test_random_trees_with_shared_subtrees(seq, input_len, limits, again):
+    seq = list(seq)
+    for i in again:  # the same node object a second time (findings are keyed by identity)
+        if seq:
+            seq.append(seq[i % len(seq)])
+    seq = [ir.Let(ir.name_hash("x"), ir.Int(1))] + seq if len(seq) % 2 else seq
+    assert_same(seq, input_len=input_len, limits=limits)
+    assert_same([ir.Loop(3, tuple(seq))], input_len=input_len, limits=limits)
+    assert_same([ir.Scope(()), ir.Call(ir.Legacy64(1))] + seq, input_len=input_len, limits=limits)
+
+
+VARS = [ir.name_hash(v) for v in ("a", "b", "c", "d", "u")]  # "u" is never bound first
+
+
+def pure_exprs(depth: int) -> st.SearchStrategy:
+    """Pure expressions over variables bound to an Int, a Float, Vec(16), Vec(8) (and one
+    unbound), so every value rule and message of `gate_expr` is reached on both paths."""
+    leaf = st.one_of(st.builds(ir.Load, st.sampled_from(VARS)), st.builds(ir.Int, st.sampled_from([0, 1, 16, 70000, -4])),
+                     st.just(ir.Float.of(1.5)))
+    if depth <= 0:
+        return leaf
+    sub = pure_exprs(depth - 1)
+
+    def E(enum):
+        return st.sampled_from(list(enum))
+    return st.one_of(
+        leaf,
+        st.builds(ir.Add, sub, sub), st.builds(ir.Compare, E(ir.CmpOp), sub, sub),
+        st.builds(ir.Math, E(ir.MathOp), sub, sub), st.builds(ir.MathFunc, E(ir.MathFuncKind), sub),
+        st.builds(ir.VecOp, E(ir.VecOpKind), sub), st.builds(ir.Cast, E(ir.TypeKind), E(ir.TypeKind), sub),
+        st.builds(ir.Peek, sub), st.builds(ir.Bitwise, E(ir.BitwiseOp), sub, st.one_of(st.none(), sub)),
+        st.builds(ir.Dot, sub, sub), st.builds(ir.Scope, st.lists(sub, max_size=2).map(tuple)),
+    )
+
+
+def statements(depth: int) -> st.SearchStrategy:
+    ex = pure_exprs(2)
+    simple = st.one_of(st.builds(ir.Let, st.sampled_from(VARS), ex), st.builds(ir.Store, st.sampled_from(VARS), ex),
+                       st.builds(ir.Print, ex), ex)
+    if depth <= 0:
+        return simple
+    body = st.lists(statements(depth - 1), max_size=3).map(tuple)
+    return st.one_of(simple, simple, st.builds(ir.If, ex, body, st.one_of(st.none(), body)),
+                     st.builds(ir.Loop, st.sampled_from([1, 2, 9]), body), st.builds(ir.Scope, body),
+                     st.builds(ir.While, ex, body))
+
+
+PROLOGUE = (ir.Let(VARS[2], ir.Scope(())), ir.Let(VARS[3], ir.Matrix(8, 16, 0, b"\x55" * 16, b"\x0f" * 16)),
+            ir.Let(VARS[0], ir.Int(1)), ir.Let(VARS[1], ir.Float.of(0.5)))
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+@SETTINGS
+@given(st.lists(statements(2), min_size=1, max_size=8), st.booleans())
+def test_pure_expressions_flowing_through_variables(body, call_first):
+    seq = PROLOGUE + ((ir.Call(ir.Legacy64(1)),) if call_first else ()) + tuple(body)
+    assert_same(seq, input_len=16)
+    assert_same(seq, input_len=None)
+    assert_same((ir.Loop(2, seq),), input_len=16)
+
+
+def test_handwritten_cases_give_findings_on_both_paths():
+    x, y = ir.name_hash("x"), ir.name_hash("y")
+    vec = ir.Scope(())  # pushes nothing: the operator takes the input vector
+    cases = [
+        [ir.Store(x, ir.Add(ir.Load(x), ir.Int(1)))],  # unbound
+        [ir.Let(x, ir.Int(1)), ir.Print(ir.Math(ir.MathOp.Add, ir.Load(x), ir.Load(y)))],
+        [ir.Let(x, vec), ir.Print(ir.Math(ir.MathOp.Mul, ir.Load(x), ir.Int(2)))],  # Vector in Math
+        [ir.Let(x, vec), ir.Let(y, ir.Add(ir.Load(x), ir.Matrix(4, 16, 0, b"\0" * 8, b"\0" * 8)))],
+        [ir.Print(ir.Cast(ir.TypeKind.Vector, ir.TypeKind.Int, vec))],
+        [ir.Print(ir.Peek(ir.Int(70000))), ir.Print(ir.Peek(ir.Int(16)))],
+        [ir.Print(ir.Bitwise(ir.BitwiseOp.And, ir.Int(1), None)), ir.Int(3)],
+        [ir.Print(ir.Bitwise(ir.BitwiseOp.Not, ir.Int(1), ir.Load(y)))],
+        [ir.Loop(2, (ir.Print(ir.Load(x)), ir.Let(x, ir.Int(1))))],
+        [ir.If(ir.Compare(ir.CmpOp.Lt, ir.Load(x), ir.Int(1)), (ir.Let(x, ir.Int(0)),), (ir.Load(x),))],
+        [ir.Add(ir.Int(1), ir.Int(2)), ir.Let(x, ir.Int(1)), ir.Load(x)],
+        [ir.Print(ir.VecOp(ir.VecOpKind.ReduceSum, ir.Add(vec, ir.Float.of(1.5))))],
+    ]
+    total = 0
+    for seq in cases:
+        total += len(assert_same(seq, input_len=16))
+        assert_same(seq, input_len=None)
+        assert_same([ir.Call(ir.Legacy64(5))] + seq, input_len=16)
+    assert total >= 8
+
+
+def test_memory_limit_at_a_fast_statement():
+    x = ir.name_hash("x")
+    seq = [ir.Let(x, ir.Int(i)) for i in range(40)]
+    found = assert_same(seq, input_len=16, limits=Limits(max_memory_bytes=65536 + 200))
+    assert any(f.kind == "limit" for f in found)
