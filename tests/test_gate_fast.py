@@ -151,3 +151,32 @@ def test_memory_limit_at_a_fast_statement():
     seq = [ir.Let(x, ir.Int(i)) for i in range(40)]
     found = assert_same(seq, input_len=16, limits=Limits(max_memory_bytes=65536 + 200))
     assert any(f.kind == "limit" for f in found)
+
+
+def _bad(cls, **fields):
+    """A node with arbitrary (possibly ill-typed) field values, as a careless API user or a
+    buggy decoder could make it."""
+    n = object.__new__(cls)
+    for f in ir.dc_fields(cls):
+        object.__setattr__(n, f.name, fields.get(f.name))
+    return n
+
+
+def test_malformed_fields_reported_alike_by_both_walks():
+    x = ir.name_hash("x")
+    good = ir.Int(1)
+    bad = [
+        _bad(ir.Int, value="1"), _bad(ir.Int, value=1 << 40), _bad(ir.Load, name=-1), _bad(ir.Float, bits=1 << 33),
+        _bad(ir.Let, name=x, init=3), _bad(ir.Store, name=1 << 64, value=good), _bad(ir.Add, lhs=good, rhs=None),
+        _bad(ir.Dot, lhs=[good], rhs=good), _bad(ir.Print, source="p"), _bad(ir.Compare, op=9, lhs=good, rhs=good),
+        _bad(ir.Math, op=ir.CmpOp.Lt, lhs=good, rhs=good), _bad(ir.Scope, children=[good]),
+        _bad(ir.Scope, children=(good, 5)), _bad(ir.Loop, count=-1, body=(good,)), _bad(ir.Loop, count=2, body=None),
+        _bad(ir.While, cond=good, body=[good]), _bad(ir.If, cond=good, then_body=(good,), else_body=[good]),
+        _bad(ir.If, cond=None, then_body=(), else_body=None), _bad(ir.Gemv, matrix=good, vector=1.0),
+        _bad(ir.Return, value=()), _bad(ir.Peek, addr=good), _bad(ir.Alloc, size=None),
+    ]
+    for b in bad:
+        for seq in ([b], [ir.Let(x, good), ir.Scope((b, ir.Load(x)))], [ir.If(good, (b,), None), b]):
+            fast, slow = both(seq)
+            assert [key(f) for f in fast] == [key(f) for f in slow]
+    assert any(both([b])[0] for b in bad)

@@ -131,14 +131,16 @@ def _plan(fname: str, fk: str) -> tuple:
 
 _PLANS = {cls: tuple(_plan(f, k) for f, k in cls.FIELDS) for cls in ir.NODE_CLASSES}
 _POST_CHECKED = frozenset((ir.Matrix, ir.Norm, ir.Bitwise, ir.Triple))
+_LOOPS = frozenset((ir.Loop, ir.While))
 
 
 class _Unit:
     """Structural walk of one unit: findings, pre-order positions, Triple batch, safety."""
 
     def __init__(self, name: str, roots: Sequence, group, limits: Limits,
-                 has_target: Callable | None):
+                 has_target: Callable | None, fast: bool = True):
         self.name = name
+        self.fast = fast  # False: every node by the full `check` (the tests' oracle)
         self.roots = roots
         self.group = group
         self.limits = limits
@@ -150,6 +152,7 @@ class _Unit:
         self.too_deep = False
         self.max_depth = 0
         self.size = 0
+        self.loops = False  # a Loop or While occurs (else the cheapest run is at most 2 × size)
 
     def add(self, node, message: str, kind: str, hint: str | None = None) -> None:
         span = getattr(node, "span", None) if node is not None else None
@@ -158,6 +161,8 @@ class _Unit:
 
     def walk(self) -> None:
         limit = self.limits.max_node_depth
+        fast = _FAST_CHECK if self.fast else {}
+        size, max_depth, loops = self.size, self.max_depth, self.loops
         for i, root in enumerate(self.roots):
             if not _is_node(root):
                 self.safe = False
@@ -166,20 +171,28 @@ class _Unit:
                 continue
             reported = False
             stack = [(root, 1)]
+            pop, push = stack.pop, stack.append
             while stack:
-                n, d = stack.pop()
-                self.size += 1
-                if d > self.max_depth:
-                    self.max_depth = d
+                n, d = pop()
+                size += 1
+                if d > max_depth:
+                    max_depth = d
                 if d > limit and not reported:
                     reported = self.too_deep = True
                     self.add(n, f"node nesting exceeds {limit}", NESTING,
                              f"this node is at depth {d}")
-                kids = self.check(n)
+                t = type(n)
+                if t in _LOOPS:
+                    loops = True
+                ck = fast.get(t)
+                kids = ck(n) if ck is not None else None
+                if kids is None:  # no per-kind checker, or something to report: the full check
+                    kids = self.check(n)
                 if kids:
                     d += 1
                     for c in kids[::-1]:  # not reversed(): mypyc 2.4 crashes on it here
-                        stack.append((c, d))
+                        push((c, d))
+        self.size, self.max_depth, self.loops = size, max_depth, loops
 
     @property
     def order(self) -> dict[int, int]:
@@ -344,6 +357,105 @@ class _Unit:
             self.add(ts[i], msg, TRIPLE)
 
 
+# Per-kind checkers for the common well-formed nodes: the child nodes when every field is
+# well formed (so `_Unit.check` would report nothing), else None (then `check` runs and reports).
+_NT = _NODE_TYPES
+_U64_MAX = (1 << 64) - 1
+
+
+def _ck_int(n):
+    v = n.value
+    return () if type(v) is int and -2147483648 <= v <= 2147483647 else None
+
+
+def _ck_float(n):
+    v = n.bits
+    return () if type(v) is int and 0 <= v <= 0xFFFFFFFF else None
+
+
+def _ck_load(n):
+    v = n.name
+    return () if type(v) is int and 0 <= v <= _U64_MAX else None
+
+
+def _ck_let(n):
+    v, c = n.name, n.init
+    return (c,) if type(v) is int and 0 <= v <= _U64_MAX and type(c) in _NT else None
+
+
+def _ck_store(n):
+    v, c = n.name, n.value
+    return (c,) if type(v) is int and 0 <= v <= _U64_MAX and type(c) in _NT else None
+
+
+def _ck_two(a: str, b: str):
+    def ck(n):
+        x, y = getattr(n, a), getattr(n, b)
+        return (x, y) if type(x) in _NT and type(y) in _NT else None
+    return ck
+
+
+def _ck_one(a: str):
+    def ck(n):
+        x = getattr(n, a)
+        return (x,) if type(x) in _NT else None
+    return ck
+
+
+def _ck_op_two(enum):
+    def ck(n):
+        op, x, y = n.op, n.lhs, n.rhs
+        if (type(op) is enum or type(op) is int and op in enum._value2member_map_) and \
+                type(x) in _NT and type(y) in _NT:
+            return (x, y)
+        return None
+    return ck
+
+
+def _all_nodes(v) -> bool:
+    if type(v) is not tuple:
+        return False
+    for c in v:
+        if type(c) not in _NT:
+            return False
+    return True
+
+
+def _ck_scope(n):
+    v = n.children
+    return v if _all_nodes(v) else None
+
+
+def _ck_loop(n):
+    k, v = n.count, n.body
+    return v if type(k) is int and 0 <= k <= 0xFFFFFFFF and _all_nodes(v) else None
+
+
+def _ck_while(n):
+    c, v = n.cond, n.body
+    return (c,) + v if type(c) in _NT and _all_nodes(v) else None
+
+
+def _ck_if(n):
+    c, v, w = n.cond, n.then_body, n.else_body
+    if type(c) not in _NT or not _all_nodes(v):
+        return None
+    if w is None:
+        return (c,) + v
+    return (c,) + v + w if _all_nodes(w) else None
+
+
+_FAST_CHECK = {
+    ir.Int: _ck_int, ir.Float: _ck_float, ir.Load: _ck_load, ir.Let: _ck_let, ir.Store: _ck_store,
+    ir.Add: _ck_two("lhs", "rhs"), ir.Dot: _ck_two("lhs", "rhs"), ir.Gemv: _ck_two("matrix", "vector"),
+    ir.Poke: _ck_two("addr", "value"), ir.Print: _ck_one("source"), ir.Return: _ck_one("value"),
+    ir.Peek: _ck_one("addr"), ir.Alloc: _ck_one("size"), ir.Free: _ck_one("addr"),
+    ir.Compare: _ck_op_two(ir.CmpOp), ir.Math: _ck_op_two(ir.MathOp), ir.Scope: _ck_scope,
+    ir.Loop: _ck_loop, ir.While: _ck_while, ir.If: _ck_if,
+}
+assert not set(_FAST_CHECK) & _POST_CHECKED
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry points
 
@@ -374,7 +486,9 @@ def _run_unit_absint(unit: _Unit, syntax: Syntax, limits: Limits, input_len, is_
     for node, message, hint, kind in frame.findings():
         unit.add(node, message, kind, hint)
     if is_program:
-        hit = fuel_check(syntax, unit.roots, frame.stop_index, limits.fuel)
+        # without loops every node runs at most once (a Call counts 2): no fuel finding possible
+        maybe = unit.loops or 2 * unit.size > limits.fuel or not unit.fast
+        hit = fuel_check(syntax, unit.roots, frame.stop_index, limits.fuel) if maybe else None
         fuel_msg = f"fuel exhausted after {limits.fuel} nodes"
         if hit is not None and not any(f.node is hit[0] and f.message == fuel_msg for f in unit.findings):
             node, lo = hit
@@ -404,9 +518,9 @@ def analyze(sequence: Sequence[ir.Node], *, input_len: int | None, limits: Limit
 def _analyze(sequence, input_len, limits, has_target, functions, names, fast: bool = True) -> list[Finding]:
     """`analyze` without the GC pause; `fast=False` runs every node through the general paths
     (the oracle of the fast paths in tests/test_gate_fast.py)."""
-    units = [_Unit(PROGRAM, tuple(sequence), None, limits, has_target)]
+    units = [_Unit(PROGRAM, tuple(sequence), None, limits, has_target, fast)]
     for name, node, group in functions:
-        units.append(_Unit(name, (node,), group, limits, has_target))
+        units.append(_Unit(name, (node,), group, limits, has_target, fast))
     for u in units:
         u.walk()
         u.check_triples()
