@@ -179,3 +179,46 @@ def test_random_programs_match_reference(data):
         assert spans(fast.module) == got[4] and fast.module == got[2]
     seq = print_sexpr(module.defs[-1].node.children, names)
     same(seq)
+
+
+# The fast path cuts the text at every '(' (a chunk: head, atoms, then the ')'s): layouts where
+# a ')' is followed by atoms or whitespace, lines break inside chunks, forms sit where they
+# cannot be, or a head is the fast path's own pseudo-head.
+@pytest.mark.parametrize("src", [
+    "(loop 3 (int 1) )", "(loop 2\t(int 1)\t)\n", "(scope (int 1) x)", "(int 1 ) )", "(cmp lt (int 1) 5)",
+    "(store x (int 1)x)", "(let x (int 1)) x (int 2)", "\n\n  (int 1)\n (int\n 2)", "(if (int 1)\n (then\n (int 2)\n )\n )",
+    "(then (module (def f (int 1))))", "(scope (def f (int 1)))", "(module (module (def f (int 1))))",
+    "(<top> 1)", "(scope (<top>))", "(module (def main (scope)) (int 1))", "(module\n(def\nmain\n(scope\n(int 1)\n)\n)\n)",
+    "(bitwise and (load p) (int 1) )", "(print (load a)\n)(print (load b))", "(let\u00a0x (int 1))",
+    "(let x (int 1))\r\n(load x )\r\n", ")(int 1)", "x (int 1)", "(int 1) )", " ( int 1 ) ",
+])
+def test_chunk_layouts_match_reference(src):
+    same(src)
+    same(src, file="c.sexpr")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_random_layouts_match_reference_and_stay_fast(data):
+    """Printed programs with every gap between tokens re-spaced at random (spaces, tabs,
+    newlines, CRLF, a space before ')'): both paths agree and the fast path accepts them."""
+    from progen import programs
+
+    module, _inp, _lim = data.draw(programs(max_depth=3, with_calls=False))
+    names = {ir.name_hash(n): n for n in ("x", "y", "z", "i")}
+    src = print_module(module, names)
+    gaps = st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\n   ", " \n"])
+    out = []
+    for c in src:
+        if c in " \n":
+            out.append(data.draw(gaps))
+        elif c == ")" and data.draw(st.integers(0, 3)) == 0:
+            out.append(data.draw(gaps) + ")")
+        else:
+            out.append(c)
+    text = "".join(out)
+    got = same(text)
+    assert got[0] == "ok"
+    if "(bitwise " not in text:
+        fast = sexpr._fast(text, None, sexpr.DEFAULT_MAX_DEPTH, sexpr.MAX_PLANE_BYTES, 800)
+        assert fast.module == got[2] and spans(fast.module) == got[4]

@@ -15,7 +15,7 @@ import dataclasses
 import re
 
 from nda.core import ir
-from nda.core.errors import ParseError, make_span
+from nda.core.errors import ParseError, Span, make_span
 from nda.core.gcpause import gc_paused
 from nda.syntax.sexpr_read import (  # noqa: F401  (re-exported: the reference reader lives there)
     _DEC, _FORMS, _HEX32, _IDENT, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
@@ -221,47 +221,103 @@ class _FastNames:
         raise _Slow
 
 
+# The hottest builders set the slots themselves (one Python frame per node, not three).
+_new = object.__new__
+_IntC, _LoadC, _LetC, _StoreC = ir.Int, ir.Load, ir.Let, ir.Store
+_int_value, _int_span = ir.Int.value.__set__, ir.Int.span.__set__
+_load_name, _load_span = ir.Load.name.__set__, ir.Load.span.__set__
+_let_name, _let_init, _let_span = ir.Let.name.__set__, ir.Let.init.__set__, ir.Let.span.__set__
+_store_name, _store_value, _store_span = ir.Store.name.__set__, ir.Store.value.__set__, ir.Store.span.__set__
+
+
 def _fb_int(b, it, sp, nm):
     if len(it) != 2:
         raise _Slow
-    return _Int(_int32(it[1]), sp)
+    t = it[1]
+    if type(t) is str and t.isdigit() and t.isascii():
+        v = int(t)
+        if v < 2147483648:
+            o = _new(_IntC)
+            _int_value(o, v)
+            _int_span(o, sp)
+            return o
+    return _Int(_int32(t), sp)
 
 
 def _fb_load(b, it, sp, nm):
     if len(it) != 2:
         raise _Slow
-    return _Load(nm(it[1]), sp)
+    h = nm.hashes.get(it[1])
+    if h is None:
+        h = nm(it[1])
+    o = _new(_LoadC)
+    _load_name(o, h)
+    _load_span(o, sp)
+    return o
 
 
 def _fb_let(b, it, sp, nm):
     if len(it) != 3:
         raise _Slow
-    return _Let(nm(it[1]), _node(it[2]), sp)
+    h = nm.hashes.get(it[1])
+    if h is None:
+        h = nm(it[1])
+    c = it[2]
+    if type(c) not in _NODE_TYPES:
+        raise _Slow
+    o = _new(_LetC)
+    _let_name(o, h)
+    _let_init(o, c)
+    _let_span(o, sp)
+    return o
 
 
 def _fb_store(b, it, sp, nm):
     if len(it) != 3:
         raise _Slow
-    return _Store(nm(it[1]), _node(it[2]), sp)
+    h = nm.hashes.get(it[1])
+    if h is None:
+        h = nm(it[1])
+    c = it[2]
+    if type(c) not in _NODE_TYPES:
+        raise _Slow
+    o = _new(_StoreC)
+    _store_name(o, h)
+    _store_value(o, c)
+    _store_span(o, sp)
+    return o
 
 
 def _fb_binary(cls):
-    mk = _MK[cls]
+    s_lhs, s_rhs, s_span = (getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
 
     def build(b, it, sp, nm):
         if len(it) != 3:
             raise _Slow
-        return mk(_node(it[1]), _node(it[2]), sp)
+        x, y = it[1], it[2]
+        if type(x) not in _NODE_TYPES or type(y) not in _NODE_TYPES:
+            raise _Slow
+        o = _new(cls)
+        s_lhs(o, x)
+        s_rhs(o, y)
+        s_span(o, sp)
+        return o
     return build
 
 
 def _fb_unary(cls):
-    mk = _MK[cls]
+    s_child, s_span = (getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
 
     def build(b, it, sp, nm):
         if len(it) != 2:
             raise _Slow
-        return mk(_node(it[1]), sp)
+        x = it[1]
+        if type(x) not in _NODE_TYPES:
+            raise _Slow
+        o = _new(cls)
+        s_child(o, x)
+        s_span(o, sp)
+        return o
     return build
 
 
@@ -303,16 +359,27 @@ def _fb_branch(word):
     return build
 
 
-def _fb_cmp(b, it, sp, nm):
-    if len(it) != 4:
-        raise _Slow
-    return _Compare(_enum(it[1], ir.CmpOp), _node(it[2]), _node(it[3]), sp)
+def _fb_op_binary(cls, enum):
+    s_op, s_lhs, s_rhs, s_span = (getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
+    spell = _SPELL[enum]
+
+    def build(b, it, sp, nm):
+        if len(it) != 4:
+            raise _Slow
+        op, x, y = spell.get(it[1]) if type(it[1]) is str else None, it[2], it[3]
+        if op is None or type(x) not in _NODE_TYPES or type(y) not in _NODE_TYPES:
+            raise _Slow
+        o = _new(cls)
+        s_op(o, op)
+        s_lhs(o, x)
+        s_rhs(o, y)
+        s_span(o, sp)
+        return o
+    return build
 
 
-def _fb_math(b, it, sp, nm):
-    if len(it) != 4:
-        raise _Slow
-    return _Math(_enum(it[1], ir.MathOp), _node(it[2]), _node(it[3]), sp)
+_fb_cmp = _fb_op_binary(ir.Compare, ir.CmpOp)
+_fb_math = _fb_op_binary(ir.Math, ir.MathOp)
 
 
 def _fb_call(b, it, sp, nm):
@@ -362,12 +429,15 @@ _FAST.update({
 })
 # how deep the lists inside a list with this head sit: +1 below a node form, the same below
 # (then …)/(else …), 1 below (def …), 0 below (module …)
+_TOP = "<top>"  # `_fast`'s pseudo-head of the top-level list
 _CHILD_DEPTH = {head: 1 for head in _FORMS}
-_CHILD_DEPTH.update({"then": 0, "else": 0})
+# relative to the list's own depth: a def inside a module sits at 0, the lists in it at 1; a
+# def or module anywhere else is declined by the builder of the list around it
+_CHILD_DEPTH.update({"then": 0, "else": 0, "def": 1, "module": -1, _TOP: 0})
 _NOT_NODE = frozenset(("then", "else", "def", "module"))
 _COMMENT = re.compile(r";[^\n]*")
-_OPEN = re.compile(r"\(")
-_PARENS_ATOMS = re.compile(r"[()]|[^\s();\"]+")
+_SPAN_SETTERS = tuple(getattr(Span, f).__set__ for f in ("line", "col", "end_line", "end_col", "offset", "file"))
+_ATOMS_CLOSES = re.compile(r"\)|[^\s();\"]+")
 
 
 def _blank(m) -> str:
@@ -375,63 +445,105 @@ def _blank(m) -> str:
 
 
 def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_lists: int) -> SexprUnit:
+    """The text cut at every '(' into chunks: chunk k is what follows the k-th '(' up to the
+    next one — the list's head and atoms, then (usually) only the ')'s that close lists, so the
+    common chunk is read with three string methods instead of a token loop (a chunk with atoms
+    after a ')' goes through `_tokens`). Offsets, lines and columns are those of each '('.
+    Every malformed shape declines (an IndexError, KeyError or `_Slow`)."""
     b = _Builder(max_depth, max_plane_bytes)
     nm = _FastNames(b.names)
-    names = b.names
-    top: list = []
+    names, hashes = b.names, nm.hashes
+    top: list = [_TOP]  # a pseudo-head: lists directly inside sit at depth 1
     stack: list = []
     cur, depth = top, 1  # the open list's items and the node depth of the lists inside it
-    line, nl_at, last = 1, -1, 0
     if ";" in src:
         src = _COMMENT.sub(_blank, src)  # same offsets, same lines
     if '"' in src:
         raise _Slow
-    count, rfind = src.count, src.rfind
-    fast, child_depth = _FAST, _CHILD_DEPTH
-    opens = iter([m.start() for m in _OPEN.finditer(src)])  # every '(' is a token now
-    for t in _PARENS_ATOMS.findall(src):
-        if t == "(":
-            if cur is top:
-                d = 1
-            else:
-                if not cur:
-                    raise _Slow  # a list in head position
-                head = cur[0]
-                if head == "def":
-                    d = 1
-                elif head == "module":
-                    d = 0
-                else:
-                    d = depth + child_depth[head]  # KeyError on an unknown head: declined
-            if len(stack) >= max_lists:
-                raise _Slow
-            p = next(opens)
-            k = count("\n", last, p)
-            if k:
-                line += k
-                nl_at = rfind("\n", last, p)
-            last = p
-            stack.append((cur, depth, line, p - nl_at, len(names)))
-            cur, depth = [], d
-        elif t == ")":
-            items = cur
-            cur, parent_depth, l0, c0, n0 = stack.pop()  # IndexError on a stray ')': declined
-            head = items[0]  # IndexError on '()': declined
-            if head == "bitwise" and len(items) == 4 and len(names) != n0:
-                raise _Slow  # the reference builds its rhs first: names would be in another order
-            if head not in _NOT_NODE and depth > max_depth:
-                raise _Slow
-            b.depth = depth
-            cur.append(fast[head](b, items, make_span(l0, c0, file), nm))
-            depth = parent_depth
+    chunks = src.split("(")
+    first = chunks[0]
+    if first.split():
+        raise _Slow  # atoms or ')' before the first list
+    line, nl_at = 1, -1
+    if "\n" in first:
+        line += first.count("\n")
+        nl_at = first.rfind("\n")
+    p = len(first)  # offset of the '(' before the current chunk
+    fast, child_depth, named, not_node, ident = _FAST, _CHILD_DEPTH, _NAMED, _NOT_NODE, _IDENT.match
+    pop, push = stack.pop, stack.append
+    new_span = object.__new__
+    s_line, s_col, s_end_line, s_end_col, s_offset, s_file = _SPAN_SETTERS
+    del chunks[0]
+    for ch in chunks:
+        # '(' opens a list inside `cur` (IndexError: a list in head position; KeyError: an
+        # unknown head — both declined)
+        d = depth + child_depth[cur[0]]
+        if len(stack) >= max_lists:
+            raise _Slow
+        push((cur, depth, line, p - nl_at, len(names)))
+        depth = d
+        body = ch.rstrip()
+        inner = body.rstrip(")")
+        if ")" in inner:
+            cur, depth = _tokens(ch, [], depth, b, nm, stack, file, max_depth)
         else:
-            if len(cur) == 1 and cur[0] in _NAMED:
-                nm.spelt(t)
-            cur.append(t)
+            cur = inner.split()
+            if cur[0] in named and len(cur) > 1:  # IndexError on '()' or '((': declined
+                t = cur[1]  # a name, spelt now: text order is the reference's insertion order
+                if t not in hashes and ident(t):
+                    h = hashes[t] = ir.name_hash(t)
+                    names.setdefault(h, t)
+            k = len(body) - len(inner)
+            while k:  # ')': build the list just closed
+                k -= 1
+                items = cur
+                cur, parent_depth, l0, c0, n0 = pop()  # IndexError on a stray ')': declined
+                head = items[0]
+                if head == "bitwise" and len(items) == 4 and len(names) != n0:
+                    raise _Slow  # the reference builds its rhs first: names would be in another order
+                if depth > max_depth and head not in not_node:
+                    raise _Slow
+                b.depth = depth
+                sp = new_span(Span)  # = make_span(l0, c0, file), without its call
+                s_line(sp, l0)
+                s_col(sp, c0)
+                s_end_line(sp, 0)
+                s_end_col(sp, 0)
+                s_offset(sp, None)
+                s_file(sp, file)
+                cur.append(fast[head](b, items, sp, nm))
+                depth = parent_depth
+        if "\n" in ch:
+            line += ch.count("\n")
+            nl_at = p + 1 + ch.rfind("\n")
+        p += len(ch) + 1
     if stack:
         raise _Slow
+    del top[0]
     if top and type(top[0]) is _ModuleForm:
         if len(top) != 1:
             raise _Slow
         return SexprUnit(module=ir.Module(top[0].defs, span=top[0].span), names=b.names)
     return SexprUnit(sequence=_nodes(top, 0), names=b.names)
+
+
+def _tokens(ch: str, cur: list, depth: int, b, nm, stack: list, file, max_depth: int):
+    """A chunk with atoms after a ')', token by token (no '(' inside) → (cur, depth)."""
+    names = b.names
+    for t in _ATOMS_CLOSES.findall(ch):
+        if t == ")":
+            items = cur
+            cur, parent_depth, l0, c0, n0 = stack.pop()
+            head = items[0]
+            if head == "bitwise" and len(items) == 4 and len(names) != n0:
+                raise _Slow
+            if head not in _NOT_NODE and depth > max_depth:
+                raise _Slow
+            b.depth = depth
+            cur.append(_FAST[head](b, items, make_span(l0, c0, file), nm))
+            depth = parent_depth
+        else:
+            if len(cur) == 1 and cur[0] in _NAMED:
+                nm.spelt(t)
+            cur.append(t)
+    return cur, depth
