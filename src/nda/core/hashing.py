@@ -19,7 +19,9 @@ import hashlib
 import struct
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from nda.core.binary_v2 import EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts
+from nda.core.binary_v2 import (
+    CHILDREN, SHALLOW, EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts,
+)
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
 from nda.core.ir import (
     NODE_CLASSES, GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
@@ -85,10 +87,35 @@ class Hasher:
         def digest_of(c: Node) -> bytes:
             return memo[id(c)][1]
 
-        for n in _postorder(node, memo):
-            if id(n) in memo:  # shared subtree pushed twice before it was hashed
+        # `_postorder` inlined (same visiting order, so the same first error), with the common
+        # kinds' children and shallow forms from `binary_v2`'s specialized tables
+        kids_of, shallow_of, sha, version = CHILDREN, SHALLOW, _sha256, VERSION_BYTE
+        stack: list = [(node, False)]
+        pop, push = stack.pop, stack.append
+        while stack:
+            n, expanded = pop()
+            k = id(n)
+            if k in memo:
                 continue
-            memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, digest_of)).digest())
+            t = type(n)
+            if not expanded:
+                kids = kids_of.get(t)
+                if kids is not None:
+                    push((n, True))
+                    for c in kids(n):
+                        if id(c) not in memo:
+                            push((c, False))
+                    continue
+            sh = shallow_of.get(t)
+            data = None
+            if sh is not None:
+                try:
+                    data = sh(n, memo)
+                except Exception:  # noqa: BLE001 — ill-formed: encode_shallow says what
+                    data = None
+            if data is None:
+                data = encode_shallow(n, digest_of)
+            memo[k] = (n, sha(version + data).digest())
         return memo[id(node)][1]
 
     def __reduce__(self):
