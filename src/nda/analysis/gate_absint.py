@@ -56,6 +56,7 @@ from nda.analysis.gate_expr import (  # noqa: F401  (const_truth, const_addr, MM
     const_truth, ev, math_value, mathfunc_value, peek_value, vecop_value,
 )
 from nda.core import ir
+from nda.core.binary_v2 import CHILDREN
 from nda.runtime.state import HEAP_BYTES, Limits
 
 UNROLL = 8  # Loop counts up to this are unrolled exactly
@@ -203,23 +204,13 @@ _EMPTY: frozenset = frozenset()
 _NO_BIND = frozenset((ir.Int, ir.Float, ir.Load, ir.Break, ir.Call, ir.Matrix, ir.Norm) + ir.NOOP_KINDS)
 _SIG_KINDS = frozenset((ir.Break, ir.Return, ir.Scope, ir.If, ir.Loop, ir.While))
 _COST1 = frozenset((ir.Int, ir.Float, ir.Load, ir.Break) + ir.NOOP_KINDS)
-_CHILD_FIELDS = {cls: tuple((f, k) for f, k in cls.FIELDS if k in ("node", "nodes", "optnode", "optnodes"))
-                 for cls in ir.NODE_CLASSES}
+_KIDS = CHILDREN
 
 
-def kids(n) -> list:
-    """`ir.children(n)` as a list, from a per-class table of child fields."""
-    out: list = []
-    for f, k in _CHILD_FIELDS[type(n)]:
-        v = getattr(n, f)
-        if k == "node":
-            out.append(v)
-        elif v is not None:
-            if k == "optnode":
-                out.append(v)
-            else:
-                out.extend(v)
-    return out
+def kids(n):
+    """`ir.children(n)` (a tuple or list), from `binary_v2`'s per-class getters."""
+    f = _KIDS.get(type(n))
+    return () if f is None else f(n)
 
 
 # ---------------------------------------------------------------------------------------------
