@@ -152,7 +152,8 @@ class _Unit:
         self.too_deep = False
         self.max_depth = 0
         self.size = 0
-        self.loops = False  # a Loop or While occurs (else the cheapest run is at most 2 × size)
+        self.loops = False  # a Loop or While occurs
+        self.root_sizes: list = []  # per root (when all are nodes): (its size, a Loop or While in it)
 
     def add(self, node, message: str, kind: str, hint: str | None = None) -> None:
         span = getattr(node, "span", None) if node is not None else None
@@ -170,6 +171,7 @@ class _Unit:
                          STRUCTURE)
                 continue
             reported = False
+            size0, loops0, loops = size, loops, False
             stack = [(root, 1)]
             pop, push = stack.pop, stack.append
             while stack:
@@ -192,6 +194,8 @@ class _Unit:
                     d += 1
                     for c in kids[::-1]:  # not reversed(): mypyc 2.4 crashes on it here
                         push((c, d))
+            self.root_sizes.append((size - size0, loops))
+            loops = loops or loops0
         self.size, self.max_depth, self.loops = size, max_depth, loops
 
     @property
@@ -476,6 +480,18 @@ def fuel_check(syntax: Syntax, sequence, stop_index: int | None, fuel: int):
     return None
 
 
+def _fuel_upper_bound(syntax: Syntax, unit: _Unit, fuel: int) -> int:
+    """An upper bound of what `fuel_check` can sum (it stops as soon as it passes `fuel`): a
+    top-level node without Loop or While runs each of its nodes at most once (a Call counts
+    2), so 2 × its size; one with a loop counts its exact `min_cost`."""
+    total = 0
+    for e, (size, loops) in zip(unit.roots, unit.root_sizes):
+        total += syntax.min_cost(e) if loops else 2 * size
+        if total > fuel:
+            break
+    return total
+
+
 def _run_unit_absint(unit: _Unit, syntax: Syntax, limits: Limits, input_len, is_program: bool,
                      fast: bool = True) -> None:
     if not unit.safe or unit.too_deep:
@@ -486,8 +502,7 @@ def _run_unit_absint(unit: _Unit, syntax: Syntax, limits: Limits, input_len, is_
     for node, message, hint, kind in frame.findings():
         unit.add(node, message, kind, hint)
     if is_program:
-        # without loops every node runs at most once (a Call counts 2): no fuel finding possible
-        maybe = unit.loops or 2 * unit.size > limits.fuel or not unit.fast
+        maybe = not unit.fast or _fuel_upper_bound(syntax, unit, limits.fuel) > limits.fuel
         hit = fuel_check(syntax, unit.roots, frame.stop_index, limits.fuel) if maybe else None
         fuel_msg = f"fuel exhausted after {limits.fuel} nodes"
         if hit is not None and not any(f.node is hit[0] and f.message == fuel_msg for f in unit.findings):
