@@ -89,3 +89,14 @@ def test_specialized_bytes_equal_encode_shallow(kind):
     h.h2(node)
     memo = h._memo
     assert SHALLOW[type(node)](node, memo) == encode_shallow(node, lambda c: memo[id(c)][1])
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(nodes(max_depth=6))
+def test_children_getters_agree_with_ir_children(node):
+    from nda.syntax.text.parser import _node_depth
+
+    for n in ir.walk(node):
+        get = CHILDREN.get(type(n))
+        assert list(get(n) if get is not None else ()) == list(ir.children(n))
+    assert _node_depth(node) == ir.node_depth(node)

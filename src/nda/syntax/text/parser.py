@@ -34,7 +34,7 @@ import difflib
 from nda.core.gcpause import gc_paused
 from nda.core.errors import PARSE_ERROR, Diagnostic, ParseError, Span, make_span
 from nda.core.ir import Break, Def, Float, Int, Let, Load, Loop, Module, Node, Print, Return, Scope, Store, While, If
-from nda.core.ir import node_depth
+from nda.core.binary_v2 import CHILDREN
 from nda.syntax.text import lower as L
 from nda.syntax.text.lexer import EOF, FLOAT, IDENT, INT, KEYWORDS, STRING, LexError, Token, describe_token, tokenize
 
@@ -216,7 +216,7 @@ class Parser:
         self.signatures[name] = (sig, ret)
         span = self._span_to_prev(start)
         root = Scope((*L.prologue(params), *body), span)
-        depth = node_depth(root)  # iterative; operator chains nest without syntactic nesting
+        depth = _node_depth(root)  # iterative; operator chains nest without syntactic nesting
         if depth > MAX_NESTING:
             self.diags.append(self._diag(f"node nesting exceeds {MAX_NESTING}", name_tok,
                                          f"the lowered body of '{name}' is {depth} nodes deep "
@@ -619,3 +619,22 @@ def parse_text(src: str | bytes, file: str | None = None, *,
                max_plane_bytes: int | None = L.MAX_PLANE_BYTES) -> Module:
     """Parse NDA text into a Module (one Def per `fn`); raises ParseError listing every error."""
     return parse_text_with_names(src, file, max_plane_bytes=max_plane_bytes)[0]
+
+
+def _node_depth(node) -> int:
+    """`ir.node_depth` (a leaf has depth 1; iterative) with `binary_v2`'s per-class child
+    getters instead of the generic `ir.children` generator."""
+    kids_of = CHILDREN
+    best = 0
+    stack = [(node, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        n, d = pop()
+        if d > best:
+            best = d
+        get = kids_of.get(type(n))
+        if get is not None:
+            d += 1
+            for c in get(n):
+                push((c, d))
+    return best
