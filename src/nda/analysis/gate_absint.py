@@ -77,17 +77,22 @@ class Syntax:
 
     def bound(self, n: Any) -> frozenset:
         """Names written by Let/Store anywhere in `n` (no-op children excluded: they never run)."""
-        if type(n) in _NO_BIND:
+        t = type(n)
+        if t in _NO_BIND:
             return _EMPTY
         k = id(n)
         r = self._bound.get(k)
         if r is None:
-            acc = set()
-            if type(n) in (ir.Let, ir.Store):
-                acc.add(n.name)
-            for c in kids(n):
+            acc = {n.name} if t is ir.Let or t is ir.Store else None
+            get = _KIDS.get(t)
+            for c in get(n) if get is not None else ():
                 if type(c) not in _NO_BIND:
-                    acc |= self.bound(c)
+                    b = self.bound(c)
+                    if b:
+                        if acc is None:
+                            acc = set(b)
+                        else:
+                            acc |= b
             r = frozenset(acc) if acc else _EMPTY
             self._bound[k] = r
             self._keep.append(n)
@@ -307,6 +312,8 @@ class Frame:
         as `node` + `plus` + `boundary` give it; `_GENERAL` when the expression is not pure."""
         t = type(e)
         child = e.init if t is ir.Let else e.value if t is ir.Store else e.source if t is ir.Print else e
+        if type(child) not in PURE:
+            return _GENERAL
         known = s.stack is not None
         ok = self.cols[-1].ok
         budget = self.budget
