@@ -180,3 +180,26 @@ def test_malformed_fields_reported_alike_by_both_walks():
             fast, slow = both(seq)
             assert [key(f) for f in fast] == [key(f) for f in slow]
     assert any(both([b])[0] for b in bad)
+
+
+def test_pure_chain_over_an_impure_leaf_is_tried_once(monkeypatch):
+    """An Add chain whose innermost operand is a Scope: `ev` gives up once, every node on the
+    way is noted impure, and the general path does not try `ev` again at each level (which
+    would be quadratic in the chain's length)."""
+    from nda.analysis import gate_absint, gate_expr
+
+    calls = [0]
+    real = gate_expr.ev
+
+    def counting(*a):
+        calls[0] += 1
+        return real(*a)
+
+    monkeypatch.setattr(gate_expr, "ev", counting)
+    monkeypatch.setattr(gate_absint, "ev", counting)
+    node = ir.Scope((ir.Int(1),))
+    for k in range(150):
+        node = ir.Add(node, ir.Int(k))
+    seq = [ir.Let(ir.name_hash("x"), node), ir.Print(ir.Load(ir.name_hash("x")))]
+    assert_same(seq, input_len=16)
+    assert calls[0] < 4 * 150

@@ -252,6 +252,7 @@ class Frame:
                  budget: int, fast: bool = True):
         self.sx = syntax
         self.fast = fast  # False: every node by the general path (the differential tests' oracle)
+        self.impure: set = set()  # ids of trees `ev` gave up on (see gate_expr)
         self.limits = limits
         self.input_len = input_len
         self.is_program = is_program
@@ -312,7 +313,7 @@ class Frame:
         as `node` + `plus` + `boundary` give it; `_GENERAL` when the expression is not pure."""
         t = type(e)
         child = e.init if t is ir.Let else e.value if t is ir.Store else e.source if t is ir.Print else e
-        if type(child) not in PURE:
+        if type(child) not in PURE or id(child) in self.impure:
             return _GENERAL
         known = s.stack is not None
         ok = self.cols[-1].ok
@@ -381,7 +382,7 @@ class Frame:
         return o
 
     def expr(self, n, s: St | None, names: Names) -> St | None:
-        if self.fast and type(n) in PURE:
+        if self.fast and type(n) in PURE and id(n) not in self.impure:
             budget = self.budget
             try:
                 v = ev(self, n, s.env, names, s.stack is not None, self.cols[-1].ok)

@@ -6,7 +6,9 @@ Out: `ev(...)` — the abstract value the tree pushes, or `FAILED` when it canno
 finding was recorded, or a child failed); it raises `Impure` at the first node that is not a
 pure expression (then the caller runs the general path on the whole tree: every side effect of
 the fast path — ids marked ok, findings, budget once restored — is one the general path repeats
-identically). Also the value rules that both paths share (`add_value`, `compare_value`, …), so
+identically). Every node the `Impure` passes through is noted in `fr.impure`, so the general
+path never tries `ev` on it again (a pure chain over an impure leaf costs linear time, not
+quadratic). Also the value rules that both paths share (`add_value`, `compare_value`, …), so
 a rule and its message are written once.
 
 A *pure* expression (Int, Float, Load, Add, Compare, Math, MathFunc, VecOp, Cast, Peek,
@@ -162,69 +164,73 @@ PURE = frozenset((_Int, _Float, _Load, _Add, _Compare, _Math, _MathFunc, _VecOp,
 def ev(fr, n, env: dict, names, known: bool, ok: set):
     """The value pure expression `n` pushes (Any for every pop when `known` is False), or
     FAILED; `ok` gets the id of every node that did not fail on its own (see module doc)."""
-    t = type(n)
-    fr.budget -= 1
-    if t is _Int:
-        ok.add(id(n))
-        return I0
-    if t is _Load:
-        if n.name not in names:
-            fr.fail(n, f"undefined variable (hash {n.name:016x})",
-                    "no Let/Store of this variable runs earlier in this frame")
-            return FAILED
-        ok.add(id(n))
-        return env_get(env, n.name, AN) if known else AN
-    if t is _Add or t is _Compare or t is _Math:
-        l = ev(fr, n.lhs, env, names, known, ok)
-        if l is FAILED:
+    try:
+        t = type(n)
+        fr.budget -= 1
+        if t is _Int:
             ok.add(id(n))
-            return FAILED
-        r = ev(fr, n.rhs, env, names, known, ok)
-        if r is FAILED:
+            return I0
+        if t is _Load:
+            if n.name not in names:
+                fr.fail(n, f"undefined variable (hash {n.name:016x})",
+                        "no Let/Store of this variable runs earlier in this frame")
+                return FAILED
             ok.add(id(n))
-            return FAILED
-        if not known:
-            l = r = AN
-        if t is _Add:
-            v = add_value(fr, n, l, r)
-        elif t is _Compare:
-            v = compare_value(l, r)
-        else:
-            v = math_value(fr, n, l, r)
-        if v is not FAILED:
+            return env_get(env, n.name, AN) if known else AN
+        if t is _Add or t is _Compare or t is _Math:
+            l = ev(fr, n.lhs, env, names, known, ok)
+            if l is FAILED:
+                ok.add(id(n))
+                return FAILED
+            r = ev(fr, n.rhs, env, names, known, ok)
+            if r is FAILED:
+                ok.add(id(n))
+                return FAILED
+            if not known:
+                l = r = AN
+            if t is _Add:
+                v = add_value(fr, n, l, r)
+            elif t is _Compare:
+                v = compare_value(l, r)
+            else:
+                v = math_value(fr, n, l, r)
+            if v is not FAILED:
+                ok.add(id(n))
+            return v
+        if t is _Float:
             ok.add(id(n))
-        return v
-    if t is _Float:
-        ok.add(id(n))
-        return FL
-    if t is _MathFunc or t is _VecOp or t is _Cast or t is _Peek:
-        x = ev(fr, n.addr if t is _Peek else n.operand, env, names, known, ok)
-        if x is FAILED:
+            return FL
+        if t is _MathFunc or t is _VecOp or t is _Cast or t is _Peek:
+            x = ev(fr, n.addr if t is _Peek else n.operand, env, names, known, ok)
+            if x is FAILED:
+                ok.add(id(n))
+                return FAILED
+            if not known:
+                x = AN
+            if t is _VecOp:
+                v = vecop_value(n, x)
+            elif t is _MathFunc:
+                v = mathfunc_value(fr, n, x)
+            elif t is _Cast:
+                v = cast_value(fr, n, x)
+            else:
+                v = peek_value(fr, n, x)
+            if v is not FAILED:
+                ok.add(id(n))
+            return v
+        if t is _Bitwise:
+            l = ev(fr, n.lhs, env, names, known, ok)
+            if not known and l is not FAILED:
+                l = AN
+            if l is FAILED or n.op == _NOT or n.rhs is None:
+                ok.add(id(n))  # a missing rhs is the structure check's finding
+                return FAILED if l is FAILED or n.rhs is None and n.op != _NOT else l
+            r = ev(fr, n.rhs, env, names, known, ok)
             ok.add(id(n))
-            return FAILED
-        if not known:
-            x = AN
-        if t is _VecOp:
-            v = vecop_value(n, x)
-        elif t is _MathFunc:
-            v = mathfunc_value(fr, n, x)
-        elif t is _Cast:
-            v = cast_value(fr, n, x)
-        else:
-            v = peek_value(fr, n, x)
-        if v is not FAILED:
-            ok.add(id(n))
-        return v
-    if t is _Bitwise:
-        l = ev(fr, n.lhs, env, names, known, ok)
-        if not known and l is not FAILED:
-            l = AN
-        if l is FAILED or n.op == _NOT or n.rhs is None:
-            ok.add(id(n))  # a missing rhs is the structure check's finding
-            return FAILED if l is FAILED or n.rhs is None and n.op != _NOT else l
-        r = ev(fr, n.rhs, env, names, known, ok)
-        ok.add(id(n))
-        if r is FAILED:
-            return FAILED
-        return bitwise_value(l, AN if not known else r)
-    raise Impure
+            if r is FAILED:
+                return FAILED
+            return bitwise_value(l, AN if not known else r)
+        raise Impure
+    except Impure:
+        fr.impure.add(id(n))  # this tree is not pure: the general path takes it from now on
+        raise
