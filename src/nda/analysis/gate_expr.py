@@ -20,6 +20,8 @@ not needed: the value alone is threaded. On an unknown stack every pop yields An
 
 from __future__ import annotations
 
+from typing import Any
+
 from nda.analysis.gate_state import AN, FL, I0, NONVEC, SC, VQ, env_get, is_vec, vlen
 from nda.core import ir
 from nda.runtime.state import HEAP_BYTES
@@ -40,7 +42,7 @@ class Impure(Exception):
     """`ev` met a node that is not a pure expression."""
 
 
-def const_truth(n: ir.Node):
+def const_truth(n: Any):
     """True/False for an Int or Float literal condition (truthy = value > 0), else None."""
     if type(n) is ir.Int:
         return n.value > 0
@@ -50,7 +52,7 @@ def const_truth(n: ir.Node):
     return None
 
 
-def const_addr(n: ir.Node):
+def const_addr(n: Any):
     """The u32 address an Int literal address operand converts to, else None."""
     return n.value & 0xFFFFFFFF if type(n) is ir.Int else None
 
