@@ -324,8 +324,7 @@ class Frame:
             self.budget = budget
             return _GENERAL
         if child is not e:
-            self.budget -= 1
-            ok.add(id(e))  # its one pop cannot underflow: its pure child pushed a value
+            self.budget -= 1  # e is never reported (not marked ok): its pure child pushed a value
             if t is not ir.Print:
                 name = e.name
                 if name not in names.set:

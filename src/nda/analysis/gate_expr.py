@@ -165,12 +165,14 @@ PURE = frozenset((_Int, _Float, _Load, _Add, _Compare, _Math, _MathFunc, _VecOp,
 
 def ev(fr, n, env: dict, names, known: bool, ok: set):
     """The value pure expression `n` pushes (Any for every pop when `known` is False), or
-    FAILED; `ok` gets the id of every node that did not fail on its own (see module doc)."""
+    FAILED; `ok` gets the id of every node that did not fail on its own and can fail on its
+    own somewhere (Load, Add, Math, MathFunc, Cast, Peek: findings are keyed by node, and a
+    node reported in one pass but not in another is dropped; a pure node's own pops never
+    underflow, so Int, Float, Compare, VecOp and Bitwise never fail on their own)."""
     try:
         t = type(n)
         fr.budget -= 1
         if t is _Int:
-            ok.add(id(n))
             return I0
         if t is _Load:
             if n.name not in names:
@@ -190,17 +192,13 @@ def ev(fr, n, env: dict, names, known: bool, ok: set):
                 return FAILED
             if not known:
                 l = r = AN
-            if t is _Add:
-                v = add_value(fr, n, l, r)
-            elif t is _Compare:
-                v = compare_value(l, r)
-            else:
-                v = math_value(fr, n, l, r)
+            if t is _Compare:
+                return compare_value(l, r)
+            v = add_value(fr, n, l, r) if t is _Add else math_value(fr, n, l, r)
             if v is not FAILED:
                 ok.add(id(n))
             return v
         if t is _Float:
-            ok.add(id(n))
             return FL
         if t is _MathFunc or t is _VecOp or t is _Cast or t is _Peek:
             x = ev(fr, n.addr if t is _Peek else n.operand, env, names, known, ok)
@@ -210,8 +208,8 @@ def ev(fr, n, env: dict, names, known: bool, ok: set):
             if not known:
                 x = AN
             if t is _VecOp:
-                v = vecop_value(n, x)
-            elif t is _MathFunc:
+                return vecop_value(n, x)
+            if t is _MathFunc:
                 v = mathfunc_value(fr, n, x)
             elif t is _Cast:
                 v = cast_value(fr, n, x)
@@ -224,11 +222,9 @@ def ev(fr, n, env: dict, names, known: bool, ok: set):
             l = ev(fr, n.lhs, env, names, known, ok)
             if not known and l is not FAILED:
                 l = AN
-            if l is FAILED or n.op == _NOT or n.rhs is None:
-                ok.add(id(n))  # a missing rhs is the structure check's finding
+            if l is FAILED or n.op == _NOT or n.rhs is None:  # a missing rhs: the structure check's
                 return FAILED if l is FAILED or n.rhs is None and n.op != _NOT else l
             r = ev(fr, n.rhs, env, names, known, ok)
-            ok.add(id(n))
             if r is FAILED:
                 return FAILED
             return bitwise_value(l, AN if not known else r)
