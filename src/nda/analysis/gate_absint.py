@@ -48,7 +48,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nda.analysis.gate_state import (
-    AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, SC, UNK, VQ, Outcome, St, Stk, env_get, env_set,
+    AN, FAIL_OWN, FL, I0, NONE_OUT, NONVEC, UNK, VQ, Outcome, St, Stk, env_get, env_set,
     Names, is_vec, join, join_out, merged, program_start, push, vlen,
 )
 from nda.analysis.gate_expr import (  # noqa: F401  (const_truth, const_addr, MMIO_BASE re-exported)

@@ -123,9 +123,8 @@ def _maker(cls):
 
 
 _MK = {cls: _maker(cls) for cls in ir.NODE_CLASSES}
-_Int, _Load, _Let, _Store, _Scope = _MK[ir.Int], _MK[ir.Load], _MK[ir.Let], _MK[ir.Store], _MK[ir.Scope]
-_Loop, _While, _If, _Compare, _Math, _Call = (_MK[ir.Loop], _MK[ir.While], _MK[ir.If], _MK[ir.Compare],
-                                              _MK[ir.Math], _MK[ir.Call])
+_Int, _Scope, _Loop, _While, _If, _Call = (_MK[ir.Int], _MK[ir.Scope], _MK[ir.Loop], _MK[ir.While],
+                                           _MK[ir.If], _MK[ir.Call])
 _NAMED = frozenset(("let", "load", "store"))
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}\Z")
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -187,13 +186,6 @@ def _u64(t) -> int:
     if _DIGITS.match(t) and int(t) < (1 << 64):
         return int(t)
     raise _Slow
-
-
-def _enum(t, cls):
-    v = _SPELL[cls].get(t) if type(t) is str else None
-    if v is None:
-        raise _Slow
-    return v
 
 
 class _FastNames:
