@@ -21,7 +21,7 @@ from nda.runtime.state import Limits
 from progen import programs as runnable_programs
 from strategies import nodes
 
-SETTINGS = settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
 def both(sequence, **kw):
