@@ -287,7 +287,7 @@ class Frame:
         brk = ret = None
         fast = self.fast
         for i, e in enumerate(nodes):
-            if fast and type(e) in _FAST_STMT:
+            if fast and type(e) in _FAST_STMT and s is not None:
                 s2 = self.stmt(e, s, names)
                 if s2 is not _GENERAL:
                     s = s2
@@ -315,7 +315,8 @@ class Frame:
         child = e.init if t is ir.Let else e.value if t is ir.Store else e.source if t is ir.Print else e
         if type(child) not in PURE or id(child) in self.impure:
             return _GENERAL
-        known = s.stack is not None
+        stack = s.stack
+        known = stack is not None
         ok = self.cols[-1].ok
         budget = self.budget
         try:
@@ -329,10 +330,10 @@ class Frame:
                 name = e.name
                 if name not in names.set:
                     names.add((name,))
-                if v is not FAILED and known:
-                    s = St(Stk(v, s.stack), env_set(s.env, name, v), s.clean)
-        elif v is not FAILED and known:
-            s = St(Stk(v, s.stack), s.env, s.clean)
+                if v is not FAILED and stack is not None:
+                    s = St(Stk(v, stack), env_set(s.env, name, v), s.clean)
+        elif v is not FAILED and stack is not None:
+            s = St(Stk(v, stack), s.env, s.clean)
         if v is FAILED:
             return None
         if self.is_program:
@@ -381,7 +382,7 @@ class Frame:
         return o
 
     def expr(self, n, s: St | None, names: Names) -> St | None:
-        if self.fast and type(n) in PURE and id(n) not in self.impure:
+        if self.fast and s is not None and type(n) in PURE and id(n) not in self.impure:
             budget = self.budget
             try:
                 v = ev(self, n, s.env, names, s.stack is not None, self.cols[-1].ok)

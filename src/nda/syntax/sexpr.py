@@ -216,10 +216,17 @@ class _FastNames:
 # The hottest builders set the slots themselves (one Python frame per node, not three).
 _new = object.__new__
 _IntC, _LoadC, _LetC, _StoreC = ir.Int, ir.Load, ir.Let, ir.Store
-_int_value, _int_span = ir.Int.value.__set__, ir.Int.span.__set__
-_load_name, _load_span = ir.Load.name.__set__, ir.Load.span.__set__
-_let_name, _let_init, _let_span = ir.Let.name.__set__, ir.Let.init.__set__, ir.Let.span.__set__
-_store_name, _store_value, _store_span = ir.Store.name.__set__, ir.Store.value.__set__, ir.Store.span.__set__
+
+
+def _setter(cls, field: str):
+    """The slot setter of `cls.field` (what the frozen `__init__` reaches via object.__setattr__)."""
+    return getattr(cls, field).__set__
+
+
+_int_value, _int_span = _setter(ir.Int, "value"), _setter(ir.Int, "span")
+_load_name, _load_span = _setter(ir.Load, "name"), _setter(ir.Load, "span")
+_let_name, _let_init, _let_span = _setter(ir.Let, "name"), _setter(ir.Let, "init"), _setter(ir.Let, "span")
+_store_name, _store_value, _store_span = _setter(ir.Store, "name"), _setter(ir.Store, "value"), _setter(ir.Store, "span")
 
 
 def _fb_int(b, it, sp, nm):
