@@ -34,6 +34,7 @@ MODULES = (
     "nda/syntax/sexpr.py",
     "nda/analysis/gate.py",
     "nda/analysis/gate_absint.py",
+    "nda/analysis/gate_expr.py",
     "nda/analysis/gate_names.py",
     "nda/core/hashing.py",
 )
