@@ -670,7 +670,7 @@ def walk(node: Node) -> Iterator[Node]:
         stack.extend(reversed(list(children(n))))
 
 
-def _kids_getter(cls) -> Callable[[Node], tuple] | None:
+def child_getter(cls) -> Callable[[Node], tuple] | None:
     """A fast `node → tuple of children` for one node class (None for leaf kinds)."""
     from operator import attrgetter
 
@@ -687,7 +687,7 @@ def _kids_getter(cls) -> Callable[[Node], tuple] | None:
     return lambda n: tuple(children(n))
 
 
-_KIDS: dict = {}
+CHILD_GETTERS: dict = {}  # class → child_getter(class), filled on first use
 
 
 def collect(roots, kinds) -> list[Node]:
@@ -695,7 +695,7 @@ def collect(roots, kinds) -> list[Node]:
     (as `walk` meets them, a shared subtree once per occurrence). Iterative, one pass, no
     generator: the cheap scan for Calls and Triples of the write path."""
     out: list = []
-    kids = _KIDS
+    kids = CHILD_GETTERS
     stack = list(roots)[::-1]
     pop, extend, append = stack.pop, stack.extend, out.append
     while stack:
@@ -706,7 +706,7 @@ def collect(roots, kinds) -> list[Node]:
         try:
             get = kids[t]
         except KeyError:
-            get = kids[t] = _kids_getter(t)
+            get = kids[t] = child_getter(t)
         if get is not None:
             extend(get(n)[::-1])
     return out

@@ -28,7 +28,7 @@ from nda.core.errors import (
 )
 from nda.core.hashing import Hasher, alias_of, group_hash, h1, member_address, program_entry_hash
 from nda.core.ir import (
-    _KIDS, Call, GroupRef, Hash32, Legacy64, Module, NamedRef, Node, Scope, _kids_getter,
+    CHILD_GETTERS, Call, GroupRef, Hash32, Legacy64, Module, NamedRef, Node, Scope, child_getter,
     replace_children,
 )
 
@@ -132,7 +132,7 @@ class CallIndex:
         above: dict = {}  # id → (last pre-order index, node) of every node with a Call below it
         marked: set = set()  # pre-order indices (occurrences) already marked
         chain: list = []  # the current node's ancestors (pre-order index, node), outermost first
-        kids = _KIDS
+        kids = CHILD_GETTERS
         stack: list = [(root, 0)]
         pop, push = stack.pop, stack.append
         i = 0
@@ -155,7 +155,7 @@ class CallIndex:
             try:
                 get = kids[t]
             except KeyError:
-                get = kids[t] = _kids_getter(t)
+                get = kids[t] = child_getter(t)
             if get is not None:
                 cs = get(n)
                 if cs:

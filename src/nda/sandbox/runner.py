@@ -454,29 +454,11 @@ class _ProgramInfoCache:
         return len(self._d)
 
 
-def _child_getter(cls):
-    """A fast `node → tuple of children` for one node class (None for leaf kinds)."""
-    from operator import attrgetter
-
-    fs = [(n, k) for n, k in cls.FIELDS if k in ("node", "nodes", "optnode", "optnodes")]
-    if not fs:
-        return None
-    if len(fs) == 1 and fs[0][1] == "nodes":
-        return attrgetter(fs[0][0])
-    if all(k == "node" for _, k in fs):
-        if len(fs) == 1:
-            name = fs[0][0]
-            return lambda n: (getattr(n, name),)
-        return attrgetter(*(n for n, _ in fs))
-    return lambda n: tuple(ir.children(n))
-
-
-_KIDS: dict = {}
 
 
 def _compute_program_info(seq: tuple) -> ProgramInfo:
     """One iterative pre-order pass: depth, Call presence, node count, pinned plane bytes."""
-    kids = _KIDS
+    kids = ir.CHILD_GETTERS
     depth = 0
     has_call = False
     nodes = 0
@@ -493,7 +475,7 @@ def _compute_program_info(seq: tuple) -> ProgramInfo:
         try:
             get = kids[t]
         except KeyError:
-            get = kids[t] = _child_getter(t)
+            get = kids[t] = ir.child_getter(t)
         if get is not None:
             d += 1
             for c in get(m):

@@ -215,7 +215,7 @@ class _FastNames:
 
 # The hottest builders set the slots themselves (one Python frame per node, not three).
 _new = object.__new__
-_IntC, _LoadC, _LetC, _StoreC = ir.Int, ir.Load, ir.Let, ir.Store
+_IntC, _LoadC = ir.Int, ir.Load
 
 
 def _setter(cls, field: str):
@@ -225,8 +225,6 @@ def _setter(cls, field: str):
 
 _int_value, _int_span = _setter(ir.Int, "value"), _setter(ir.Int, "span")
 _load_name, _load_span = _setter(ir.Load, "name"), _setter(ir.Load, "span")
-_let_name, _let_init, _let_span = _setter(ir.Let, "name"), _setter(ir.Let, "init"), _setter(ir.Let, "span")
-_store_name, _store_value, _store_span = _setter(ir.Store, "name"), _setter(ir.Store, "value"), _setter(ir.Store, "span")
 
 
 def _fb_int(b, it, sp, nm):
@@ -255,36 +253,28 @@ def _fb_load(b, it, sp, nm):
     return o
 
 
-def _fb_let(b, it, sp, nm):
-    if len(it) != 3:
-        raise _Slow
-    h = nm.hashes.get(it[1])
-    if h is None:
-        h = nm(it[1])
-    c = it[2]
-    if type(c) not in _NODE_TYPES:
-        raise _Slow
-    o = _new(_LetC)
-    _let_name(o, h)
-    _let_init(o, c)
-    _let_span(o, sp)
-    return o
+def _fb_named(cls, value_field: str):
+    """Builder of `(let NAME node)` / `(store NAME node)`: a name and one child."""
+    s_name, s_value, s_span = _setter(cls, "name"), _setter(cls, value_field), _setter(cls, "span")
+
+    def build(b, it, sp, nm):
+        if len(it) != 3:
+            raise _Slow
+        h = nm.hashes.get(it[1])
+        if h is None:
+            h = nm(it[1])
+        c = it[2]
+        if type(c) not in _NODE_TYPES:
+            raise _Slow
+        o = _new(cls)
+        s_name(o, h)
+        s_value(o, c)
+        s_span(o, sp)
+        return o
+    return build
 
 
-def _fb_store(b, it, sp, nm):
-    if len(it) != 3:
-        raise _Slow
-    h = nm.hashes.get(it[1])
-    if h is None:
-        h = nm(it[1])
-    c = it[2]
-    if type(c) not in _NODE_TYPES:
-        raise _Slow
-    o = _new(_StoreC)
-    _store_name(o, h)
-    _store_value(o, c)
-    _store_span(o, sp)
-    return o
+_fb_let, _fb_store = _fb_named(ir.Let, "init"), _fb_named(ir.Store, "value")
 
 
 def _fb_binary(cls):
