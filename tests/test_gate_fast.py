@@ -203,3 +203,14 @@ def test_pure_chain_over_an_impure_leaf_is_tried_once(monkeypatch):
     seq = [ir.Let(ir.name_hash("x"), node), ir.Print(ir.Load(ir.name_hash("x")))]
     assert_same(seq, input_len=16)
     assert calls[0] < 4 * 150
+
+
+def test_ill_typed_triple_fields_are_findings_not_crashes():
+    """Fuzz find (bench campaign, fuzz2): a Triple whose hash field is a list crashed both
+    walks in the triple batch check (unhashable key); now it is a STRUCTURE finding only."""
+    one = ir.Int(1)
+    for bad in (_bad(ir.Triple, subject_hash=1, predicate_id=2, object_hash=[one]),
+                _bad(ir.Triple, subject_hash=[one], predicate_id=2, object_hash=3)):
+        fast, slow = both([ir.Peek(one), bad, bad])
+        assert [key(f) for f in fast] == [key(f) for f in slow]
+        assert any(f.node is bad for f in fast)

@@ -110,3 +110,17 @@ def test_children_getters_agree_with_ir_children(node):
         get = CHILDREN.get(type(n))
         assert list(get(n) if get is not None else ()) == list(ir.children(n))
     assert _node_depth(node) == ir.node_depth(node)
+
+
+def test_hash_and_encode_fails_like_h2_h1_encode_node():
+    """Fuzz find (fuzz2): on an ill-formed child `hash_and_encode` raised encode_node's
+    message ("Print.source must be a node, got str") where h2, called first, says
+    "not a node: str"; it now raises what h2, h1, encode_node raise in that order."""
+    from nda.core.binary_v2 import encode_node
+    from nda.core.hashing import h1, hash_and_encode
+
+    for node in (_bad(ir.Print, source="x"), ir.Peek(_bad(ir.Print, source=-1)),
+                 ir.Scope((ir.Int(1), _bad(ir.If, cond=ir.Int(1), then_body="x", else_body=None)))):
+        want = outcome(lambda n: (Hasher().h2(n), h1(n), encode_node(n)), node)
+        assert want[0] == "error"
+        assert outcome(lambda n: hash_and_encode(n, Hasher()), node) == want

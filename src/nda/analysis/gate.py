@@ -306,8 +306,8 @@ class _Unit:
             elif n.op != ir.BitwiseOp.Not and n.rhs is None:
                 self.add(n, "Missing rhs for binary Bitwise op", RUNTIME,
                          "And/Or/Xor/Shl/Shr need an rhs")
-        elif t is ir.Triple:
-            self.triples.append(n)
+        elif t is ir.Triple and _is_int(n.subject_hash) and _is_int(n.predicate_id) and _is_int(n.object_hash):
+            self.triples.append(n)  # (an ill-typed one has its STRUCTURE finding; not batched)
 
     def check_dims(self, n, dims: tuple, planes: tuple) -> None:
         kind = type(n).__name__

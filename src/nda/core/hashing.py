@@ -260,7 +260,22 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     node's v2 pieces once and emits the full encoding from them; the same pieces, visited in
     reverse pre-order (children before parents), give its shallow form (H2, memoized in
     `hasher`: a node it knows is not hashed again) and its H1 preimage. Same values and
-    errors as `hasher.h2`, `h1` and `binary_v2.encode_node`."""
+    errors as `hasher.h2`, `h1` and `binary_v2.encode_node` called in that order."""
+    try:
+        return _hash_and_encode(node, hasher, aliases, callee_h1)
+    except Exception:
+        # The one pass meets an ill-formed node in pre-order, the definitions in their own
+        # orders and words: on failure, raise what they raise (the first that fails).
+        from nda.core.binary_v2 import encode_node
+
+        hasher.h2(node)
+        h1(node, aliases, callee_h1)
+        encode_node(node)
+        raise
+
+
+def _hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None,
+                     callee_h1: CalleeH1 | None) -> tuple[bytes, int, bytes]:
     from nda.core.binary_v2 import node_parts
 
     memo2 = hasher._memo
