@@ -214,3 +214,14 @@ def test_ill_typed_triple_fields_are_findings_not_crashes():
         fast, slow = both([ir.Peek(one), bad, bad])
         assert [key(f) for f in fast] == [key(f) for f in slow]
         assert any(f.node is bad for f in fast)
+
+
+def test_ill_formed_literal_conditions_are_findings_not_crashes():
+    """Fuzz find (fuzz2): a While whose condition is a Float with bits outside u32 (or an Int
+    whose value is not an int) crashed both walks in the constant-truth shortcut; now the
+    condition is of unknown truth and the literal has its STRUCTURE finding."""
+    for cond in (_bad(ir.Float, bits=1 << 32), _bad(ir.Float, bits=-1), _bad(ir.Int, value="x")):
+        for wrap in (lambda c: ir.While(c, ()), lambda c: ir.If(c, (ir.Int(1),), None)):
+            fast, slow = both([wrap(cond)])
+            assert [key(f) for f in fast] == [key(f) for f in slow]
+            assert any(f.node is cond for f in fast)

@@ -43,10 +43,16 @@ class Impure(Exception):
 
 
 def const_truth(n: Any):
-    """True/False for an Int or Float literal condition (truthy = value > 0), else None."""
-    if type(n) is ir.Int:
-        return n.value > 0
-    if type(n) is ir.Float:
+    """True/False for a well-formed Int or Float literal condition (truthy = value > 0), else
+    None (unknown: an ill-formed literal has its STRUCTURE finding already)."""
+    t = type(n)
+    if t is ir.Int:
+        v = n.value
+        return v > 0 if type(v) is int else None
+    if t is ir.Float:
+        b = n.bits
+        if type(b) is not int or not 0 <= b < 1 << 32:
+            return None
         v = n.value
         return v > 0 if v == v else False
     return None
