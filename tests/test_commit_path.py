@@ -153,22 +153,15 @@ def test_typed_store_error_rejects_at_stage_store(tmp_path, monkeypatch):
 
 def _committer(path: str, fd: int) -> None:
     """Child process: `commit` module programs forever, one '.' per acknowledged commit."""
-    try:
-        s = SiteMap.open(path, sync="normal")  # the weaker opt-in mode; FULL only adds fsyncs
-        k = len(s.log())
-        while True:
-            src = GROUPS.replace("(int 7)", f"(int {k})")
-            r = commit(s, parse_sexpr(src), [1.0] * 4, f"c{k}", name=f"p{k}")
-            assert r.ok, r.reason
-            os.write(fd, b".")
-            k += 1
-    except BaseException:
-        import traceback
+    from test_store_atomicity import commit_forever
 
-        traceback.print_exc()
-        os._exit(3)
-    finally:
-        os._exit(4)
+    def one(s, k):
+        src = GROUPS.replace("(int 7)", f"(int {k})")
+        r = commit(s, parse_sexpr(src), [1.0] * 4, f"c{k}", name=f"p{k}")
+        assert r.ok, r.reason
+
+    # the weaker opt-in mode; FULL only adds fsyncs
+    commit_forever(fd, lambda: SiteMap.open(path, sync="normal"), one)
 
 
 def test_killed_committer_leaves_whole_commits_only(tmp_path):

@@ -16,19 +16,15 @@ TRIALS = 60
 SNAPSHOT_FILES = 5
 
 
-def _writer(path: str, fd: int) -> None:
-    """Child process: commit forever; one '.' on the pipe after each acknowledged commit."""
+def commit_forever(fd: int, open_store, commit_one) -> None:
+    """Child process body: `commit_one(store, k)` for k = commits so far, 1, 2, … forever,
+    writing one '.' to `fd` after each acknowledged commit; never returns (exit 3 on an
+    error, after printing it)."""
     try:
-        s = SiteMap.open(path)
-        k = s.stats()["programs"]
-        rec = kv_rec(64)
+        s = open_store()
+        k = len(s.log())
         while True:
-            with s.transaction(f"w{k}"):
-                root = s.put_program((ir.Int(k), ir.Triple(k + 1, 2, k + 2)))
-                s.bind_name(f"p{k}", root)
-                s.put_kv(k, 0, rec)
-                s.put_file_snapshot(f"f{k % SNAPSHOT_FILES}", [(k + 1, 2, k + 3), (k + 1, 3, k + 7)])
-                s.register_string(f"s{k}")
+            commit_one(s, k)
             os.write(fd, b".")
             k += 1
     except BaseException:
@@ -38,6 +34,20 @@ def _writer(path: str, fd: int) -> None:
         os._exit(3)
     finally:
         os._exit(4)
+
+
+def _write_one(s, k: int, rec=kv_rec(64)) -> None:
+    with s.transaction(f"w{k}"):
+        root = s.put_program((ir.Int(k), ir.Triple(k + 1, 2, k + 2)))
+        s.bind_name(f"p{k}", root)
+        s.put_kv(k, 0, rec)
+        s.put_file_snapshot(f"f{k % SNAPSHOT_FILES}", [(k + 1, 2, k + 3), (k + 1, 3, k + 7)])
+        s.register_string(f"s{k}")
+
+
+def _writer(path: str, fd: int) -> None:
+    """Child process: commit forever; one '.' on the pipe after each acknowledged commit."""
+    commit_forever(fd, lambda: SiteMap.open(path), _write_one)
 
 
 def _check(path: str, acknowledged: int) -> int:
