@@ -18,8 +18,8 @@ from nda.core import ir
 from nda.core.errors import ParseError, Span, make_span
 from nda.core.gcpause import gc_paused
 from nda.syntax.sexpr_read import (  # noqa: F401  (re-exported: the reference reader lives there)
-    _DEC, _FORMS, _HEX32, _IDENT, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
-    SList, _Builder, _build, _read,
+    _FORMS, _IDENT, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
+    SList, _Builder, _build, _read, i32_of,
 )
 from nda.syntax.sexpr_print import (  # noqa: F401  (re-exported: the printer lives there)
     _Printer, print_module, print_node, print_sexpr, print_unit,
@@ -158,15 +158,10 @@ def _int32(t) -> int:
         if v < (1 << 31):
             return v
         raise _Slow
-    t = _text(t)
-    if _HEX32.match(t):
-        v = int(t, 16)
-        return v - (1 << 32) if v >= 1 << 31 else v
-    if _DEC.match(t):
-        v = int(t)
-        if -(1 << 31) <= v < (1 << 31):
-            return v
-    raise _Slow
+    v = i32_of(_text(t))
+    if v is None:
+        raise _Slow
+    return v
 
 
 def _unsigned(t, bits: int) -> int:

@@ -24,6 +24,19 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _DEC = re.compile(r"[-+]?[0-9]+\Z")
 _HEX32 = re.compile(r"0[xX][0-9a-fA-F]{1,8}\Z")
+
+
+def i32_of(t: str) -> int | None:
+    """The i32 an integer atom spells (decimal, or hex of up to 8 digits wrapping to signed),
+    or None when `t` is not an integer or is out of the i32 range."""
+    if _HEX32.match(t):
+        v = int(t, 16)
+        return v - (1 << 32) if v >= 1 << 31 else v
+    if _DEC.match(t):
+        v = int(t)
+        if -(1 << 31) <= v < (1 << 31):
+            return v
+    return None
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 _HEXPLANE = re.compile(r"(?:[0-9a-fA-F]{2})+\Z")
 # one token: a parenthesis, an atom, a comment or a '"' (whitespace is what no branch matches;
@@ -170,13 +183,10 @@ class _Builder:
     def int32(self, x) -> int:
         a = self.atom(x, "an integer")
         t = a.text
-        if _HEX32.match(t):
-            v = int(t, 16)
-            return v - (1 << 32) if v >= 1 << 31 else v
+        v = i32_of(t)
+        if v is not None:
+            return v
         if _DEC.match(t):
-            v = int(t)
-            if -(1 << 31) <= v < (1 << 31):
-                return v
             self.fail(a.span, f"integer {t} out of i32 range")
         self.fail(a.span, f"expected an integer, found '{t}'")
 
