@@ -45,13 +45,6 @@ def join_val(a, b):
     return AN
 
 
-def size_lo(x) -> tuple[int, bool]:
-    """(lower bound of value_size, exact?) — runtime.md §5 accounting."""
-    if type(x) is int:
-        return 8 + 2 * ((x + 7) >> 3), True
-    return 8, x in NONVEC
-
-
 # ---------------------------------------------------------------------------------------------
 # Stacks
 
@@ -105,13 +98,6 @@ def _empty() -> Stk:
 
 
 EMPTY = _empty()
-
-
-def stack_of(values) -> Stk:
-    s = EMPTY
-    for v in values:
-        s = Stk(v, s)
-    return s
 
 
 def join_stack(a: Stk, b: Stk) -> Stk:

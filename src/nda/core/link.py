@@ -115,11 +115,6 @@ def rewrite_calls(node: Node, fn: Callable[[object], object | None]) -> Node:
     return CallIndex(node).rewrite(lambda call: fn(call.target))
 
 
-def _rewrite_calls_by_node(node: Node, fn: Callable[[Call], object | None]) -> Node:
-    """A copy of `node` where each Call `c` with `fn(c)` not None gets that target (span kept)."""
-    return CallIndex(node).rewrite(fn)
-
-
 class CallIndex:
     """The Calls of one tree and the nodes above them, found in one iterative pre-order pass,
     so that rewriting some call targets copies only the ancestors of those calls (every
