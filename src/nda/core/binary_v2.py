@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 from nda.core.errors import VALIDATION_ERROR, DecodeError, NdaError
 from nda.core.ir import (
-    ENUMS, NODE_BY_OPCODE, NODE_CLASSES, STREAM_TOKENS, Add, Alloc, Compare, Dot, Float, Free,
+    CHILD_GETTERS, ENUMS, NODE_BY_OPCODE, NODE_CLASSES, STREAM_TOKENS, Add, Alloc, Compare, Dot, Float, Free,
     Gemv, GroupRef, Hash32, If, Int, Legacy64, Let, Load, Loop, Math, NamedRef, Node, Peek, Poke,
-    Print, Return, Scope, Store, While, children,
+    Print, Return, Scope, Store, While,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -525,7 +525,8 @@ __all__ = [
 # `SHALLOW[cls](node, memo)` → `encode_shallow(node, lambda c: memo[id(c)][1])` for a well-formed
 # node whose children are all in `memo`; on anything unusual it raises (struct.error, KeyError,
 # TypeError, …) and the caller falls back to `encode_shallow`, which gives the real bytes or the
-# real `EncodeError`. `CHILDREN[cls](node)` → the child nodes in `ir.children` order.
+# real `EncodeError`. `CHILDREN[cls](node)` → the child nodes in `ir.children` order: the
+# non-leaf entries of `ir.CHILD_GETTERS`.
 
 def _op(cls) -> bytes:
     return _OPBYTE[cls]
@@ -614,33 +615,4 @@ SHALLOW: dict = {
 }
 
 
-def _kids_while(n) -> list:
-    out = [n.cond]
-    out.extend(n.body)
-    return out
-
-
-def _kids_if(n) -> list:
-    out = [n.cond]
-    out.extend(n.then_body)
-    if n.else_body is not None:
-        out.extend(n.else_body)
-    return out
-
-
-def _kids_of(cls):
-    kinds = [k for _, k, _ in PLANS[cls] if k in (_K_NODE, _K_NODES, _K_OPTNODE, _K_OPTNODES)]
-    names = [f for f, k, _ in PLANS[cls] if k in (_K_NODE, _K_NODES, _K_OPTNODE, _K_OPTNODES)]
-    if kinds and all(k == _K_NODE for k in kinds):
-        if len(names) == 1:
-            get1 = attrgetter(names[0])
-            return lambda n: (get1(n),)
-        return attrgetter(*names)
-    if kinds == [_K_NODES]:
-        return attrgetter(names[0])
-    return lambda n: list(children(n))
-
-
-CHILDREN: dict = {cls: _kids_of(cls) for cls in NODE_CLASSES if not _LEAF[cls]}
-CHILDREN[While] = _kids_while
-CHILDREN[If] = _kids_if
+CHILDREN: dict = {cls: get for cls, get in CHILD_GETTERS.items() if get is not None}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field, fields as dc_fields, replace as dc_replace
 from enum import IntEnum
-from typing import Callable, ClassVar, Iterator, Union
+from typing import Callable, ClassVar, Iterator, Sequence, Union
 
 from nda.core.errors import Span
 
@@ -670,10 +670,29 @@ def walk(node: Node) -> Iterator[Node]:
         stack.extend(reversed(list(children(n))))
 
 
-def child_getter(cls) -> Callable[[Node], tuple] | None:
-    """A fast `node → tuple of children` for one node class (None for leaf kinds)."""
+def _kids_while(n) -> list:
+    out = [n.cond]
+    out.extend(n.body)
+    return out
+
+
+def _kids_if(n) -> list:
+    out = [n.cond]
+    out.extend(n.then_body)
+    if n.else_body is not None:
+        out.extend(n.else_body)
+    return out
+
+
+def child_getter(cls) -> Callable[[Node], Sequence[Node]] | None:
+    """A fast `node → sequence of children` (in `children` order) for one node class (None for
+    leaf kinds)."""
     from operator import attrgetter
 
+    if cls is While:
+        return _kids_while
+    if cls is If:
+        return _kids_if
     fs = [(n, k) for n, k in cls.FIELDS if k in ("node", "nodes", "optnode", "optnodes")]
     if not fs:
         return None
@@ -687,7 +706,10 @@ def child_getter(cls) -> Callable[[Node], tuple] | None:
     return lambda n: tuple(children(n))
 
 
-CHILD_GETTERS: dict = {}  # class → child_getter(class), filled on first use
+# class → child_getter(class) for every node class (None for leaves). The tree walks of the
+# write path (link, the sandbox's facts pass, `collect`, H2, the gate, the text parser) all
+# read this one table; a walk meeting a non-node (an ill-formed tree) calls `child_getter`.
+CHILD_GETTERS: dict = {cls: child_getter(cls) for cls in NODE_CLASSES}
 
 
 def collect(roots, kinds) -> list[Node]:
