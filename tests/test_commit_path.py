@@ -358,6 +358,7 @@ def test_public_helpers_replace_the_private_ones():
 def test_prepare_reuses_the_linkers_h2(monkeypatch):
     """The store hashes no def again: with the linker's memo, preparing a module costs one
     SHA-256 per node (its H1); with a fresh memo, two (H2 and H1)."""
+    import nda.core.hash_encode as hash_encode
     import nda.core.hashing as hashing
     from nda.store.prepared import prepare
 
@@ -375,6 +376,7 @@ def test_prepare_reuses_the_linkers_h2(monkeypatch):
         callee_h1 = staticmethod(lambda d: None)
 
     monkeypatch.setattr(hashing, "_sha256", counting)
+    monkeypatch.setattr(hash_encode, "_sha256", counting)  # the one-pass kind functions
     prep = prepare(NoStore(), seq, linked, linked.hasher)
     assert count[0] == n and prep.root == linked.by_name("main").address  # main's row is the root
     count[0] = 0

@@ -23,6 +23,8 @@ from nda.core.binary_v2 import (
     CHILDREN, SHALLOW, EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts,
 )
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
+from nda.core.hash_encode import H1_TAG
+from nda.core import hash_encode
 from nda.core.ir import (
     NODE_CLASSES, GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
 )
@@ -176,15 +178,7 @@ def _first_u64(data: bytes) -> int:
     return int.from_bytes(_sha256(data).digest()[:8], "little")
 
 
-_H1_TAG = {
-    "Scope": b"S", "Loop": b"LP", "While": b"WH", "If": b"IF", "Compare": b"CMP", "Break": b"BRK",
-    "Let": b"LET", "Load": b"LD", "Store": b"ST", "Add": b"ADD", "VecOp": b"VOP", "Print": b"PRT",
-    "Return": b"RET", "Bitwise": b"BW", "Float": b"FL", "Math": b"MTH", "MathFunc": b"MFC",
-    "Peek": b"PEK", "Poke": b"POK", "Gemv": b"GMV", "Dot": b"DOT", "Syscall": b"SYS",
-    "Spawn": b"SPW", "Atomic": b"ATC", "Alloc": b"ALC", "Free": b"FRE", "RegInt": b"RGI",
-    "Cast": b"CST", "GpuDispatch": b"GPD", "Triple": b"TPL", "Matrix": b"M", "Norm": b"N",
-    "Call": b"C", "Int": b"I",
-}
+_H1_TAG = H1_TAG  # the §3.1 tags (kept with the one-pass hasher that also uses them)
 
 
 def call_target_h1(target, aliases: Sequence[int] | None, callee_h1: CalleeH1 | None) -> int:
@@ -260,7 +254,19 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     node's v2 pieces once and emits the full encoding from them; the same pieces, visited in
     reverse pre-order (children before parents), give its shallow form (H2, memoized in
     `hasher`: a node it knows is not hashed again) and its H1 preimage. Same values and
-    errors as `hasher.h2`, `h1` and `binary_v2.encode_node` called in that order."""
+    errors as `hasher.h2`, `h1` and `binary_v2.encode_node` called in that order.
+
+    The work is done by `hash_encode.run` (a function per kind); when it gives up (anything
+    unusual, or a tree deeper than Python's stack) the general walk below answers."""
+
+    def target(t) -> int:
+        return call_target_h1(t, aliases, callee_h1)
+
+    try:
+        d2, d1, data = hash_encode.run(node, hasher._memo, target)
+        return d2, int.from_bytes(d1, "little"), data
+    except Exception:  # noqa: BLE001 — the general path gives the value or the exact error
+        pass
     try:
         return _hash_and_encode(node, hasher, aliases, callee_h1)
     except Exception:
