@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nda.core import hash_encode, ir
-from nda.core.binary_v2 import encode_node
-from nda.core.hashing import Hasher, call_target_h1, h1, hash_and_encode
+from nda.core.binary_v2 import encode_node, encode_shallow
+from nda.core.hashing import VERSION_BYTE, Hasher, _postorder, call_target_h1, h1, hash_and_encode
 from nda.pipeline.conformance import builtin_vectors, prepare
 
 from strategies import call_targets, deep_chain, nodes
@@ -57,7 +57,27 @@ def outcome(fn, node):
 
 
 def test_every_kind_has_a_function():
-    assert set(hash_encode.KIND) == set(ir.NODE_CLASSES)
+    assert set(hash_encode.KIND) == set(ir.NODE_CLASSES) == set(hash_encode.H2_KIND)
+
+
+def reference_h2(node):
+    """The definition: SHA-256(0x02 ‖ encode_shallow) children first (`_postorder`)."""
+    memo: dict = {}
+    for n in _postorder(node, memo):
+        if id(n) not in memo:
+            memo[id(n)] = (n, hashlib.sha256(VERSION_BYTE + encode_shallow(n, lambda c: memo[id(c)][1])).digest())
+    return memo[id(node)][1]
+
+
+@settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(nodes(max_depth=5, targets=call_targets(group_refs=True)), st.lists(st.integers(0, 30), max_size=4))
+def test_h2_run_is_the_definition(node, picks):
+    memo2: dict = {}
+    assert hash_encode.h2_run(node, memo2) == reference_h2(node)
+    assert all(reference_h2(n) == d for n, d in memo2.values())
+    subs = list(ir.walk(node))
+    shared = ir.Scope(tuple(subs[i % len(subs)] for i in picks) + (node, node))
+    assert hash_encode.h2_run(shared, memo2) == reference_h2(shared)  # a warm memo is reused
 
 
 @settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -119,6 +139,7 @@ ILL_FORMED = [
 def test_ill_formed_fails_like_the_definitions(node):
     want = outcome(lambda n: (Hasher().h2(n), h1(n, ALIASES, callee_h1), encode_node(n)), node)
     assert want[0] == "error"
+    assert outcome(lambda n: Hasher().h2(n), node) == outcome(reference_h2, node)
     assert outcome(lambda n: hash_and_encode(n, Hasher(), ALIASES, callee_h1), node) == want
 
 
@@ -126,4 +147,7 @@ def test_deeper_than_the_python_stack_falls_back():
     node = deep_chain(sys.getrecursionlimit() + 500)
     with pytest.raises(RecursionError):
         fast(node)
+    with pytest.raises(RecursionError):
+        hash_encode.h2_run(node, {})
+    assert Hasher().h2(node) == reference_h2(node)
     assert hash_and_encode(node, Hasher()) == (Hasher().h2(node), h1(node), encode_node(node))

@@ -580,7 +580,10 @@ def _sh_op_two(cls):
     ob, o = _enum_bytes(enum), _OPBYTE[cls]
 
     def sh(n, memo):
-        return o + ob[n.op] + memo[id(n.lhs)][1] + memo[id(n.rhs)][1]
+        op = n.op
+        if not isinstance(op, int):  # 1.0 == 1 would find its byte: the definition refuses it
+            raise TypeError(op)
+        return o + ob[op] + memo[id(n.lhs)][1] + memo[id(n.rhs)][1]
     return sh
 
 

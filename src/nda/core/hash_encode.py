@@ -233,6 +233,80 @@ def _no_child(c):
     raise TypeError("a leaf kind has no child")
 
 
+# ---------------------------------------------------------------------------------------------
+# H2 alone (`Hasher.h2`): the same generation, with only the shallow form
+
+
+def h2_run(node: Node, memo2: dict) -> bytes:
+    """H2 of `node`, filling `memo2` (`{id: (node, H2)}`, read first: a known node is not
+    hashed again); raises on anything unusual, leaving only correct entries."""
+    return H2_KIND[node.__class__](node, memo2, H2_KIND)
+
+
+_H2_CHILD = """\
+{i}h = memo2.get(id(x))
+{i}{v} = h[1] if h is not None else kind[x.__class__](x, memo2, kind)"""
+
+
+def _gen_h2(cls: type[Node]) -> Callable | None:
+    """`h2_run`'s function for `cls`, or None for Call and the plane kinds (by hand below)."""
+    name = cls.__name__
+    if any(k in (_K_BYTES, _K_TARGET) for _, k, _ in PLANS[cls]):
+        return None
+    consts: dict[str, Any] = {"V": VERSION_BYTE + _OPBYTE[cls], "ABSENT": _ABSENT, "PRESENT": _PRESENT}
+    body: list[str] = []
+    sh: list[str] = ["V"]
+    for i, (f, k, aux) in enumerate(PLANS[cls]):
+        v = f"v{i}"
+        sh.append(v)
+        if k == _K_INT:
+            consts[f"P{i}"] = aux.pack
+            body.append(f"{v} = P{i}(n.{f})")
+        elif k == _K_ENUM:
+            consts[f"E{i}"] = {m: bytes((int(m),)) for m in aux}
+            body += [f"{v} = n.{f}", f"if not isinstance({v}, int):", f"    raise TypeError({v})",
+                     f"{v} = E{i}[{v}]"]
+        elif k == _K_NODE:
+            body += [f"x = n.{f}", _H2_CHILD.format(i="", v=v)]
+        elif k == _K_NODES:
+            body.append(f"{v} = _many2(n.{f}, memo2, kind)")
+        elif k == _K_OPTNODE:
+            body += [f"x = n.{f}", "if x is None:", f"    {v} = ABSENT", "else:",
+                     _H2_CHILD.format(i="    ", v=v), f"    {v} = PRESENT + {v}"]
+        else:  # _K_OPTNODES
+            body += [f"x = n.{f}", f"{v} = ABSENT if x is None else PRESENT + _many2(x, memo2, kind)"]
+    body += [f"d = _sha256({' + '.join(sh)}).digest()", "memo2[id(n)] = (n, d)", "return d"]
+    names = ", ".join(consts)
+    src = (f"def make({names}):\n    def h2_{name}(n, memo2, kind):\n"
+           + "\n".join("        " + line for line in "\n".join(body).split("\n")) + f"\n    return h2_{name}\n")
+    ns: dict = {}
+    exec(compile(src, f"<hash_encode h2 {name}>", "exec"), globals(), ns)  # noqa: S102 — generated from PLANS
+    fn = ns["make"](*consts.values())
+    fn.source = src
+    return fn
+
+
+def _many2(nodes, memo2: dict, kind: dict) -> bytes:
+    """A child list's part of a shallow form: u32 count and each child's H2."""
+    ds = [_U32.pack(len(nodes))]
+    for x in nodes:
+        h = memo2.get(id(x))
+        ds.append(h[1] if h is not None else kind[x.__class__](x, memo2, kind))
+    return b"".join(ds)
+
+
+def _h2_call(n, memo2: dict, kind: dict) -> bytes:
+    d = _sha256(VERSION_BYTE + _OPBYTE[n.__class__] + target_bytes(n.target)).digest()
+    memo2[id(n)] = (n, d)
+    return d
+
+
+def _h2_leaf_generic(n, memo2: dict, kind: dict) -> bytes:
+    d = _sha256(VERSION_BYTE + b"".join(node_parts(n, _no_child))).digest()
+    memo2[id(n)] = (n, d)
+    return d
+
+
 _by_name = {c.__name__: c for c in NODE_CLASSES}
 _BITWISE_OPS = {m: bytes((int(m),)) for m in PLANS[_by_name["Bitwise"]][0][2]}
 
@@ -242,4 +316,12 @@ for _cls in NODE_CLASSES:
     if _fn is None:
         _fn = {"If": _he_if, "Bitwise": _he_bitwise, "Call": _he_call}.get(_cls.__name__, _he_leaf_generic)
     KIND[_cls] = _fn
+del _cls, _fn
+
+H2_KIND: dict[type, Callable] = {}
+for _cls in NODE_CLASSES:
+    _fn = _gen_h2(_cls)
+    if _fn is None:
+        _fn = _h2_call if _cls.__name__ == "Call" else _h2_leaf_generic
+    H2_KIND[_cls] = _fn
 del _cls, _fn
