@@ -151,3 +151,21 @@ def test_deeper_than_the_python_stack_falls_back():
         hash_encode.h2_run(node, {})
     assert Hasher().h2(node) == reference_h2(node)
     assert hash_and_encode(node, Hasher()) == (Hasher().h2(node), h1(node), encode_node(node))
+
+
+def test_quick_differential_fuzz():
+    """A short run of bench/fuzz_hashing.py (the long campaign): random, shared and mutated trees."""
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("fuzz_hashing", bench / "fuzz_hashing.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    counts, bad = mod.campaign(400, seed=7, max_depth=6)
+    assert bad == []
+    assert counts["mutated"] > 50 and counts["definition errors"] > 30 and counts["shared"] > 50
