@@ -225,3 +225,83 @@ def test_ill_formed_literal_conditions_are_findings_not_crashes():
             fast, slow = both([wrap(cond)])
             assert [key(f) for f in fast] == [key(f) for f in slow]
             assert any(f.node is cond for f in fast)
+
+
+def unit_state(seq, limits: Limits, general: bool):
+    u = gate._Unit(gate.PROGRAM, tuple(seq), None, limits, None, True)
+    (u.walk_general if general else u.walk)()
+    return ([key(f) for f in u.findings], u.size, u.max_depth, u.loops, u.root_sizes, u.safe, u.too_deep,
+            [id(t) for t in u.triples])
+
+
+def assert_same_walk(seq, limits: Limits = Limits()):
+    assert unit_state(seq, limits, False) == unit_state(seq, limits, True)
+
+
+def mutations():
+    """Every kind with one field set to a wrong value (through object.__setattr__)."""
+    good = ir.Int(1)
+    wrong = (None, "s", 1.5, -1, 1 << 70, (good, 3), [good], ())
+    out = []
+    for cls in ir.NODE_CLASSES:
+        for f in ir.dc_fields(cls):
+            if f.name == "span":
+                continue
+            for w in wrong:
+                out.append((cls, f.name, w))
+    return out
+
+
+def prototype(cls):
+    """A well-formed node of `cls` (children Int(1), one-byte planes of 1×8 / 8-wide kinds)."""
+    vals = []
+    for name, kind in cls.FIELDS:
+        if kind == "node":
+            vals.append(ir.Int(1))
+        elif kind == "nodes":
+            vals.append((ir.Int(1),))
+        elif kind == "optnode":
+            vals.append(ir.Int(1))
+        elif kind == "optnodes":
+            vals.append(None)
+        elif kind.startswith("enum:"):
+            vals.append(ir.ENUMS[kind[5:]](0))
+        elif kind == "bytes":
+            vals.append(b"\x00")
+        elif kind == "target":
+            vals.append(ir.Legacy64(1))
+        else:
+            vals.append(8 if name in ("cols", "size") else 1 if name == "rows" else 0)
+    return cls(*vals)
+
+
+@SETTINGS
+@given(st.lists(nodes(max_depth=6, hash32=False), max_size=5),
+       st.sampled_from([Limits(), Limits(max_node_depth=2), Limits(max_node_depth=4)]),
+       st.lists(st.integers(0, 40), max_size=3), st.sampled_from(mutations()), st.integers(0, 50))
+def test_gate_walk_equals_the_general_walk(seq, limits, again, mutation, where):
+    """`gate_walk` (through `_Unit.walk`) and `_Unit.walk_general` leave the unit in the same
+    state: findings, sizes, depth, loops, per-root sizes, safety, depth flag, Triple batch —
+    on random trees, shared subtrees, a too-small depth limit and a malformed field anywhere."""
+    seq = list(seq)
+    subs = [n for r in seq for n in ir.walk(r)]
+    for i in again:
+        if subs:
+            seq.append(subs[i % len(subs)])
+    assert_same_walk(seq, limits)
+    cls, field, value = mutation
+    bad = prototype(cls)
+    object.__setattr__(bad, field, value)
+    host = list(seq)
+    host.insert(where % (len(host) + 1), ir.Scope((ir.Int(2), bad)))
+    assert_same_walk(host, limits)
+
+
+def test_gate_walk_falls_back_when_too_deep_or_not_a_node():
+    from strategies import deep_chain
+
+    for depth in (255, 256, 257, 2000):
+        assert_same_walk([deep_chain(depth)])
+        assert_same_walk([ir.Int(1), deep_chain(depth), ir.Loop(2, (ir.Int(1),))])
+    assert_same_walk([ir.Int(1), "not a node", ir.Loop(2, ())])
+    assert_same_walk([ir.Scope(()), ir.If(ir.Int(1), (), ())], Limits(max_node_depth=1))

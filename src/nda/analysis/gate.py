@@ -47,6 +47,7 @@ from nda.core.errors import Diagnostic, ValidationError
 from nda.core.gcpause import gc_paused
 from nda.analysis.gate_absint import Frame, Syntax, UNK, program_start
 from nda.analysis.gate_names import Namer, code_for
+from nda.analysis.gate_walk import Bail, make_walkers, walk_roots
 from nda.runtime.state import Limits
 
 STRUCTURE, NESTING, TRIPLE, TARGET, RUNTIME, LIMIT, FUEL = (
@@ -161,6 +162,27 @@ class _Unit:
                                                       stage="gate"), kind, self.name))
 
     def walk(self) -> None:
+        """Size, depth, loops and structure findings of every root: `gate_walk` first (it
+        calls `check` only on nodes with something to report), the general walk below when
+        a node is too deep (the finding is the general walk's) or a root is not a node."""
+        if self.fast and all(type(r) in _NODE_TYPES for r in self.roots):
+            nf, nt, safe = len(self.findings), len(self.triples), self.safe
+            try:
+                sizes, depth = walk_roots(_WALKERS, self, self.roots, self.limits.max_node_depth)
+            except (Bail, RecursionError):
+                del self.findings[nf:]
+                del self.triples[nt:]
+                self.safe = safe
+            else:
+                self.root_sizes.extend(sizes)
+                self.size += sum(n for n, _ in sizes)
+                self.max_depth = max(self.max_depth, depth)
+                self.loops = self.loops or any(lp for _, lp in sizes)
+                return
+        self.walk_general()
+
+    def walk_general(self) -> None:
+        """The iterative walk: one (node, depth) pair per node, `_FAST_CHECK` then `check`."""
         limit = self.limits.max_node_depth
         fast = _FAST_CHECK if self.fast else {}
         size, max_depth, loops = self.size, self.max_depth, self.loops
@@ -458,6 +480,7 @@ _FAST_CHECK = {
     ir.Loop: _ck_loop, ir.While: _ck_while, ir.If: _ck_if,
 }
 assert not set(_FAST_CHECK) & _POST_CHECKED
+_WALKERS = make_walkers(_PLANS, _POST_CHECKED | {ir.Call}, _LOOPS, _NODE_TYPES)
 
 
 # ---------------------------------------------------------------------------------------------
