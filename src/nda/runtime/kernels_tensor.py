@@ -275,10 +275,10 @@ class MatrixWeights:
         log2 = scale + x.log2
         return NdaVec(self.rows, -128 if log2 < -128 else (127 if log2 > 127 else log2), out, None, None)
 
-    def _native_blocks(self, c: np.ndarray, out: np.ndarray, check) -> None:
-        """The native kernel over `NATIVE_BLOCK_BYTES` of each plane at a time, `check` between."""
+    def _native_blocks(self, c: np.ndarray, out: np.ndarray, check, block: int = NATIVE_BLOCK_BYTES) -> None:
+        """The native kernel over `block` bytes of each plane at a time, `check` after each."""
         rows, cols = self.rows, self.cols
-        per = max(1, NATIVE_BLOCK_BYTES // ((cols + 7) >> 3))
+        per = max(1, block // max(1, (cols + 7) >> 3))
         kern, sp, ep, sc = self._kern, self._sp, self._ep, native_scratch(cols)
         for r0 in range(0, rows, per):
             kern(sp, ep, r0, min(rows, r0 + per), cols, c, out, sc)
