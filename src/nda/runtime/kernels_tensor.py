@@ -4,16 +4,19 @@ In: a node's planes (bytes or uint8 arrays) and shape; JitVal operands.
 Out: `MatrixWeights` / `NormGain` (a node's planes prepared once, at compile time) whose `apply`
 runs the node on each execution, and the entry points `matrix_apply` / `norm_apply` / `gemv`
 that every tier calls (through `nda.runtime.kernels`), bit-exact to `values-and-kernels.md` §7, §8, §13,
-or `NdaRuntimeError` with the spec's exact messages. A large Matrix (float32 codes above 16 MiB)
-is decoded in row blocks on each execution, so host memory stays near its plane bytes.
+or `NdaRuntimeError` with the spec's exact messages.
 
-How (values-and-kernels.md §1): a code is 3·s + e − 2 for its bits (s, e), so the 8 codes of a
-byte of each plane are one row of the 65,536-row tables of `nda.runtime.values`, indexed by
-(sign byte << 8) | extra byte: decoding a matrix is one gather. The GEMV runs in float32 BLAS
-(exact: every partial sum is an integer of magnitude ≤ 4·cols < 2^24) and ENCODEs the
-accumulators through a table indexed by the accumulator itself. The norm counts the ±1 codes
-and maps every code through one small table (for a constant gain, the common case, a 5-entry
-table indexed by the code alone).
+How (values-and-kernels.md §1): a code is 3·s + e − 2 for its bits (s, e). A Matrix runs the
+native popcount GEMV of `nda.runtime.native_gemv` straight from its planes (one call per
+execution; nothing decoded or kept) when that kernel could be built, else — or with
+`native=False` — *the numpy way*: the 8 codes of a byte of each plane are one row of the
+65,536-row tables of `nda.runtime.values`, indexed by (sign byte << 8) | extra byte, so decoding
+a matrix is one gather; the GEMV runs in float32 BLAS (exact: every partial sum is an integer of
+magnitude ≤ 4·cols < 2^24) and ENCODEs the accumulators through a table indexed by the
+accumulator itself. Both are exact integer row sums: they agree bit for bit. A large Matrix
+(float32 codes above 16 MiB) runs in row blocks, so host memory stays near its plane bytes.
+The norm counts the ±1 codes and maps every code through one small table (for a constant
+gain, the common case, a 5-entry table indexed by the code alone).
 """
 
 from __future__ import annotations
