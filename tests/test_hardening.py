@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 DEEP_AFTER_CALL = textwrap.dedent("""
     import sys
     from nda.core import ir
@@ -306,9 +308,9 @@ def test_a_huge_matrix_needs_a_small_multiple_of_its_planes():
     assert grew < 4 * (64 << 20), grew
 
 
-def test_blocked_gemv_equals_the_whole_decode():
+@pytest.mark.parametrize("native", [True, False])
+def test_blocked_gemv_equals_the_whole_decode(native):
     import numpy as np
-    import pytest
 
     from nda.runtime import kernels_tensor as T
     from nda.runtime.values import quantize
@@ -317,9 +319,12 @@ def test_blocked_gemv_equals_the_whole_decode():
     rows, cols = 1100, 3997  # 4.4 M weights (> WHOLE_F32_BYTES / 4), padded rows
     nb = (cols + 7) // 8
     s, e = (rng.integers(0, 256, rows * nb, dtype=np.uint8).tobytes() for _ in range(2))
-    w = T.MatrixWeights(rows, cols, s, e)
-    assert w._planes is not None and w.idx is None  # blocked: holds plane views only
-    assert w.nbytes == 2 * rows * nb + 32 * rows * nb + w.lut.nbytes  # planes + float32 once kept
+    w = T.MatrixWeights(rows, cols, s, e, native=native)
+    assert w._planes is not None and w.idx is None and not w.keeps_whole  # blocked: plane views only
+    if w.native:
+        assert w.nbytes == 2 * rows * nb  # the planes: nothing decoded, ever
+    else:
+        assert w.nbytes == 2 * rows * nb + 32 * rows * nb + w.lut.nbytes  # planes + float32 once kept
     whole = T.decode_matrix_f32(rows, cols, s, e)
     x = quantize(rng.standard_normal(cols).astype(np.float32))
     ref = T._encode_lut(cols).take(np.dot(whole, x.codes.astype(np.float32)).astype(np.intp))
@@ -327,13 +332,13 @@ def test_blocked_gemv_equals_the_whole_decode():
     out = w.apply(x, 3, lambda: calls.append(1))
     assert out.codes.tolist() == ref.tolist() and out.log2 == 3 + x.log2
     assert len(calls) >= 2  # called between row blocks (the deadline check)
-    assert w.apply(x, 3).codes.tolist() == ref.tolist()  # second run: float32 kept (≤ 64 MiB)
-    assert w._f32 is not None
+    assert w.apply(x, 3).codes.tolist() == ref.tolist()  # second run (numpy: float32 kept, ≤ 64 MiB)
+    assert (w._f32 is None) == w.native
 
     def stop():
         raise RuntimeError("deadline")
     with pytest.raises(RuntimeError):
-        T.MatrixWeights(rows, cols, s, e).apply(x, 0, stop)
+        T.MatrixWeights(rows, cols, s, e, native=native).apply(x, 0, stop)
 
 
 CACHE_GROWTH = """
@@ -376,13 +381,18 @@ def test_cache_byte_accounting():
     def matrix_prog(k):  # 64 × 1024: 8 KiB per plane, a distinct content per k
         return (ir.Matrix(64, 1024, 0, bytes([k]) * 8192, bytes([255 - k]) * 8192),)
 
-    eng = Engine(program_byte_budget=1_000_000, kernel_byte_budget=1 << 30)
+    one = Engine()
+    assert sandbox.run(matrix_prog(0), np.ones(1024, np.float32), tier="closure", engine=one).is_success()
+    unit = next(iter(one.programs.values())).nbytes
+    assert unit > 2 * 8192  # its planes (and the numpy way's decode) counted
+    budget = 3 * unit + unit // 2
+    eng = Engine(program_byte_budget=budget, kernel_byte_budget=1 << 30)
     for k in range(8):
         r = sandbox.run(matrix_prog(k), np.ones(1024, np.float32), tier="closure", engine=eng)
         assert r.is_success()
-        assert eng.program_bytes == sum(u.nbytes for u in eng.programs.values()) <= 1_000_000
-    assert 1 <= len(eng.programs) < 8
-    assert all(u.nbytes > 32 * 8192 for u in eng.programs.values())  # planes and decode counted
+        assert eng.program_bytes == sum(u.nbytes for u in eng.programs.values()) <= budget
+    assert len(eng.programs) == 3
+    assert all(u.nbytes == unit for u in eng.programs.values())
     huge = Engine(program_byte_budget=1000)  # a unit over the whole budget is not kept
     assert sandbox.run(matrix_prog(1), np.ones(1024, np.float32), tier="closure", engine=huge).is_success()
     assert len(huge.programs) == 0 and huge.program_bytes == 0

@@ -259,13 +259,17 @@ def test_matrix_weights_padding_and_int8_view(rows, cols, data):
 
 
 def test_matrix_weights_kept_from_the_second_execution():
-    """The first execution decodes into a transient buffer; the second keeps the float32
-    matrix; every execution gives the same result as the plain int8 path."""
+    """The numpy way: the first execution decodes into a transient buffer; the second keeps
+    the float32 matrix; every execution gives the same result as the plain int8 path (and as
+    the native kernel, which keeps nothing)."""
     sign, extra = bytes(range(7, 7 + 24)), bytes(range(100, 124))
     w = matrix_weights(8, 20, sign, extra)  # stride 3 bytes: padded rows
     x = vec([1, -2, 2, -1, 1] * 4, -3)
     expect = matrix_apply(np.asarray(w).copy(), 20, 5, x)
-    w = matrix_weights(8, 20, sign, extra)
+    for _ in range(3):
+        assert w.apply(x, 5) == expect and w._f32 is None and w._codes is None
+    w = matrix_weights(8, 20, sign, extra, native=False)
+    assert not w.native
     assert w.apply(x, 5) == expect and w._f32 is None
     assert w.apply(x, 5) == expect and w._f32 is not None
     assert w.apply(x, 5) == expect and matrix_apply(w, 20, 5, x) == expect

@@ -4,16 +4,19 @@ In: a node's planes (bytes or uint8 arrays) and shape; JitVal operands.
 Out: `MatrixWeights` / `NormGain` (a node's planes prepared once, at compile time) whose `apply`
 runs the node on each execution, and the entry points `matrix_apply` / `norm_apply` / `gemv`
 that every tier calls (through `nda.runtime.kernels`), bit-exact to `values-and-kernels.md` §7, §8, §13,
-or `NdaRuntimeError` with the spec's exact messages. A large Matrix (float32 codes above 16 MiB)
-is decoded in row blocks on each execution, so host memory stays near its plane bytes.
+or `NdaRuntimeError` with the spec's exact messages.
 
-How (values-and-kernels.md §1): a code is 3·s + e − 2 for its bits (s, e), so the 8 codes of a
-byte of each plane are one row of the 65,536-row tables of `nda.runtime.values`, indexed by
-(sign byte << 8) | extra byte: decoding a matrix is one gather. The GEMV runs in float32 BLAS
-(exact: every partial sum is an integer of magnitude ≤ 4·cols < 2^24) and ENCODEs the
-accumulators through a table indexed by the accumulator itself. The norm counts the ±1 codes
-and maps every code through one small table (for a constant gain, the common case, a 5-entry
-table indexed by the code alone).
+How (values-and-kernels.md §1): a code is 3·s + e − 2 for its bits (s, e). A Matrix runs the
+native popcount GEMV of `nda.runtime.native_gemv` straight from its planes (one call per
+execution; nothing decoded or kept) when that kernel could be built, else — or with
+`native=False` — *the numpy way*: the 8 codes of a byte of each plane are one row of the
+65,536-row tables of `nda.runtime.values`, indexed by (sign byte << 8) | extra byte, so decoding
+a matrix is one gather; the GEMV runs in float32 BLAS (exact: every partial sum is an integer of
+magnitude ≤ 4·cols < 2^24) and ENCODEs the accumulators through a table indexed by the
+accumulator itself. Both are exact integer row sums: they agree bit for bit. A large Matrix
+(float32 codes above 16 MiB) runs in row blocks, so host memory stays near its plane bytes.
+The norm counts the ±1 codes and maps every code through one small table (for a constant
+gain, the common case, a 5-entry table indexed by the code alone).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import threading
 import numpy as np
 
 from nda.core.errors import DIMENSION_MISMATCH, NdaRuntimeError
+from nda.runtime.native_gemv import gemv_kernel
+from nda.runtime.native_gemv import scratch as native_scratch
 from nda.runtime.values import (
     ENC_WRAP, PAIR_CODES_F32, PAIR_CODES_I8, NdaVec, broadcast, codes_from_planes, encode,
     make_vec, pair_index, sat_i8,
@@ -109,6 +114,8 @@ def _encode_acc(acc: np.ndarray) -> np.ndarray:
 WHOLE_F32_BYTES = 16 << 20
 KEEP_F32_BYTES = 64 << 20
 BLOCK_BYTES = 4 << 20
+NATIVE_BLOCK_BYTES = 256 << 10  # of each plane, per native call of a blocked matrix
+_UNIT_STRIDE = (1,)
 
 
 def _plane_u8(plane, need: int) -> np.ndarray:
@@ -117,52 +124,95 @@ def _plane_u8(plane, need: int) -> np.ndarray:
     return a[:need]
 
 
+def _plane_arg(plane, need: int) -> tuple:
+    """(what the native kernel is given for a plane, the plane object to hold, bytes copied):
+    a `bytes` object as is (ctypes passes its buffer), else the address of a contiguous uint8
+    copy of its first `need` bytes (what the kernel reads must not change under it) — only a
+    blocked matrix's contiguous planes are held as views, as the numpy way does."""
+    if plane.__class__ is bytes:
+        return plane, plane, 0
+    a = _plane_u8(plane, need)
+    if a.flags.c_contiguous and need > WHOLE_F32_BYTES >> 5:
+        return a.ctypes.data, a, 0
+    a = np.array(a, dtype=np.uint8, order="C")
+    return (a.ctypes.data if need else None), a, need
+
+
 class MatrixWeights:
     """A Matrix node's planes, prepared once: what `matrix_apply` runs on each execution.
 
-    `f32`: the (rows, cols) codes as float32 (float32 BLAS is exact here: every partial sum is
-    an integer of magnitude ≤ 4·cols < 2^24); `lut`: ENCODE indexed by the accumulator;
-    `codes`: the same matrix as int8 (on demand); `nbytes`: host memory the object holds or
-    pins at most (the planes it was built from included); `keeps_whole`: decoded whole (else
-    blocked, below); `keeps`: keeps its float32 matrix from its second execution on.
-    `np.asarray(w)` is the int8 code matrix.
+    Two ways to run it, chosen at construction (`native`, passed explicitly):
+    - native (the default when `nda.runtime.native_gemv` has a compiled kernel): one call of
+      the native popcount GEMV straight from the planes, which ENCODEs as it goes; nothing is
+      decoded or kept, so preparing is O(1) and `nbytes` is the planes;
+    - numpy (`native=False`, or no llvmlite / the JIT failed): the planes decoded to float32
+      codes and one float32 BLAS GEMV (exact: every partial sum is an integer of magnitude
+      ≤ 4·cols < 2^24), ENCODEd through `lut` (indexed by the accumulator).
+    Both compute the same exact integer row sums, so they agree bit for bit.
 
-    The float32 matrix is 4 bytes per weight, and fresh memory is expensive (a page fault per
-    4 KiB), so it is only *kept* from the second execution on: the first one decodes into a
-    transient buffer (one table gather over the byte pairs) that the allocator reuses. A node
-    that runs once costs one decode; a node that runs again keeps its matrix.
+    `f32` / `codes`: the (rows, cols) codes as float32 / int8 (on demand; kept only by the
+    numpy way, see below); `nbytes`: host memory the object holds or pins at most (the planes
+    it was built from included); `keeps_whole`: run in one piece (else blocked, below);
+    `keeps`: worth keeping in a kernel cache (the numpy way: keeps its float32 matrix from its
+    second execution on). `np.asarray(w)` is the int8 code matrix.
+
+    Numpy way: the float32 matrix is 4 bytes per weight, and fresh memory is expensive (a page
+    fault per 4 KiB), so it is only *kept* from the second execution on: the first one decodes
+    into a transient buffer (one table gather over the byte pairs) that the allocator reuses.
 
     A *blocked* matrix (float32 codes above `WHOLE_F32_BYTES`) keeps only views of its planes:
-    an execution decodes `BLOCK_BYTES` of rows at a time into one buffer and multiplies them
-    (the same exact float32 row sums), calling `check` (the run's deadline check) between
-    blocks. From its second execution on, it keeps its float32 matrix if that is at most
-    `KEEP_F32_BYTES` (a bounded, repeated cost is worth the speed: ~10× faster GEMVs).
+    an execution runs a block of rows at a time (native: `NATIVE_BLOCK_BYTES` of each plane;
+    numpy: `BLOCK_BYTES` of float32 codes decoded into one buffer), calling `check` (the run's
+    deadline check) between blocks. The numpy way keeps its float32 matrix from its second
+    execution on if that is at most `KEEP_F32_BYTES` (~10× faster GEMVs than decoding again).
     """
 
-    __slots__ = ("rows", "cols", "idx", "lut", "_f32", "_codes", "_runs", "_planes", "nbytes",
-                 "keeps", "keeps_whole")
+    __slots__ = ("rows", "cols", "idx", "_lut", "_f32", "_codes", "_runs", "_planes", "nbytes",
+                 "keeps", "keeps_whole", "_kern", "_sp", "_ep")
 
-    def __init__(self, rows: int, cols: int, sign, extra):
+    def __init__(self, rows: int, cols: int, sign, extra, native: bool = True):
         self.rows, self.cols = rows, cols
         need = rows * ((cols + 7) >> 3)  # byte pairs; the float32 matrix is 32 B per pair
-        self.lut = lut = _encode_lut(cols)
-        self._f32 = self._codes = None
+        self._f32 = self._codes = self._lut = None
         self._runs = 0
+        self.keeps_whole = whole = need <= WHOLE_F32_BYTES >> 5
+        self._kern = kern = gemv_kernel() if native else None
+        if kern is not None:
+            if len(sign) < need or len(extra) < need:
+                raise ValueError(f"Matrix planes need {need} bytes each, got {len(sign)} and {len(extra)}")
+            self.idx = None
+            self._sp, ps, held_s = _plane_arg(sign, need)
+            self._ep, pe, held_e = _plane_arg(extra, need)
+            self._planes = (ps, pe)
+            self.keeps = whole  # cheap to keep; a blocked one is O(1) to prepare again
+            self.nbytes = len(sign) + len(extra) + held_s + held_e
+            return
+        self._lut = lut = _encode_lut(cols)
         # nbytes: host bytes held or pinned at most — planes, idx (2 B per pair), the float32
         # matrix once kept, the ENCODE table
-        if need <= WHOLE_F32_BYTES >> 5:
+        if whole:
             self.idx = _pair_index(rows, cols, sign, extra)
             self._planes = None
-            self.keeps = self.keeps_whole = True
+            self.keeps = True
             self.nbytes = len(sign) + len(extra) + 34 * need + lut.nbytes
         else:  # blocked
             if len(sign) < need or len(extra) < need:
                 raise ValueError(f"Matrix planes need {need} bytes each, got {len(sign)} and {len(extra)}")
             self.idx = None
             self._planes = (_plane_u8(sign, need), _plane_u8(extra, need))
-            self.keeps_whole = False
             self.keeps = keep = need <= KEEP_F32_BYTES >> 5  # keeps its decode from run 2 on
             self.nbytes = len(sign) + len(extra) + (32 * need if keep else 0) + lut.nbytes
+
+    @property
+    def native(self) -> bool:
+        """Whether executions run the native kernel (else the numpy way)."""
+        return self._kern is not None
+
+    @property
+    def lut(self) -> np.ndarray:
+        """ENCODE indexed by the accumulator (`_encode_lut`; kept by the numpy way only)."""
+        t = self._lut
+        return _encode_lut(self.cols) if t is None else t
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -175,7 +225,7 @@ class MatrixWeights:
             idx = self.idx if self._planes is None else _pair_index(self.rows, self.cols, *self._planes)
             w = _decode_pairs(self.rows, self.cols, idx)
             w.flags.writeable = False
-            if self.keeps:
+            if self.keeps and self._kern is None:
                 self._f32 = w
         return w
 
@@ -185,7 +235,7 @@ class MatrixWeights:
         if c is None:
             c = self.f32.astype(np.int8)
             c.setflags(write=False)
-            if self.keeps:
+            if self.keeps and self._kern is None:
                 self._codes = c
         return c
 
@@ -201,21 +251,42 @@ class MatrixWeights:
         if x.n != cols:
             raise _err(f"Matrix GEMV dimension mismatch: input len {x.n} \u2260 matrix cols {cols}",
                        DIMENSION_MISMATCH)
-        w = self._f32
-        if w is not None:
-            acc = np.dot(w, x.codes.astype(np.float32))
-        elif self._runs and self.keeps:  # a second execution: keep the float32 matrix
-            acc = np.dot(self.f32, x.codes.astype(np.float32))
-        elif self._planes is None:
-            self._runs = 1
-            acc = np.dot(_decode_scratch(self.rows, cols, self.idx), x.codes.astype(np.float32))
+        kern = self._kern
+        if kern is not None:
+            c = x.codes
+            if c.strides != _UNIT_STRIDE:
+                c = np.ascontiguousarray(c)
+            out = np.empty(self.rows, dtype=np.int8)
+            if self.keeps_whole:
+                kern(self._sp, self._ep, 0, self.rows, cols, c, out, native_scratch(cols))
+            else:
+                self._native_blocks(c, out, check)
         else:
-            self._runs = 1
-            acc = self._blocked_acc(x.codes, check)
-        out = self.lut.take(acc.astype(np.intp))
+            w = self._f32
+            if w is not None:
+                acc = np.dot(w, x.codes.astype(np.float32))
+            elif self._runs and self.keeps:  # a second execution: keep the float32 matrix
+                acc = np.dot(self.f32, x.codes.astype(np.float32))
+            elif self._planes is None:
+                self._runs = 1
+                acc = np.dot(_decode_scratch(self.rows, cols, self.idx), x.codes.astype(np.float32))
+            else:
+                self._runs = 1
+                acc = self._blocked_acc(x.codes, check)
+            out = self._lut.take(acc.astype(np.intp))
         out.setflags(write=False)
         log2 = scale + x.log2
         return NdaVec(self.rows, -128 if log2 < -128 else (127 if log2 > 127 else log2), out, None, None)
+
+    def _native_blocks(self, c: np.ndarray, out: np.ndarray, check, block: int = NATIVE_BLOCK_BYTES) -> None:
+        """The native kernel over `block` bytes of each plane at a time, `check` after each."""
+        rows, cols = self.rows, self.cols
+        per = max(1, block // max(1, (cols + 7) >> 3))
+        kern, sp, ep, sc = self._kern, self._sp, self._ep, native_scratch(cols)
+        for r0 in range(0, rows, per):
+            kern(sp, ep, r0, min(rows, r0 + per), cols, c, out, sc)
+            if check is not None:
+                check()
 
     def _blocked_acc(self, xcodes: np.ndarray, check) -> np.ndarray:
         """Row sums Σ_c w[r][c]·x[c] (exact float32), decoding `BLOCK_BYTES` of rows at a time."""
@@ -243,12 +314,13 @@ class MatrixWeights:
         return acc
 
 
-def matrix_weights(rows: int, cols: int, sign: bytes, extra: bytes) -> MatrixWeights:
-    """Decode a Matrix node's planes (`MatrixWeights`: float32 for the GEMV, int8 on demand).
+def matrix_weights(rows: int, cols: int, sign: bytes, extra: bytes, native: bool = True) -> MatrixWeights:
+    """Prepare a Matrix node's planes (`MatrixWeights`: the native kernel, or with
+    `native=False` the numpy way; int8 codes on demand).
 
     Row r starts at byte r·ceil(cols/8); padding bits of each row are ignored.
     """
-    return MatrixWeights(rows, cols, sign, extra)
+    return MatrixWeights(rows, cols, sign, extra, native)
 
 
 def _gemv_codes(w: np.ndarray, xcodes: np.ndarray) -> np.ndarray:

@@ -39,8 +39,8 @@ or a region at a closed position — materializes them all in place (`_Lazy.mate
 then the stack only grows and its top (the output) is a real value.
 
 Native code is built by `native_codegen` (which imports llvmlite, so `import nda.tiers.native` does
-not). One LLVM JIT engine exists per process, created on first use; together with its cache of
-compiled regions (keyed by region node, bounded LRU) it is a cache: it never changes a result.
+not). One LLVM JIT engine for regions exists per process, created on first use (the Matrix GEMV
+has its own, `nda.runtime.native_gemv`); together with its cache of compiled regions (keyed by region node, bounded LRU) it is a cache: it never changes a result.
 
 Tiering policy (`opts["auto"]`, documented in docs/decisions.md):
 - tier `native` compiles every region when its unit is compiled;
