@@ -36,6 +36,7 @@ LIMIT_DOCS = {
     "max_while_iterations": "iterations of one While (WHILE_LIMIT)",
     "max_input_len": "longest conditioning vector",
     "max_node_depth": "deepest node nesting of a program (VALIDATION_ERROR)",
+    "max_nodes": "most nodes of a program, a shared subtree counted per occurrence (VALIDATION_ERROR)",
 }
 assert set(LIMIT_DOCS) == set(Limits.field_names()), "LimitsArg must name every limit"
 
@@ -61,6 +62,8 @@ class LimitsArg(BaseModel):
                                       + f"; default {_D.max_input_len:,}")
     max_node_depth: int | None = Field(None, ge=0, description=LIMIT_DOCS["max_node_depth"]
                                        + f"; default {_D.max_node_depth}")
+    max_nodes: int | None = Field(None, ge=0, description=LIMIT_DOCS["max_nodes"]
+                                  + f"; default {_D.max_nodes:,}")
 
     def asked(self) -> dict:
         """The limits actually given (name → value)."""

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, fields
 
 from nda.core import errors as E
+from nda.core.dag import MAX_NODES, TooManyNodes
 from nda.core.errors import NdaRuntimeError
 
 HEAP_BYTES = 65536
@@ -43,6 +44,7 @@ class Limits:
     max_while_iterations: int = 10_000_000
     max_input_len: int = 1_048_576
     max_node_depth: int = 256
+    max_nodes: int = MAX_NODES  # nodes of the expanded tree (a DAG built through the API)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -109,6 +111,10 @@ def type_error(message: str) -> NdaRuntimeError:
 
 def nesting_error(n: int) -> NdaRuntimeError:
     return NdaRuntimeError(f"node nesting exceeds {n}", E.VALIDATION_ERROR)
+
+
+def node_count_error(limit: int, nodes: int) -> TooManyNodes:
+    return TooManyNodes(limit, nodes)
 
 
 class RunState:

@@ -23,6 +23,7 @@ import numpy as np
 
 from nda.core import errors as E
 from nda.core import ir
+from nda.core.dag import TooManyNodes, measure
 from nda.core.errors import NdaError
 from nda.runtime.state import HEAP_BYTES, Limits, RunState
 from nda.core.deepstack import call_in_big_thread, fits, frames_in_use
@@ -456,37 +457,26 @@ class _ProgramInfoCache:
 
 
 
+_INFO_KINDS = frozenset((ir.Call, ir.Matrix, ir.Norm))
+
+
 def _compute_program_info(seq: tuple) -> ProgramInfo:
-    """One iterative pre-order pass: depth, Call presence, node count, pinned plane bytes."""
-    kids = ir.CHILD_GETTERS
-    depth = 0
+    """Depth, node count (of the expanded tree: a subtree shared by IR built through the API
+    counts once per occurrence), Call presence and pinned bytes, from `dag.measure` (linear in
+    the distinct objects, so a DAG whose expanded tree is exponential answers at once)."""
+    m = measure(seq, _INFO_KINDS)
     has_call = False
-    nodes = 0
     planes: dict = {}  # id → length: a plane shared by several nodes counts once
-    stack = [(n, 1) for n in seq]
-    pop, push = stack.pop, stack.append
-    Call, Matrix, Norm = ir.Call, ir.Matrix, ir.Norm
-    while stack:
-        m, d = pop()
-        nodes += 1
-        if d > depth:
-            depth = d
-        t = type(m)
-        try:
-            get = kids[t]
-        except KeyError:
-            get = kids[t] = ir.child_getter(t)
-        if get is not None:
-            d += 1
-            for c in get(m):
-                push((c, d))
-        elif t is Call:
+    Call, Matrix = ir.Call, ir.Matrix
+    for n in m.found:
+        t = type(n)
+        if t is Call:
             has_call = True
         elif t is Matrix:
-            planes[id(m.sign)], planes[id(m.extra)] = len(m.sign), len(m.extra)
-        elif t is Norm:
-            planes[id(m.weight)], planes[id(m.bias)] = len(m.weight), len(m.bias)
-    return ProgramInfo(seq, depth, has_call, nodes, NODE_BYTES * nodes + sum(planes.values()))
+            planes[id(n.sign)], planes[id(n.extra)] = len(n.sign), len(n.extra)
+        else:
+            planes[id(n.weight)], planes[id(n.bias)] = len(n.weight), len(n.bias)
+    return ProgramInfo(seq, m.depth, has_call, m.nodes, NODE_BYTES * m.distinct + sum(planes.values()))
 
 
 _PROGRAM_INFO = _ProgramInfoCache()
@@ -550,7 +540,7 @@ def _with_fuel(limits: Limits, fuel: int) -> Limits:
     """`dataclasses.replace(limits, fuel=fuel)` at a third of its cost."""
     return Limits(fuel, limits.deadline_ms, limits.max_memory_bytes, limits.max_output_bytes,
                   limits.max_call_depth, limits.max_while_iterations, limits.max_input_len,
-                  limits.max_node_depth)
+                  limits.max_node_depth, limits.max_nodes)
 
 
 def _cold_work(state: RunState) -> int:
@@ -686,6 +676,8 @@ def _run(program, conditioning, store, limits, tier, optimize, collect_kind_coun
         depth = info.depth
         if depth > limits.max_node_depth:
             raise NdaError(f"node nesting exceeds {limits.max_node_depth}", E.VALIDATION_ERROR)
+        if info.nodes > limits.max_nodes:  # (a DAG built through the API: docs/decisions.md #34)
+            raise TooManyNodes(limits.max_nodes, info.nodes)
         frames = _needs_deep_stack(depth, limits)
         room = -1
         if info.has_call and not frames:

@@ -20,7 +20,8 @@ How it works (runtime.md §2.2):
   bounded cache next to the program and callee caches); Calls compile each callee once per
   address (`Engine.callees`) and resolve targets once per run (existence is checked
   against the run's own resolver, so a cached callee never hides a missing target). A
-  callee's node depth is compared with the *current* run's `max_node_depth` at every Call.
+  callee's node depth and expanded node count are compared with the *current* run's
+  `max_node_depth` and `max_nodes` at every Call (`dag.measure`, linear even for a DAG).
 - Every cache is bounded in entries and in host bytes: a unit's `nbytes` counts 256 B per
   compiled node plus the planes and decoded weights its closures pin (docs/decisions.md #13).
 - A Loop with an empty body counts itself and skips its iterations (nothing observable
@@ -45,6 +46,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from nda.core import ir
+from nda.core.dag import measure
 from nda.core.deepstack import call_nested
 from nda.runtime import kernels as K
 from nda.runtime import values as V
@@ -53,7 +55,7 @@ from nda.tiers.closure_rt import (  # noqa: F401  (re-exported: opt_nodes and th
     _IR_KINDS, BREAK, CONTINUE, RETURN, NdaVec, _is_pure, _pop, _push, _vec_in, _vec_out, _wrap, push_value_stmt,
 )
 from nda.runtime.state import (
-    RunState, call_depth_error, nesting_error, target_not_found, undefined_variable,
+    RunState, call_depth_error, nesting_error, node_count_error, target_not_found, undefined_variable,
     underflow, while_limit_error,
 )
 
@@ -80,15 +82,16 @@ NODE_BYTES = 256  # host bytes charged per compiled node (runtime.md §4's estim
 
 
 class Unit:
-    """A compiled unit: its body closure (None: not compiled, too deep for the run that asked),
-    slot count, statistics, node depth and `nbytes` (host bytes it holds or pins)."""
+    """A compiled unit: its body closure (None: not compiled, too deep or too big for the run
+    that asked), slot count, statistics, node depth, `nbytes` (host bytes it holds or pins)
+    and `size` (a callee's expanded node count, checked against each run's `max_nodes`)."""
 
-    __slots__ = ("run", "nslots", "nodes", "group", "depth", "address", "nbytes")
+    __slots__ = ("run", "nslots", "nodes", "group", "depth", "address", "nbytes", "size")
 
-    def __init__(self, run, nslots, nodes, group, depth, address, nbytes=0):
+    def __init__(self, run, nslots, nodes, group, depth, address, nbytes=0, size=0):
         self.run, self.nslots, self.nodes = run, nslots, nodes
         self.group, self.depth, self.address = group, depth, address
-        self.nbytes = nbytes
+        self.nbytes, self.size = nbytes, size
 
 
 _ENGINE_SERIALS = itertools.count(1)
@@ -381,10 +384,12 @@ class Compiler(OperatorClosures):
                     unit = call_nested(
                         lambda: engine.callee(ckey, lambda: compile_callee(callee, engine, st.limits, native,
                                                                            tier, optimize)),
-                        st, 2 * ir.node_depth(callee.node))
+                        st, 2 * measure((callee.node,)).depth)
                 memo[key] = unit
             if unit.depth > st.limits.max_node_depth:  # this run's limit, whoever compiled it
                 raise nesting_error(st.limits.max_node_depth)
+            if unit.size > st.limits.max_nodes:
+                raise node_count_error(st.limits.max_nodes, unit.size)
             st.call_depth += 1
             try:
                 room = st.stack_room
@@ -635,15 +640,16 @@ def compile_callee(callee, engine: Engine, limits, native=None, tier: int = 1, o
     """The callee's unit. Its `depth` is checked against each run's `max_node_depth` at the
     Call; a callee deeper than `limits` allows is not compiled (`run` None, never cached)."""
     comp = Compiler(engine, callee.group, native, tier, optimize)
-    depth = ir.node_depth(callee.node)
-    if depth > limits.max_node_depth:
-        return Unit(None, 0, 0, callee.group, depth, callee.address)
+    depth, size = measure((callee.node,))[:2]  # linear even for a DAG built through the API
+    if depth > limits.max_node_depth or size > limits.max_nodes:
+        return Unit(None, 0, 0, callee.group, depth, callee.address, size=size)
     node = callee.node
     opt = _optimizer() if optimize else None
     if opt is not None:
         node = opt.optimize_node(node)
     body = comp.stmt(node)
-    return Unit(body, len(comp.reg), comp.count, callee.group, depth, callee.address, comp.unit_bytes())
+    return Unit(body, len(comp.reg), comp.count, callee.group, depth, callee.address, comp.unit_bytes(),
+                size)
 
 
 def run_compiled(sequence, state: RunState, opts: dict, tier: int = 1, native=None) -> int:

@@ -26,12 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from nda.core import ir
+from nda.core.dag import measure
 from nda.core.deepstack import call_nested
 from nda.core.errors import NdaError
 from nda.runtime import kernels as K
 from nda.runtime import values as V
 from nda.runtime.state import (
-    HEAVY_WORK, RunState, call_depth_error, nesting_error, target_not_found, type_error,
+    HEAVY_WORK, RunState, call_depth_error, nesting_error, node_count_error, target_not_found, type_error,
     undefined_variable, underflow, while_limit_error,
 )
 
@@ -120,9 +121,12 @@ class Interpreter:
         callee = st.resolver.resolve_call(n.target, st.group) if st.resolver is not None else None
         if callee is None:
             raise target_not_found(n.target)
-        depth = ir.node_depth(callee.node)
+        size = measure((callee.node,))  # linear even for a DAG built through the API
+        depth = size.depth
         if depth > st.limits.max_node_depth:
             raise nesting_error(st.limits.max_node_depth)
+        if size.nodes > st.limits.max_nodes:
+            raise node_count_error(st.limits.max_nodes, size.nodes)
         saved = (self.frame, st.group)
         self.frame, st.group = {}, callee.group
         st.call_depth += 1
