@@ -27,7 +27,13 @@ Checks, per unit (the program, then each function):
 3. Provable limits (program only): fuel (the cheapest run of the program executes more than
    `limits.fuel` nodes), memory at a statement boundary, a While that can never end.
 
-Finding kinds: "structure", "nesting", "triple" (rejected by rule; a run may still succeed),
+Before all of these, a unit's expanded node count (`dag.check_nodes`: a subtree shared by
+several parents, as IR built through the API may share, counts once per occurrence; measured
+when the structural walk has met `dag.check_point` nodes) is compared with `limits.max_nodes`;
+a unit over it is the only finding ("size": `node count exceeds {n}`, nothing else is checked,
+docs/decisions.md #34).
+
+Finding kinds: "size", "structure", "nesting", "triple" (rejected by rule; a run may still succeed),
 "target" and "runtime" (the node fails every time it is reached, with this message — except
 that a call-depth or fuel limit may strike first, and a Bitwise without rhs may find its lhs pop
 empty), "limit" (every run that reaches the node fails; the message is the limit hit first when
@@ -43,6 +49,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from nda.core import ir
+from nda.core.dag import TooManyNodes, check_point, walk_check
 from nda.core.errors import Diagnostic, ValidationError
 from nda.core.gcpause import gc_paused
 from nda.analysis.gate_absint import Frame, Syntax, UNK, program_start
@@ -50,8 +57,8 @@ from nda.analysis.gate_names import Namer, code_for
 from nda.analysis.gate_walk import Bail, make_walkers, walk_roots
 from nda.runtime.state import Limits
 
-STRUCTURE, NESTING, TRIPLE, TARGET, RUNTIME, LIMIT, FUEL = (
-    "structure", "nesting", "triple", "target", "runtime", "limit", "fuel")
+STRUCTURE, NESTING, TRIPLE, TARGET, RUNTIME, LIMIT, FUEL, SIZE = (
+    "structure", "nesting", "triple", "target", "runtime", "limit", "fuel", "size")
 PROGRAM = "<program>"
 
 _INT_RANGES = {
@@ -186,6 +193,7 @@ class _Unit:
         limit = self.limits.max_node_depth
         fast = _FAST_CHECK if self.fast else {}
         size, max_depth, loops = self.size, self.max_depth, self.loops
+        check_at = check_point(self.limits.max_nodes)
         for i, root in enumerate(self.roots):
             if not _is_node(root):
                 self.safe = False
@@ -199,6 +207,8 @@ class _Unit:
             while stack:
                 n, d = pop()
                 size += 1
+                if size == check_at:  # measure the unit once (linear) before walking on
+                    walk_check(self.roots, self.limits.max_nodes, size)
                 if d > max_depth:
                     max_depth = d
                 if d > limit and not reported:
@@ -560,7 +570,13 @@ def _analyze(sequence, input_len, limits, has_target, functions, names, fast: bo
     for name, node, group in functions:
         units.append(_Unit(name, (node,), group, limits, has_target, fast))
     for u in units:
-        u.walk()
+        try:
+            u.walk()
+        except TooManyNodes:  # (a DAG built through the API): the one finding, nothing else
+            u.findings = []
+            u.add(None, f"node count exceeds {limits.max_nodes}", SIZE,
+                  "a subtree shared by several parents counts once per occurrence")
+            return u.findings
         u.check_triples()
     depth = max(u.max_depth for u in units)
 
@@ -614,5 +630,5 @@ def validate_or_raise(sequence: Sequence[ir.Node], *, input_len: int | None,
 
 __all__ = [
     "Finding", "analyze", "validate", "validate_or_raise", "validate_triples",
-    "STRUCTURE", "NESTING", "TRIPLE", "TARGET", "RUNTIME", "LIMIT", "FUEL", "PROGRAM",
+    "STRUCTURE", "NESTING", "TRIPLE", "TARGET", "RUNTIME", "LIMIT", "FUEL", "SIZE", "PROGRAM",
 ]

@@ -45,7 +45,7 @@ _TYPE_ERRORS = ("Missing rhs for binary Bitwise op", "Unsupported type mismatch 
                 "MathFunc operand must be scalar", "Cannot cast Vector to", "Peek address must be scalar",
                 "Poke address must be scalar", "Poke value must be scalar", "Gemv vector operand",
                 "Gemv matrix operand", "Dot rhs operand", "Dot lhs operand")
-_RULE_KINDS = ("structure", "triple", "nesting")
+_RULE_KINDS = ("structure", "triple", "nesting", "size")
 
 
 def code_for(message: str, kind: str) -> str:

@@ -9,7 +9,9 @@ is replaced by a 32-byte digest (`encode_shallow`, used by `nda.core.hashing.h2`
 One table-driven encoder walks each class's `FIELDS` (`nda.core.ir`); encoding and decoding are
 iterative (explicit stacks), so deep trees never hit Python's recursion limit. The decoder
 never allocates more than the input justifies: a list count is checked against the remaining
-bytes before anything is built, plane lengths are checked before slicing.
+bytes before anything is built, plane lengths are checked before slicing. IR that shares
+subtrees (a DAG built through the API) encodes as its expanded tree; past `dag.MAX_NODES`
+nodes the encoders refuse it (`dag.TooManyNodes`, VALIDATION_ERROR) before writing it out.
 
 Decisions where §2 names no message (all DECODE_ERROR, all prefixed `v2:`):
 `invalid {field} {n} at offset {o}` uses the IR field name (`op`, `func`, `from_type`, …);
@@ -26,6 +28,7 @@ import struct
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
+from nda.core.dag import MAX_NODES, check_point, walk_check
 from nda.core.errors import VALIDATION_ERROR, DecodeError, NdaError
 from nda.core.ir import (
     CHILD_GETTERS, ENUMS, NODE_BY_OPCODE, NODE_CLASSES, STREAM_TOKENS, Add, Alloc, Compare, Dot, Float, Free,
@@ -191,21 +194,31 @@ def _identity(n: Node) -> Node:
     return n
 
 
-def _emit(node: Node, out: list) -> None:
+def _emit(node: Node, out: list, count: int = 0, roots: tuple = ()) -> int:
+    """Append `node`'s encoding to `out`; → `count` plus its nodes. The encoding of IR that
+    shares subtrees (a DAG built through the API) is its expanded tree: `roots` (all the
+    nodes being encoded, `(node,)` when empty) are measured once `count` reaches
+    `dag.check_point`, and refused past `dag.MAX_NODES` (`TooManyNodes`)."""
     stack: list = [node]
     pop, extend = stack.pop, stack.extend
+    at = check_point(MAX_NODES)
     while stack:
         item = pop()
         if type(item) is bytes:
             out.append(item)
             continue
+        count += 1
+        if count == at:
+            walk_check(roots or (node,), MAX_NODES, count)
         parts = node_parts(item, _identity)
         parts.reverse()
         extend(parts)
+    return count
 
 
 def encode_node(node: Node) -> bytes:
-    """The v2 bytes of one node (§2). Invalid fields → `EncodeError` (never partial output)."""
+    """The v2 bytes of one node (§2). Invalid fields → `EncodeError`, an expanded tree over
+    `dag.MAX_NODES` nodes → `TooManyNodes` (never partial output)."""
     out: list = []
     _emit(node, out)
     return b"".join(out)
@@ -213,8 +226,9 @@ def encode_node(node: Node) -> bytes:
 
 def _encode_list(seq: Sequence[Node], out: list) -> None:
     out.append(_U32.pack(len(seq)))
+    count = 0
     for n in seq:
-        _emit(n, out)
+        count = _emit(n, out, count, seq)
 
 
 def _header(kind: int) -> bytes:
@@ -251,6 +265,7 @@ def encode_module(linked: "LinkedModule") -> bytes:
     """Container kind 02: per group (callee-first) `u32 k` then k × (u16 len, name, node)."""
     groups = _module_groups(linked)
     out = [_header(KIND_MODULE), _U32.pack(len(groups))]
+    count, roots = 0, tuple(d.node for d in linked.defs)
     for block in groups:
         out.append(_U32.pack(len(block)))
         for d in block:
@@ -259,7 +274,7 @@ def encode_module(linked: "LinkedModule") -> bytes:
                 raise EncodeError(f"function name too long ({len(name)} bytes)")
             out.append(_U16.pack(len(name)))
             out.append(name)
-            _emit(d.node, out)
+            count = _emit(d.node, out, count, roots)
     return b"".join(out)
 
 

@@ -29,7 +29,10 @@ SATURATED = 1 << 62
 _OPEN = (-1, -1)  # memo value of a node whose children are still being measured
 _LEAF = (1, 1)
 _NO_KINDS: frozenset = frozenset()
-TREE_WALK = 1 << 16  # non-leaf occurrences a plain walk may visit before looking for sharing
+# A per-occurrence walk that has visited this many occurrences measures its roots (once, with
+# `check_nodes`) before going on: a tree pays one comparison per node, a DAG too big to walk
+# is refused after this many steps. `measure`'s plain walk stops at as many non-leaves.
+WALK_CHECK = 1 << 17
 
 
 class TooManyNodes(ValidationError):
@@ -50,12 +53,12 @@ class Measure(NamedTuple):
 
 def measure(roots: Iterable, kinds: frozenset = _NO_KINDS) -> Measure:
     """Expanded count and depth of `roots` (see the module docstring), at the cost of one
-    pre-order walk for a tree: a plain walk while the count stays within `TREE_WALK`
+    pre-order walk for a tree: a plain walk while the count stays within `WALK_CHECK`
     occurrences (most programs; a DAG wastes at most that many steps), else a walk that stops
     at the first non-leaf object met twice, and only then `_measure_shared`, per distinct
     object. All three give the same answer for a tree (tests/test_dag_ir.py)."""
     roots = tuple(roots)
-    return (_walk(roots, kinds, TREE_WALK, None) or _walk(roots, kinds, SATURATED, set())
+    return (_walk(roots, kinds, WALK_CHECK, None) or _walk(roots, kinds, SATURATED, set())
             or _measure_shared(roots, kinds))
 
 
@@ -160,6 +163,46 @@ def _measure_shared(roots: tuple, kinds: frozenset) -> Measure:
     return Measure(nodes, depth, len(memo), found)
 
 
+def collect(roots, kinds, limit: int = MAX_NODES) -> list:
+    """Every node of `roots` (an iterable of nodes) whose class is in `kinds`, in pre-order
+    (a shared subtree once per occurrence). Iterative, one pass, no generator: the cheap scan
+    for Calls and Triples of the write path; `walk_check`ed against `limit`."""
+    out: list = []
+    kids = ir.CHILD_GETTERS
+    roots = tuple(roots)
+    stack = list(roots)[::-1]
+    pop, extend, append = stack.pop, stack.extend, out.append
+    count, at = 0, check_point(limit)
+    while stack:
+        n = pop()
+        count += 1
+        if count == at:
+            walk_check(roots, limit, count)
+        t = type(n)
+        if t in kinds:
+            append(n)
+        try:
+            get = kids[t]
+        except KeyError:
+            get = kids[t] = ir.child_getter(t)
+        if get is not None:
+            extend(get(n)[::-1])
+    return out
+
+
+def check_point(limit: int) -> int:
+    """The count at which a per-occurrence walk under `limit` calls `walk_check`."""
+    return min(WALK_CHECK, limit + 1)
+
+
+def walk_check(roots: Iterable, limit: int, count: int) -> None:
+    """For a walk that has met `count` = `check_point(limit)` occurrences of `roots`: past
+    `limit` already, or (a large tree, or a DAG) over it once measured → `TooManyNodes`."""
+    if count > limit:
+        raise TooManyNodes(limit, count)
+    check_nodes(roots, limit)
+
+
 def check_nodes(roots: Iterable, limit: int = MAX_NODES, kinds: frozenset = _NO_KINDS) -> Measure:
     """`measure(roots, kinds)`, or `TooManyNodes` if its expanded count passes `limit`."""
     m = measure(roots, kinds)
@@ -168,4 +211,5 @@ def check_nodes(roots: Iterable, limit: int = MAX_NODES, kinds: frozenset = _NO_
     return m
 
 
-__all__ = ["MAX_NODES", "SATURATED", "TooManyNodes", "Measure", "measure", "check_nodes"]
+__all__ = ["MAX_NODES", "SATURATED", "WALK_CHECK", "TooManyNodes", "Measure", "measure", "check_nodes", "collect",
+           "check_point", "walk_check"]

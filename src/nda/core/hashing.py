@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from nda.core.binary_v2 import (
     CHILDREN, SHALLOW, EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts,
 )
+from nda.core.dag import MAX_NODES, check_point, walk_check
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
 from nda.core.hash_encode import H1_TAG
 from nda.core import hash_encode
@@ -258,7 +259,8 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     node's v2 pieces once and emits the full encoding from them; the same pieces, visited in
     reverse pre-order (children before parents), give its shallow form (H2, memoized in
     `hasher`: a node it knows is not hashed again) and its H1 preimage. Same values and
-    errors as `hasher.h2`, `h1` and `binary_v2.encode_node` called in that order.
+    errors as `hasher.h2`, `h1` and `binary_v2.encode_node` called in that order (a DAG whose
+    expanded tree passes `dag.MAX_NODES`: `TooManyNodes`, as the encoder).
 
     The work is done by `hash_encode.run` (a function per kind); when it gives up (anything
     unusual, or a tree deeper than Python's stack) the general walk below answers."""
@@ -296,11 +298,15 @@ def _hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None
     pop, extend, append, visit = stack.pop, stack.extend, out.append, order.append
     B = bytes
     leaves = _LEAF_KINDS
+    count, at = 0, check_point(MAX_NODES)
     while stack:
         item = pop()
         if type(item) is B:
             append(item)
             continue
+        count += 1
+        if count == at:  # (a DAG built through the API): refused before it is written out
+            walk_check((node,), MAX_NODES, count)
         parts = parts_of.get(id(item))
         if parts is None:
             parts = node_parts(item, _same)

@@ -3,7 +3,9 @@
 In: nothing (this is the vocabulary every stage speaks).
 Out: the 34 node kinds of `language.md` §3 with their numeric opcode ids and sub-enums, call
 targets, `Module` (named definitions before hashing), and generic helpers (`children`,
-`replace_children`, `walk`, `collect`, `NodeVisitor`) driven by each class's `FIELDS` table.
+`replace_children`, `walk`, `NodeVisitor`) driven by each class's `FIELDS` table.
+Nodes built through the Python API may share subtrees (a DAG); `walk` and `node_depth` see
+the expanded tree, once per occurrence (`dag.measure` measures it per distinct object).
 
 Conventions:
 - Child lists are tuples; an absent optional child is `None` (an absent else-branch is `None`,
@@ -707,31 +709,9 @@ def child_getter(cls) -> Callable[[Node], Sequence[Node]] | None:
 
 
 # class → child_getter(class) for every node class (None for leaves). The tree walks of the
-# write path (link, the sandbox's facts pass, `collect`, H2, the gate, the text parser) all
+# write path (link, the sandbox's facts pass, `dag.collect`, `dag.measure`, H2, the gate, the text parser) all
 # read this one table; a walk meeting a non-node (an ill-formed tree) calls `child_getter`.
 CHILD_GETTERS: dict = {cls: child_getter(cls) for cls in NODE_CLASSES}
-
-
-def collect(roots, kinds) -> list[Node]:
-    """Every node of `roots` (an iterable of nodes) whose class is in `kinds`, in pre-order
-    (as `walk` meets them, a shared subtree once per occurrence). Iterative, one pass, no
-    generator: the cheap scan for Calls and Triples of the write path."""
-    out: list = []
-    kids = CHILD_GETTERS
-    stack = list(roots)[::-1]
-    pop, extend, append = stack.pop, stack.extend, out.append
-    while stack:
-        n = pop()
-        t = type(n)
-        if t in kinds:
-            append(n)
-        try:
-            get = kids[t]
-        except KeyError:
-            get = kids[t] = child_getter(t)
-        if get is not None:
-            extend(get(n)[::-1])
-    return out
 
 
 def node_depth(node: Node) -> int:

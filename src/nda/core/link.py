@@ -12,7 +12,8 @@ Linking: call graph by NamedRef → Tarjan SCC (iterative) → components callee
 ordinary def's calls become Hash32 of the callees' addresses and its address is H2. A group
 (k ≥ 2, or one def calling itself) is ordered by (anonymous digest, UTF-8 name), its intra-group
 calls become GroupRef(index), `D_j = H2(member)`, `G = SHA-256(0x02‖"grp"‖u32 k‖D…)` and member
-j's address is `SHA-256(0x02‖"mem"‖G‖u32 j)`.
+j's address is `SHA-256(0x02‖"mem"‖G‖u32 j)`. A def whose expanded tree has more than
+`dag.MAX_NODES` nodes (a DAG built through the API) is refused (`dag.TooManyNodes`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
+from nda.core.dag import MAX_NODES, check_point, walk_check
 from nda.core.binary_v2 import DEFAULT_MAX_DEPTH, ModuleGroups, decode_container
 from nda.core.errors import (
     CALL_TARGET_NOT_FOUND, VALIDATION_ERROR, DecodeError, Diagnostic, NdaError, ValidationError,
@@ -131,11 +133,14 @@ class CallIndex:
         stack: list = [(root, 0)]
         pop, push = stack.pop, stack.append
         i = 0
+        at = check_point(MAX_NODES)
         while stack:
             n, d = pop()
             del chain[d:]
             t = type(n)
             i += 1
+            if i == at:  # a DAG built through the API: refused before it is walked out
+                walk_check((root,), MAX_NODES, i)
             if t is Call:
                 calls.append(n)
                 for k in range(d - 1, -1, -1):

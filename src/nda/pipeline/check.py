@@ -85,7 +85,7 @@ def check_file(ref: str, *, input_len: int | None = None, limits: Limits = Limit
 def gate_diagnostics(loaded, *, input_len: int | None, limits: Limits = Limits(), store=None) -> list:
     """The gate's findings for a loaded program (named, with hints: `analysis.gate_names`, the
     same texts every surface shows), completed with warnings."""
-    from nda.analysis.gate import PROGRAM
+    from nda.analysis.gate import PROGRAM, SIZE
     from nda.analysis.gate_names import Namer, evaluated_nodes
     from nda.pipeline.commit import static_findings
 
@@ -96,6 +96,8 @@ def gate_diagnostics(loaded, *, input_len: int | None, limits: Limits = Limits()
     names = dict(loaded.names)
     findings = static_findings(loaded.sequence, linked, input_len=input_len, limits=limits, store=store,
                                names=names)
+    if any(f.kind == SIZE for f in findings):  # too big to walk per occurrence (a DAG)
+        return [f.diagnostic for f in findings]
     reported = {id(f.node) for f in findings if type(f.node) is ir.Load}
     out: list[Diagnostic] = [f.diagnostic for f in findings]
     namer = Namer(names, units.__getitem__)

@@ -44,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nda.core import ir
+from nda.core.dag import collect
 from nda.core.errors import INTERNAL, VALIDATION_ERROR, Diagnostic, NdaError
 from nda.runtime.state import Limits
 
@@ -139,7 +140,7 @@ def _normalize(program, store=None, hasher=None, scan: list | None = None
     bindings (`pipeline.load.link_by_name`), in the same pass as the module's own linking.
     `hasher` (H2 memo) is the one a module linked here uses. `scan`: a list that receives,
     when a plain sequence was scanned for calls by name and left as it was, its Calls and
-    Triple nodes in pre-order (`ir.collect`), so the triples need no second scan."""
+    Triple nodes in pre-order (`dag.collect`), so the triples need no second scan."""
     from nda.core.link import LinkedModule
     from nda.pipeline.load import Loaded, _names_store, link_by_name, link_module_by_name
 
@@ -151,7 +152,7 @@ def _normalize(program, store=None, hasher=None, scan: list | None = None
     def by_name(sequence):
         if named is None:
             return tuple(sequence)
-        found = ir.collect(sequence, _CALL_TRIPLE)
+        found = collect(sequence, _CALL_TRIPLE)
         if not any(type(n) is ir.Call and type(n.target) is ir.NamedRef for n in found):
             if scan is not None:
                 scan.append(found)
@@ -442,7 +443,7 @@ def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = 
     term, e.g. `Prepared.call_v1`) answers before the store does; `encoded(address)` (the v2
     bytes of a def or of the program `root`, or None) lets a tree without the Triple opcode
     byte be scanned for Calls only; `scanned` (a plain program's Calls and Triple nodes in
-    pre-order, `ir.collect(seq, …)`) spares the scan."""
+    pre-order, `dag.collect(seq, …)`) spares the scan."""
     from nda.core.hashing import alias_of
     from nda.syntax.triples import CALLS, DEFINES, TripleRecord
 
@@ -479,7 +480,7 @@ def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = 
             nodes = scanned
         else:
             kinds = _CALL if data is not None and b"\x25" not in data else _CALL_TRIPLE
-            nodes = ir.collect(roots, kinds)
+            nodes = collect(roots, kinds)
         if d is None:
             me = program_v1
         else:

@@ -172,8 +172,15 @@ def format_loaded(loaded: Loaded, to: str, names: dict | None = None) -> str | b
     `names` (name_hash → identifier) defaults to the names spelt in the source. Text cannot
     express every program (raw name hashes, non-synthetic planes, calls to stored code, the
     machine nodes other than peek/poke): `text.InexpressibleError` (an NdaError) says why.
+    A program whose expanded tree passes `dag.MAX_NODES` nodes (IR built through the API may
+    share subtrees) is refused by every format: `dag.TooManyNodes`.
     """
     names = loaded.names if names is None else names
+    if to in ("sexpr", "text"):  # printed per occurrence: a DAG built through the API is
+        from nda.core.dag import check_nodes  # refused first if its expanded tree is too big
+
+        roots = loaded.sequence if loaded.raw_module is None else [d.node for d in loaded.raw_module.defs]
+        check_nodes(roots)
     if to == "binary":
         from nda.core.binary_v2 import encode_module, encode_program
 

@@ -32,6 +32,7 @@ import math
 from typing import Callable, Iterable, Mapping
 
 from nda.core import ir
+from nda.core.dag import measure
 from nda.core.errors import NdaError
 
 TOOL_MISSING = "TOOL_MISSING"
@@ -202,10 +203,11 @@ class _ProgramDrawer:
         # stack items: (node, parent id, edge label, loop id, body list the id joins)
         stack = [(n, parent, "", None, ids) for n in reversed(list(roots))]
         bodies: list[tuple[list[str], str | None]] = [(ids, None)]
+        left: list = []  # subtrees past max_nodes, measured at the end (shared ones too: `dag`)
         while stack:
             node, par, label, loop, into = stack.pop()
             if self.count >= self.max_nodes:
-                self.skipped += sum(1 for _ in ir.walk(node))
+                left.append(node)
                 continue
             nid = self.new_id()
             into.append(nid)
@@ -241,6 +243,8 @@ class _ProgramDrawer:
             if loop is not None and body:
                 self.edge(body[-1], loop, indent, label="repeat", style="dashed", color="#3d85c6",
                           fontcolor="#3d85c6", constraint="false")
+        if left:
+            self.skipped += measure(left).nodes
         return ids
 
     def call_edges(self) -> None:

@@ -30,7 +30,8 @@ import struct
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 from nda.core.errors import DecodeError, ParseError, Span
-from nda.core.ir import Call, GroupRef, Hash32, Legacy64, Node, Triple, collect, name_hash
+from nda.core.dag import collect
+from nda.core.ir import Call, GroupRef, Hash32, Legacy64, Node, Triple, name_hash
 
 DEFINES, CALLS, IMPORTS = 1, 2, 3
 PREDICATES = {"DEFINES": DEFINES, "CALLS": CALLS, "IMPORTS": IMPORTS}
