@@ -8,8 +8,8 @@ walk see, a shared subtree once per occurrence — computed in one pass over the
 objects (memo by identity, as `hashing.Hasher.h2`), so it answers at once even when the
 expanded tree is exponential. IR built through the Python API can be such a DAG
 (`x = Add(x, x)` forty times is 41 objects and 2^41 - 1 nodes); no front end produces one.
-`distinct` is the number of distinct objects, `found` the distinct nodes whose class is in
-`kinds`. Counts saturate at `SATURATED` (a cycle, which frozen nodes cannot form but
+`distinct` is the number of distinct objects (leaves shared by a tree count per occurrence),
+`found` the nodes whose class is in `kinds` (each distinct one at least once). Counts saturate at `SATURATED` (a cycle, which frozen nodes cannot form but
 `object.__setattr__` can, expands forever and measures `SATURATED`).
 `check_nodes(roots, limit)` → the measure, or `TooManyNodes` (VALIDATION_ERROR,
 `node count exceeds {limit}`) when the expanded count passes `limit`; `MAX_NODES` is its
@@ -47,8 +47,8 @@ class TooManyNodes(ValidationError):
 class Measure(NamedTuple):
     nodes: int      # expanded node count (each occurrence of a shared subtree counts)
     depth: int      # expanded nesting depth (a leaf is 1; 0 for no roots)
-    distinct: int   # distinct objects met (nodes, and non-nodes where a node should be)
-    found: list     # distinct nodes whose class is in `kinds`, in first-visit order
+    distinct: int   # objects met (nodes, and non-nodes where a node should be; see above)
+    found: list     # nodes whose class is in `kinds` (each distinct one at least once)
 
 
 def measure(roots: Iterable, kinds: frozenset = _NO_KINDS) -> Measure:

@@ -640,7 +640,7 @@ def compile_callee(callee, engine: Engine, limits, native=None, tier: int = 1, o
     """The callee's unit. Its `depth` is checked against each run's `max_node_depth` at the
     Call; a callee deeper than `limits` allows is not compiled (`run` None, never cached)."""
     comp = Compiler(engine, callee.group, native, tier, optimize)
-    depth, size = measure((callee.node,))[:2]  # linear even for a DAG built through the API
+    size, depth = measure((callee.node,))[:2]  # linear even for a DAG built through the API
     if depth > limits.max_node_depth or size > limits.max_nodes:
         return Unit(None, 0, 0, callee.group, depth, callee.address, size=size)
     node = callee.node
