@@ -175,7 +175,8 @@ class _Unit:
         if self.fast and all(type(r) in _NODE_TYPES for r in self.roots):
             nf, nt, safe = len(self.findings), len(self.triples), self.safe
             try:
-                sizes, depth = walk_roots(_WALKERS, self, self.roots, self.limits.max_node_depth)
+                sizes, depth = walk_roots(_WALKERS, self, self.roots, self.limits.max_node_depth,
+                                          check_point(self.limits.max_nodes))
             except (Bail, RecursionError):
                 del self.findings[nf:]
                 del self.triples[nt:]
@@ -183,10 +184,16 @@ class _Unit:
             else:
                 self.root_sizes.extend(sizes)
                 self.size += sum(n for n, _ in sizes)
+                if self.size > self.limits.max_nodes:  # (only leaves were counted on the way)
+                    raise TooManyNodes(self.limits.max_nodes, self.size)
                 self.max_depth = max(self.max_depth, depth)
                 self.loops = self.loops or any(lp for _, lp in sizes)
                 return
         self.walk_general()
+
+    def size_check(self, count: int) -> None:
+        """`count` occurrences met: measure the unit once (linear; `dag.walk_check`)."""
+        walk_check(self.roots, self.limits.max_nodes, count)
 
     def walk_general(self) -> None:
         """The iterative walk: one (node, depth) pair per node, `_FAST_CHECK` then `check`."""
@@ -208,7 +215,7 @@ class _Unit:
                 n, d = pop()
                 size += 1
                 if size == check_at:  # measure the unit once (linear) before walking on
-                    walk_check(self.roots, self.limits.max_nodes, size)
+                    self.size_check(size)
                 if d > max_depth:
                     max_depth = d
                 if d > limit and not reported:

@@ -8,7 +8,9 @@ Out: (per root: (its node count, whether a Loop or While occurs in it), the deep
 depth), with `unit.check` called, in pre-order, on exactly the nodes whose fields are not all
 well formed (those and the kinds that always need it: plane kinds, Calls, Bitwise, Triple).
 Raises `Bail` when a node lies deeper than `limit` and `RecursionError` when the tree is deeper
-than Python's stack: the caller then undoes what `check` recorded and runs its general walk,
+than Python's stack (and lets `unit.size_check`'s `dag.TooManyNodes` through: a DAG built
+through the API is measured once `check_at` leaves are met; a tree has at least one leaf per
+`limit` nodes, so this bounds the walk): the caller then undoes what `check` recorded and runs its general walk,
 which reports the depth finding.
 
 Why: the general walk pushes a (node, depth) pair per node and dispatches through a table;
@@ -25,9 +27,12 @@ class Bail(Exception):
     """A node lies deeper than the limit: the general walk must report it."""
 
 
-def walk_roots(walkers: dict, unit: Any, roots, limit: int) -> tuple[list, int]:
-    """See the module docstring; `roots` must all be nodes (of exact node classes)."""
-    ctx = [0, False, limit, unit]  # deepest depth seen, loop seen, limit, unit
+def walk_roots(walkers: dict, unit: Any, roots, limit: int, check_at: int = -1) -> tuple[list, int]:
+    """See the module docstring; `roots` must all be nodes (of exact node classes). When
+    `check_at` leaves have been met, `unit.size_check(check_at)` is called once (it measures
+    the roots, which may share subtrees, and raises if the expanded tree is too big)."""
+    # deepest depth seen, loop seen, limit, unit, leaves met, when to call size_check
+    ctx = [0, False, limit, unit, 0, check_at]
     sizes = []
     for root in roots:
         ctx[1] = False
@@ -36,6 +41,9 @@ def walk_roots(walkers: dict, unit: Any, roots, limit: int) -> tuple[list, int]:
 
 
 _LEAF_END = """\
+    c[4] += 1
+    if c[4] == c[5]:
+        c[3].size_check(c[4])
     if d > c[0]:
         if d > c[2]:
             raise Bail
@@ -44,10 +52,14 @@ _LEAF_END = """\
 
 
 _LIST_LEAF_END = """\
-    if s == 1 and e > c[0]:
-        if e > c[2]:
-            raise Bail
-        c[0] = e
+    if s == 1:
+        c[4] += 1
+        if c[4] == c[5]:
+            c[3].size_check(c[4])
+        if e > c[0]:
+            if e > c[2]:
+                raise Bail
+            c[0] = e
     return s"""
 
 
@@ -63,6 +75,9 @@ def make_walkers(plans: dict, slow_kinds: frozenset, loop_kinds: frozenset,
         if type(n) in loop_kinds:
             c[1] = True
         if not kids:
+            c[4] += 1
+            if c[4] == c[5]:
+                c[3].size_check(c[4])
             if d > c[0]:
                 if d > c[2]:
                     raise Bail

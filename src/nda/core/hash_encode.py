@@ -11,7 +11,8 @@ emits the node's v2 pieces into one output list in pre-order (recursing into eac
 the plan reaches it), then hashes its shallow form (the same pieces with every child replaced
 by the child's H2) and its H1 preimage (the §3.1 tag and the same pieces with every child's
 H1). A node met again (a shared subtree) re-emits the slice of the output its first visit
-wrote. The generated code does no checking of its own: anything unusual (a field of the wrong
+wrote (while the output holds at most `SHARED_CAP` pieces, else it gives up). The generated
+code does no checking of its own: anything unusual (a field of the wrong
 type, an out-of-range integer, an unknown node class, a tree too deep for Python's stack)
 makes it raise, and `hashing.hash_and_encode` then runs the general path, which gives the
 same values or the definitions' exact errors.
@@ -43,6 +44,12 @@ _U32 = struct.Struct("<I")
 _sha256 = hashlib.sha256
 _U64 = struct.Struct("<Q")
 
+# A shared subtree (IR built through the API may be a DAG) is re-emitted only while the output
+# holds at most this many pieces; past it the pass gives up and `hashing.hash_and_encode`'s
+# general path, which bounds the expanded tree (`dag.check_point`), answers. Trees built by
+# the front ends share nothing, so they never reach the check.
+SHARED_CAP = 1 << 20
+
 # A node's entry in the pass's memo: (H2, H1 bytes, start, end) — its pieces are out[start:end].
 Entry = tuple
 
@@ -64,6 +71,8 @@ _CHILD = """\
 {i}if r is None:
 {i}    r = kind[x.__class__](x, ctx)
 {i}else:
+{i}    if len(out) > SHARED_CAP:
+{i}        raise OverflowError("shared subtrees expand too far: the general path bounds them")
 {i}    out.extend(out[r[2]:r[3]])"""
 
 _TAIL = """\
@@ -143,6 +152,8 @@ def _many(nodes, ctx) -> tuple[bytes, bytes]:
         if r is None:
             r = kind[x.__class__](x, ctx)
         else:
+            if len(out) > SHARED_CAP:
+                raise OverflowError("shared subtrees expand too far: the general path bounds them")
             out.extend(out[r[2]:r[3]])
         d2s.append(r[0])
         d1s.append(r[1])
@@ -168,6 +179,8 @@ def _child(x, ctx) -> Entry:
     r = memo.get(id(x))
     if r is None:
         return kind[x.__class__](x, ctx)
+    if len(out) > SHARED_CAP:
+        raise OverflowError("shared subtrees expand too far: the general path bounds them")
     out.extend(out[r[2]:r[3]])
     return r
 
