@@ -86,7 +86,9 @@ class Syntax:
             acc = {n.name} if t is ir.Let or t is ir.Store else None
             get = _KIDS.get(t)
             for c in get(n) if get is not None else ():
-                if type(c) not in _NO_BIND:
+                tc = type(c)
+                if tc not in _NO_BIND and not (tc in _LEAFY2 and type(c.lhs) in _NO_BIND
+                                               and type(c.rhs) in _NO_BIND):
                     b = self.bound(c)
                     if b:
                         if acc is None:
@@ -103,11 +105,12 @@ class Syntax:
         t = type(n)
         if t in _NO_BIND:
             return names
-        if t is ir.Let or t is ir.Store:  # the common statement: no memo, no child walk
-            v = n.init if t is ir.Let else n.value
-            if type(v) in _NO_BIND:
-                if n.name not in names.set:
-                    names.add((n.name,))
+        if t is ir.Let or t is ir.Store:  # the common statement: no memo of its own
+            if n.name not in names.set:
+                names.add((n.name,))
+            n = n.init if t is ir.Let else n.value
+            t = type(n)
+            if t in _NO_BIND or t in _LEAFY2 and type(n.lhs) in _NO_BIND and type(n.rhs) in _NO_BIND:
                 return names
         b = self.bound(n)
         if b:
@@ -198,7 +201,13 @@ class Syntax:
         else:
             r = 1
             for c in kids(n):
-                r += self.min_cost(c)
+                tc = type(c)
+                if tc in _COST1:
+                    r += 1
+                elif tc in _LEAFY2 and type(c.lhs) in _COST1 and type(c.rhs) in _COST1:
+                    r += 3  # a binary operator over two leaves: no memo entry
+                else:
+                    r += self.min_cost(c)
         self._cost[k] = r
         self._keep.append(n)
         return r
@@ -209,6 +218,9 @@ _EMPTY: frozenset = frozenset()
 _NO_BIND = frozenset((ir.Int, ir.Float, ir.Load, ir.Break, ir.Call, ir.Matrix, ir.Norm) + ir.NOOP_KINDS)
 _SIG_KINDS = frozenset((ir.Break, ir.Return, ir.Scope, ir.If, ir.Loop, ir.While))
 _COST1 = frozenset((ir.Int, ir.Float, ir.Load, ir.Break) + ir.NOOP_KINDS)
+# binary operators evaluating both children (`lhs`, `rhs`) whose leaf operands are met inline,
+# not memoized (a node with a non-leaf child is memoized, so shared subtrees stay linear)
+_LEAFY2 = frozenset((ir.Add, ir.Compare, ir.Math))
 _KIDS = CHILDREN
 
 
@@ -348,6 +360,13 @@ class Frame:
         if not self.is_program or o is FAIL_OWN or o == NONE_OUT:
             return o
         limit = self.limits.max_memory_bytes
+        room = limit - HEAP_BYTES
+        for st in o:  # the common case: no known stack over the limit, nothing dropped
+            if st is not None and st.stack is not None and st.stack.used > room:
+                break
+        else:
+            self.cols[-1].ok.add(("mem", id(e)))
+            return o
         parts, over = [], []
         for st in o:
             if st is None or st.stack is None:
@@ -432,11 +451,18 @@ class Frame:
             for col in cols:
                 self.cols[-1].absorb(col)
             return Outcome(join(cur, brk), None, ret)
-        o, col = self._fixpoint(s, lambda x: self.seq(n.body, x, inner), lambda o: o.cont)
-        self.cols[-1].absorb(col)
+        if s.stack is None:  # the fixpoint's first pass is stable (`_fixpoint`): run it in place
+            o = self.seq(n.body, s, inner)
+        else:
+            o, col = self._fixpoint(s, lambda x: self.seq(n.body, x, inner), lambda o: o.cont)
+            self.cols[-1].absorb(col)
         return Outcome(join(o.cont, o.brk), None, o.ret)
 
     def _fixpoint(self, s: St | None, body: Callable, back: Callable):
+        """Run `body` from `s`, then from `s ⊔ back(outcome)`, until the entry is stable: → the
+        stable pass's (outcome, collector). An entry with an unknown stack is stable after the
+        first pass: a state whose stack is unknown is always `UNK` (env {}, not clean) and it
+        absorbs every join, so the callers run that pass in place, in the current collector."""
         x: St | None = s
         for _ in range(MAX_ROUNDS):
             o, col = self._pass(lambda: body(x))
@@ -463,8 +489,13 @@ class Frame:
                 return NONE_OUT
             return self.seq(n.body, b, inner)
 
-        o, col = self._fixpoint(s, body, lambda o: o.cont)
-        self.cols[-1].absorb(col)
+        if s.stack is None:  # stable after one pass (`_fixpoint`); the pop cannot fail
+            o = body(s)
+            if entry["after_cond"] is None:  # an operand of the condition fails
+                return NONE_OUT
+        else:
+            o, col = self._fixpoint(s, body, lambda o: o.cont)
+            self.cols[-1].absorb(col)
         after = entry.get("after_cond")
         if after is None:  # the condition never yields a value (its own pop or an operand fails)
             return FAIL_OWN if id(n) in col.found else NONE_OUT
