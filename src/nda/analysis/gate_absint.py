@@ -296,18 +296,52 @@ class Frame:
 
     # -- sequences and statement boundaries
     def seq(self, nodes, s: St | None, names: Names, top: bool = False) -> Outcome:
+        """Run a sequence from `s`: → its Outcome. Each element is a statement (followed by
+        its memory boundary). A Let, Store, Print or expression statement whose expression is
+        pure takes the fast path: `ev` gives the value, and the state after it is built
+        directly, exactly as `node` + `plus` + `boundary` would; anything else (or an
+        expression `ev` gives up on) goes through `node`."""
         brk = ret = None
         fast = self.fast
+        impure = self.impure
+        have = names.set
+        program = self.is_program
+        room = self.limits.max_memory_bytes - HEAP_BYTES
         for i, e in enumerate(nodes):
-            if fast and type(e) in _FAST_STMT and s is not None:
-                s2 = self.stmt(e, s, names)
-                if s2 is not _GENERAL:
-                    s = s2
-                    if s is None:
-                        if top:
-                            self.stop_index = i
-                        break
-                    continue
+            t = type(e)
+            if fast and s is not None and t in _FAST_STMT:
+                child = e.init if t is _Let else e.value if t is _Store else e.source if t is _Print else e
+                if type(child) in PURE and id(child) not in impure:
+                    stack = s.stack
+                    ok = self.cols[-1].ok
+                    budget = self.budget
+                    try:
+                        v = ev(self, child, s.env, have, stack is not None, ok)
+                    except Impure:
+                        self.budget = budget
+                    else:
+                        if child is not e:
+                            self.budget -= 1  # e is not marked ok: its pure child pushed a value
+                            if t is not _Print:
+                                name = e.name
+                                if name not in have:
+                                    names.add((name,))
+                                if v is not FAILED and stack is not None:
+                                    s = _tnew(St, (Stk(v, stack), env_set(s.env, name, v), s.clean))
+                        elif v is not FAILED and stack is not None:
+                            s = _tnew(St, (Stk(v, stack), s.env, s.clean))
+                        if v is not FAILED and program:
+                            st = s.stack
+                            if st is not None and st.used > room:
+                                s = self.boundary(e, Outcome(s, None, None)).cont
+                            else:
+                                ok.add(("mem", id(e)))
+                        if v is FAILED or s is None:
+                            if top:
+                                self.stop_index = i
+                            s = None
+                            break
+                        continue
             o = self.node(e, s, names)
             names = self.sx.plus(names, e)
             o = self.boundary(e, o)
@@ -318,42 +352,6 @@ class Frame:
                     self.stop_index = i
                 break
         return Outcome(s, brk, ret)
-
-    def stmt(self, e, s: St, names: Names):
-        """A Let, Store, Print or pure expression statement whose expression is pure, by `ev`:
-        the state after it and its statement boundary (None: nothing runs after it), exactly
-        as `node` + `plus` + `boundary` give it; `_GENERAL` when the expression is not pure."""
-        t = type(e)
-        child = e.init if t is ir.Let else e.value if t is ir.Store else e.source if t is ir.Print else e
-        if type(child) not in PURE or id(child) in self.impure:
-            return _GENERAL
-        stack = s.stack
-        known = stack is not None
-        ok = self.cols[-1].ok
-        budget = self.budget
-        try:
-            v = ev(self, child, s.env, names, known, ok)
-        except Impure:
-            self.budget = budget
-            return _GENERAL
-        if child is not e:
-            self.budget -= 1  # e is never reported (not marked ok): its pure child pushed a value
-            if t is not ir.Print:
-                name = e.name
-                if name not in names.set:
-                    names.add((name,))
-                if v is not FAILED and stack is not None:
-                    s = St(Stk(v, stack), env_set(s.env, name, v), s.clean)
-        elif v is not FAILED and stack is not None:
-            s = St(Stk(v, stack), s.env, s.clean)
-        if v is FAILED:
-            return None
-        if self.is_program:
-            st = s.stack
-            if st is not None and HEAP_BYTES + st.used > self.limits.max_memory_bytes:
-                return self.boundary(e, Outcome(s, None, None)).cont
-            self.cols[-1].ok.add(("mem", id(e)))
-        return s
 
     def boundary(self, e, o: Outcome) -> Outcome:
         """The memory check after a statement: drop outcomes whose known stack is over the limit."""
@@ -404,7 +402,7 @@ class Frame:
         if self.fast and s is not None and type(n) in PURE and id(n) not in self.impure:
             budget = self.budget
             try:
-                v = ev(self, n, s.env, names, s.stack is not None, self.cols[-1].ok)
+                v = ev(self, n, s.env, names.set, s.stack is not None, self.cols[-1].ok)
             except Impure:
                 self.budget = budget
             else:
@@ -773,7 +771,8 @@ class Frame:
 # rejects: docs/decisions.md #31)
 _NOOPS = frozenset({"Spawn", "Atomic", "Alloc", "Free", "RegInt", "GpuDispatch", "Triple"})
 _FAST_STMT = PURE | {ir.Let, ir.Store, ir.Print}
-_GENERAL = object()  # `Frame.stmt`: not a fast statement
+_Let, _Store, _Print = ir.Let, ir.Store, ir.Print
+_tnew = tuple.__new__  # St(...) without the NamedTuple's Python-level __new__
 _DISPATCH = {cls: Frame._noop if cls.__name__ in _NOOPS else getattr(Frame, "n_" + cls.__name__)
              for cls in ir.NODE_CLASSES}
 

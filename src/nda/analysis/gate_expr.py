@@ -169,18 +169,21 @@ _NOT = ir.BitwiseOp.Not
 PURE = frozenset((_Int, _Float, _Load, _Add, _Compare, _Math, _MathFunc, _VecOp, _Cast, _Peek, _Bitwise))
 
 
-def ev(fr, n, env: dict, names, known: bool, ok: set):
-    """The value pure expression `n` pushes (Any for every pop when `known` is False), or
+def ev(fr, n, env: dict, names: set, known: bool, ok: set):
+    """The value pure expression `n` pushes (`names`: the set of names bound before it) (Any for every pop when `known` is False), or
     FAILED; `ok` gets the id of every node that did not fail on its own and can fail on its
     own somewhere (Load, Add, Math, MathFunc, Cast, Peek: findings are keyed by node, and a
     node reported in one pass but not in another is dropped; a pure node's own pops never
-    underflow, so Int, Float, Compare, VecOp and Bitwise never fail on their own)."""
+    underflow, so Int, Float, Compare, VecOp and Bitwise never fail on their own).
+    The operands of Add/Compare/Math that are Int literals or bound Loads are met inline (no
+    call of their own); everything else recurses."""
     try:
         t = type(n)
-        fr.budget -= 1
         if t is _Int:
+            fr.budget -= 1
             return I0
         if t is _Load:
+            fr.budget -= 1
             if n.name not in names:
                 fr.fail(n, f"undefined variable (hash {n.name:016x})",
                         "no Let/Store of this variable runs earlier in this frame")
@@ -188,22 +191,50 @@ def ev(fr, n, env: dict, names, known: bool, ok: set):
             ok.add(id(n))
             return env_get(env, n.name, AN) if known else AN
         if t is _Add or t is _Compare or t is _Math:
-            l = ev(fr, n.lhs, env, names, known, ok)
-            if l is FAILED:
-                ok.add(id(n))
-                return FAILED
-            r = ev(fr, n.rhs, env, names, known, ok)
-            if r is FAILED:
-                ok.add(id(n))
-                return FAILED
+            fr.budget -= 1
+            a = n.lhs
+            ta = type(a)
+            if ta is _Int:
+                fr.budget -= 1
+                l = I0
+            elif ta is _Load and a.name in names:
+                fr.budget -= 1
+                ok.add(id(a))
+                l = env_get(env, a.name, AN) if known else AN
+            else:
+                l = ev(fr, a, env, names, known, ok)
+                if l is FAILED:
+                    ok.add(id(n))
+                    return FAILED
+            a = n.rhs
+            ta = type(a)
+            if ta is _Int:
+                fr.budget -= 1
+                r = I0
+            elif ta is _Load and a.name in names:
+                fr.budget -= 1
+                ok.add(id(a))
+                r = env_get(env, a.name, AN) if known else AN
+            else:
+                r = ev(fr, a, env, names, known, ok)
+                if r is FAILED:
+                    ok.add(id(n))
+                    return FAILED
             if not known:
                 l = r = AN
             if t is _Compare:
                 return compare_value(l, r)
-            v = add_value(fr, n, l, r) if t is _Add else math_value(fr, n, l, r)
+            if t is _Add:
+                if l == I0 and r == I0:
+                    ok.add(id(n))
+                    return I0
+                v = add_value(fr, n, l, r)
+            else:
+                v = math_value(fr, n, l, r)
             if v is not FAILED:
                 ok.add(id(n))
             return v
+        fr.budget -= 1
         if t is _Float:
             return FL
         if t is _MathFunc or t is _VecOp or t is _Cast or t is _Peek:
