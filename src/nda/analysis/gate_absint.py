@@ -87,14 +87,23 @@ class Syntax:
             get = _KIDS.get(t)
             for c in get(n) if get is not None else ():
                 tc = type(c)
-                if tc not in _NO_BIND and not (tc in _LEAFY2 and type(c.lhs) in _NO_BIND
-                                               and type(c.rhs) in _NO_BIND):
-                    b = self.bound(c)
-                    if b:
+                if tc in _NO_BIND or tc in _LEAFY2 and type(c.lhs) in _NO_BIND and type(c.rhs) in _NO_BIND:
+                    continue
+                if tc is ir.Let or tc is ir.Store:  # over a leaf or a leafy operator: inline
+                    v = c.init if tc is ir.Let else c.value
+                    tv = type(v)
+                    if tv in _NO_BIND or tv in _LEAFY2 and type(v.lhs) in _NO_BIND and type(v.rhs) in _NO_BIND:
                         if acc is None:
-                            acc = set(b)
+                            acc = {c.name}
                         else:
-                            acc |= b
+                            acc.add(c.name)
+                        continue
+                b = self.bound(c)
+                if b:
+                    if acc is None:
+                        acc = set(b)
+                    else:
+                        acc |= b
             r = frozenset(acc) if acc else _EMPTY
             self._bound[k] = r
             self._keep.append(n)
@@ -103,15 +112,13 @@ class Syntax:
     def plus(self, names: "Names", n: Any) -> "Names":
         """`names` (updated in place) with the names `n` writes."""
         t = type(n)
-        if t in _NO_BIND:
-            return names
         if t is ir.Let or t is ir.Store:  # the common statement: no memo of its own
             if n.name not in names.set:
                 names.add((n.name,))
             n = n.init if t is ir.Let else n.value
             t = type(n)
-            if t in _NO_BIND or t in _LEAFY2 and type(n.lhs) in _NO_BIND and type(n.rhs) in _NO_BIND:
-                return names
+        if t in _NO_BIND or t in _LEAFY2 and type(n.lhs) in _NO_BIND and type(n.rhs) in _NO_BIND:
+            return names
         b = self.bound(n)
         if b:
             names.add(b)
@@ -151,6 +158,12 @@ class Syntax:
         """Fewest nodes a run of this sequence evaluates without failing (it may stop at a signal)."""
         total = 0
         for c in nodes:
+            f = _flat_cost(c)
+            if f:  # no memo entry; of these kinds only Break signals
+                total += f
+                if type(c) is ir.Break:
+                    break
+                continue
             total += self.min_cost(c)
             if self.signals(c):
                 break
@@ -201,13 +214,7 @@ class Syntax:
         else:
             r = 1
             for c in kids(n):
-                tc = type(c)
-                if tc in _COST1:
-                    r += 1
-                elif tc in _LEAFY2 and type(c.lhs) in _COST1 and type(c.rhs) in _COST1:
-                    r += 3  # a binary operator over two leaves: no memo entry
-                else:
-                    r += self.min_cost(c)
+                r += _flat_cost(c) or self.min_cost(c)
         self._cost[k] = r
         self._keep.append(n)
         return r
@@ -222,6 +229,25 @@ _COST1 = frozenset((ir.Int, ir.Float, ir.Load, ir.Break) + ir.NOOP_KINDS)
 # not memoized (a node with a non-leaf child is memoized, so shared subtrees stay linear)
 _LEAFY2 = frozenset((ir.Add, ir.Compare, ir.Math))
 _KIDS = CHILDREN
+
+
+def _flat_cost(n) -> int:
+    """`Syntax.min_cost` of a leaf, a binary operator over two leaves, or a Let/Store/Print of
+    one of those, computed without a memo entry (its parent has one, so shared subtrees stay
+    linear); 0 for any other node."""
+    t = type(n)
+    if t in _COST1:
+        return 1
+    extra = 0
+    if t is ir.Let or t is ir.Store or t is ir.Print:
+        n = n.init if t is ir.Let else n.value if t is ir.Store else n.source
+        t = type(n)
+        if t in _COST1:
+            return 2
+        extra = 1
+    if t in _LEAFY2 and type(n.lhs) in _COST1 and type(n.rhs) in _COST1:
+        return 3 + extra
+    return 0
 
 
 def kids(n):
@@ -263,7 +289,7 @@ class Frame:
     def __init__(self, syntax: Syntax, limits: Limits, input_len: int | None, is_program: bool,
                  budget: int, fast: bool = True):
         self.sx = syntax
-        self.fast = fast  # False: every node by the general path (the differential tests' oracle)
+        self.fast = fast  # False: every node by the general path, every loop by `_fixpoint` (the oracle)
         self.impure: set = set()  # ids of trees `ev` gave up on (see gate_expr)
         self.limits = limits
         self.input_len = input_len
@@ -449,7 +475,7 @@ class Frame:
             for col in cols:
                 self.cols[-1].absorb(col)
             return Outcome(join(cur, brk), None, ret)
-        if s.stack is None:  # the fixpoint's first pass is stable (`_fixpoint`): run it in place
+        if s.stack is None and self.fast:  # the fixpoint's first pass is stable: run it in place
             o = self.seq(n.body, s, inner)
         else:
             o, col = self._fixpoint(s, lambda x: self.seq(n.body, x, inner), lambda o: o.cont)
@@ -487,7 +513,7 @@ class Frame:
                 return NONE_OUT
             return self.seq(n.body, b, inner)
 
-        if s.stack is None:  # stable after one pass (`_fixpoint`); the pop cannot fail
+        if s.stack is None and self.fast:  # stable after one pass (`_fixpoint`); the pop cannot fail
             o = body(s)
             if entry["after_cond"] is None:  # an operand of the condition fails
                 return NONE_OUT

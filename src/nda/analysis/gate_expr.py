@@ -220,8 +220,11 @@ def ev(fr, n, env: dict, names: set, known: bool, ok: set):
                 if r is FAILED:
                     ok.add(id(n))
                     return FAILED
-            if not known:
-                l = r = AN
+            if not known:  # every pop is Any: no rule can fail
+                if t is _Compare:
+                    return AN
+                ok.add(id(n))
+                return AN if t is _Add else FL
             if t is _Compare:
                 return compare_value(l, r)
             if t is _Add:
