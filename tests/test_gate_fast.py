@@ -305,3 +305,141 @@ def test_gate_walk_falls_back_when_too_deep_or_not_a_node():
         assert_same_walk([ir.Int(1), deep_chain(depth), ir.Loop(2, (ir.Int(1),))])
     assert_same_walk([ir.Int(1), "not a node", ir.Loop(2, ())])
     assert_same_walk([ir.Scope(()), ir.If(ir.Int(1), (), ())], Limits(max_node_depth=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# gate_syntax: the inline (memo-less) cases against the plain recursive definitions
+
+
+class RefSyntax:
+    """`gate_syntax.Syntax` as first written: every node through the general recursion."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+
+    def bound(self, n) -> frozenset:
+        t = type(n)
+        if t in (ir.Int, ir.Float, ir.Load, ir.Break, ir.Call, ir.Matrix, ir.Norm) + ir.NOOP_KINDS:
+            return frozenset()
+        acc = {n.name} if t in (ir.Let, ir.Store) else set()
+        for c in ir.children(n):
+            acc |= self.bound(c)
+        return frozenset(acc)
+
+    def signals(self, n) -> frozenset:
+        t = type(n)
+        if t is ir.Break:
+            return frozenset("B")
+        if t is ir.Return:
+            return frozenset("R")
+        if t is ir.Scope:
+            return self.seq_signals(n.children)
+        if t is ir.If:
+            return self.seq_signals(n.then_body) | self.seq_signals(n.else_body or ())
+        if t in (ir.Loop, ir.While):
+            return self.seq_signals(n.body) - {"B"}
+        return frozenset()
+
+    def seq_signals(self, nodes) -> frozenset:
+        out: frozenset = frozenset()
+        for c in nodes:
+            out |= self.signals(c)
+        return out
+
+    def seq_min_cost(self, nodes) -> int:
+        total = 0
+        for c in nodes:
+            total += self.min_cost(c)
+            if self.signals(c):
+                break
+        return total
+
+    def min_cost(self, n) -> int:
+        from nda.analysis.gate_expr import const_truth
+
+        t = type(n)
+        if t in (ir.Int, ir.Float, ir.Load, ir.Break) + ir.NOOP_KINDS:
+            return 1
+        if t is ir.Call:
+            return 2
+        if t is ir.Scope:
+            return 1 + self.seq_min_cost(n.children)
+        if t is ir.Loop:
+            body = self.seq_min_cost(n.body)
+            if n.count <= 0:
+                return 1
+            return 1 + body if self.seq_signals(n.body) else 1 + n.count * body
+        if t is ir.While:
+            if const_truth(n.cond) and not self.seq_signals(n.body):
+                iters = max(self.limits.max_while_iterations, 1)
+                return 1 + iters * (self.min_cost(n.cond) + self.seq_min_cost(n.body))
+            return 1 + self.min_cost(n.cond)
+        if t is ir.If:
+            truth = const_truth(n.cond)
+            then = self.seq_min_cost(n.then_body)
+            other = self.seq_min_cost(n.else_body) if n.else_body is not None else 0
+            pick = then if truth is True else other if truth is False else min(then, other)
+            return 1 + self.min_cost(n.cond) + pick
+        if t is ir.Bitwise:
+            r = 1 + self.min_cost(n.lhs)
+            if n.op != ir.BitwiseOp.Not and n.rhs is not None:
+                r += self.min_cost(n.rhs)
+            return r
+        return 1 + sum(self.min_cost(c) for c in ir.children(n))
+
+
+@SETTINGS
+@given(st.lists(st.one_of(statements(2), nodes(max_depth=4, hash32=False)), min_size=1, max_size=6),
+       st.lists(st.integers(0, 30), max_size=3))
+def test_syntax_facts_equal_the_plain_recursion(seq, again):
+    """`bound`, `plus`, `signals`, `min_cost` and `seq_min_cost` — with their memo-less inline
+    cases (leaves, operators over leaves, Let/Store/Print over those) — equal the plain
+    recursive definitions on every subtree, shared subtrees included."""
+    from nda.analysis.gate_state import Names
+    from nda.analysis.gate_syntax import Syntax
+
+    subs = [n for r in seq for n in ir.walk(r)]
+    for i in again:  # shared: the same node object under another parent
+        seq.append(ir.Scope((subs[i % len(subs)], ir.Loop(2, (subs[i % len(subs)],)))))
+        subs = [n for r in seq for n in ir.walk(r)]
+    limits = Limits(max_while_iterations=3)
+    sx, ref = Syntax(limits), RefSyntax(limits)
+    for n in subs:
+        assert sx.bound(n) == ref.bound(n)
+        assert sx.plus(Names(), n).set == set(ref.bound(n))
+        assert sx.signals(n) == ref.signals(n)
+        assert sx.min_cost(n) == ref.min_cost(n)
+    assert sx.seq_min_cost(seq) == ref.seq_min_cost(seq)
+    for n in subs:  # answered again from the memo
+        assert sx.min_cost(n) == ref.min_cost(n) and sx.bound(n) == ref.bound(n)
+
+
+def test_loops_with_an_unknown_entry_against_the_fixpoint():
+    """After a Call the stack is unknown: the fast path runs a Loop/While body once, in place
+    (its fixpoint is stable at once); the general path iterates `_fixpoint`. Findings inside
+    (unbound Loads, constant addresses, WHILE_LIMIT), shared nodes and nesting agree."""
+    x, y = ir.name_hash("x"), ir.name_hash("y")
+    call = ir.Call(ir.Legacy64(3))
+    peek = ir.Print(ir.Peek(ir.Int(70000)))
+    spin = ir.While(ir.Int(1), (ir.Store(x, ir.Add(ir.Load(x), ir.Int(1))),))
+    inner = ir.Loop(2, (ir.Print(ir.Load(y)), ir.Let(y, ir.Int(1))))
+    unbound_cond = ir.While(ir.Compare(ir.CmpOp.Lt, ir.Load(y), ir.Int(3)), (ir.Let(y, ir.Int(1)),))
+    cases = [
+        [call, ir.Loop(3, (ir.Print(ir.Load(y)),))],
+        [call, ir.Loop(20, (peek, ir.Let(x, ir.Int(1))))],
+        [call, ir.Let(x, ir.Int(0)), spin],
+        [call, unbound_cond],
+        [call, ir.While(ir.Scope((ir.Load(y),)), (ir.Break(),))],
+        [call, ir.Loop(2, (inner, inner, ir.While(ir.Int(0), (peek,))))],
+        [ir.Let(x, ir.Int(0)), ir.Loop(2, (spin, call)), spin],
+        [ir.Loop(3, (call, unbound_cond)), unbound_cond],
+        [call, ir.If(ir.Load(x), (ir.Loop(2, (ir.Break(),)),), (ir.Return(ir.Int(1)),)), peek],
+        [call, ir.Loop(2, (ir.Break(), peek)), peek],  # only the Break leaves: code after runs
+        [call, ir.While(ir.Int(1), (ir.If(ir.Load(y), (ir.Break(),), None), peek)), peek],
+    ]
+    total = 0
+    for seq in cases:
+        for lim in (Limits(), Limits(fuel=50), Limits(max_while_iterations=2)):
+            total += len(assert_same(seq, input_len=16, limits=lim))
+        assert_same([ir.Scope(tuple(seq))], input_len=None)
+    assert total >= 12
