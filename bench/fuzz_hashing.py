@@ -131,7 +131,7 @@ def check(node, well_formed: bool) -> str | None:
             return "a well-formed tree failed the definitions"
         if want[0] == "ok" and outcome(direct, node) != want:
             return "hash_encode.run"
-        if outcome(lambda n: hash_encode.h2_run(n, {}), node) != outcome(reference_h2, node):
+        if outcome(lambda n: hash_encode.h2_run(n, {}, {}), node) != outcome(reference_h2, node):
             return "hash_encode.h2_run"
     return None
 

@@ -73,11 +73,14 @@ def reference_h2(node):
 @given(nodes(max_depth=5, targets=call_targets(group_refs=True)), st.lists(st.integers(0, 30), max_size=4))
 def test_h2_run_is_the_definition(node, picks):
     memo2: dict = {}
-    assert hash_encode.h2_run(node, memo2) == reference_h2(node)
+    leaves: dict = {}
+    assert hash_encode.h2_run(node, memo2, leaves) == reference_h2(node)
     assert all(reference_h2(n) == d for n, d in memo2.values())
+    # a leaf is kept by its encoding: H2 = SHA-256(0x02 ‖ encoding)
+    assert all(hashlib.sha256(VERSION_BYTE + k).digest() == d for k, d in leaves.items())
     subs = list(ir.walk(node))
     shared = ir.Scope(tuple(subs[i % len(subs)] for i in picks) + (node, node))
-    assert hash_encode.h2_run(shared, memo2) == reference_h2(shared)  # a warm memo is reused
+    assert hash_encode.h2_run(shared, memo2, leaves) == reference_h2(shared)  # warm tables are reused
 
 
 @settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -148,7 +151,7 @@ def test_deeper_than_the_python_stack_falls_back():
     with pytest.raises(RecursionError):
         fast(node)
     with pytest.raises(RecursionError):
-        hash_encode.h2_run(node, {})
+        hash_encode.h2_run(node, {}, {})
     assert Hasher().h2(node) == reference_h2(node)
     assert hash_and_encode(node, Hasher()) == (Hasher().h2(node), h1(node), encode_node(node))
 

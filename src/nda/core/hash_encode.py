@@ -54,11 +54,15 @@ SHARED_CAP = 1 << 20
 Entry = tuple
 
 
-def run(node: Node, memo2: dict, call_h1: Callable[[Any], int]) -> tuple[bytes, bytes, bytes]:
+def run(node: Node, memo2: dict, call_h1: Callable[[Any], int],
+        leaves2: dict | None = None, leaves1: dict | None = None) -> tuple[bytes, bytes, bytes]:
     """(H2, H1 as 8 LE bytes, v2 encoding) of `node` (see the module docstring); raises on
-    anything it does not handle, leaving `memo2` holding only correct entries."""
+    anything it does not handle, leaving `memo2` holding only correct entries. `leaves2` and
+    `leaves1` (`{encoding: H2}` and `{encoding: (H2, H1)}` of leaf kinds: the `Hasher`'s
+    tables) are read and filled like `memo2`."""
     out: list = []
-    ctx = (out, {}, memo2, KIND, call_h1)
+    ctx = (out, {}, memo2, KIND, call_h1, {} if leaves1 is None else leaves1,
+           {} if leaves2 is None else leaves2)
     r = KIND[node.__class__](node, ctx)
     return r[0], r[1], b"".join(out)
 
@@ -88,6 +92,66 @@ _TAIL = """\
     return r"""
 
 
+def _is_leaf(cls) -> bool:
+    """No child fields and only integer or enum fields: the node's content is its encoding."""
+    return all(k in (_K_INT, _K_ENUM) for _, k, _ in PLANS[cls])
+
+
+def _leaf_fields(cls) -> tuple[dict, list[str], str]:
+    """(constants, statements, expression) computing a leaf's encoding minus the opcode."""
+    consts: dict[str, Any] = {}
+    body: list[str] = []
+    parts: list[str] = []
+    for i, (f, k, aux) in enumerate(PLANS[cls]):
+        v = f"v{i}"
+        if k == _K_INT:
+            consts[f"P{i}"] = aux.pack
+            body.append(f"{v} = P{i}(n.{f})")
+        else:
+            consts[f"E{i}"] = {m: bytes((int(m),)) for m in aux}
+            body += [f"{v} = n.{f}", f"if not isinstance({v}, int):", f"    raise TypeError({v})",
+                     f"{v} = E{i}[{v}]"]
+        parts.append(v)
+    return consts, body, " + ".join(parts) if parts else "b''"
+
+
+def _compile(name: str, fname: str, params: str, consts: dict, body: list[str]) -> Callable:
+    src = (f"def make({', '.join(consts)}):\n    def {fname}({params}):\n"
+           + "\n".join("        " + line for line in "\n".join(body).split("\n")) + f"\n    return {fname}\n")
+    ns: dict = {}
+    exec(compile(src, f"<hash_encode {name}>", "exec"), globals(), ns)  # noqa: S102 — generated from PLANS
+    fn = ns["make"](*consts.values())
+    fn.source = src
+    return fn
+
+
+def _gen_leaf(cls) -> Callable:
+    """A leaf kind's function for `run`: its encoding is its content, so equal leaves (the
+    same variable loaded, the same literal) share one (H2, H1) through the pass's `leaves`
+    table, keyed by the encoding (H2 from the Hasher's table when it has it). Leaves take no
+    memo entry: nothing re-emits them by slice."""
+    consts, body, fields = _leaf_fields(cls)
+    consts.update(OP=_OPBYTE[cls], V=VERSION_BYTE, TAG=H1_TAG[cls.__name__])
+    body += [f"f = {fields}", "piece = OP + f", "ctx[0].append(piece)", "leaves = ctx[5]",
+             "r = leaves.get(piece)", "if r is None:",
+             "    known = ctx[6]",
+             "    d2 = known.get(piece)",
+             "    if d2 is None:",
+             "        d2 = known[piece] = _sha256(V + piece).digest()",
+             "    r = leaves[piece] = (d2, _sha256(TAG + f).digest()[:8])",
+             "return r"]
+    return _compile(cls.__name__, f"he_{cls.__name__}", "n, ctx", consts, body)
+
+
+def _gen_h2_leaf(cls) -> Callable:
+    """A leaf kind's function for `h2_run`: H2 by content from the `leaves` table (no memo entry)."""
+    consts, body, fields = _leaf_fields(cls)
+    consts.update(OP=_OPBYTE[cls], V=VERSION_BYTE)
+    body += [f"piece = OP + {fields}", "d = leaves.get(piece)", "if d is None:",
+             "    d = leaves[piece] = _sha256(V + piece).digest()", "return d"]
+    return _compile(cls.__name__, f"h2_{cls.__name__}", "n, memo2, kind, leaves", consts, body)
+
+
 def _gen(cls: type[Node]) -> Callable | None:
     """The pass's function for `cls` (generated from its plan), or None for the kinds written
     by hand below (If and Bitwise, whose H1 layout differs from v2; Call; plane kinds)."""
@@ -96,7 +160,9 @@ def _gen(cls: type[Node]) -> Callable | None:
         return None
     consts: dict[str, Any] = {"OP": _OPBYTE[cls], "V": VERSION_BYTE + _OPBYTE[cls], "TAG": H1_TAG[name],
                               "ABSENT": _ABSENT, "PRESENT": _PRESENT}
-    body = ["    out, memo, memo2, kind, call_h1 = ctx", "    s = len(out)", "    out.append(OP)"]
+    if _is_leaf(cls):
+        return _gen_leaf(cls)
+    body = ["    out, memo, memo2, kind, call_h1, leaves, known = ctx", "    s = len(out)", "    out.append(OP)"]
     sh: list[str] = ["V"]     # shallow form pieces: version + opcode, then the fields
     pre: list[str] = ["TAG"]  # H1 preimage pieces
     for i, (f, k, aux) in enumerate(PLANS[cls]):
@@ -142,7 +208,7 @@ def _gen(cls: type[Node]) -> Callable | None:
 
 def _many(nodes, ctx) -> tuple[bytes, bytes]:
     """A child list: emits u32 count and each child; → (count + H2s, count + H1s)."""
-    out, memo, _m2, kind, _c = ctx
+    out, memo, _m2, kind, _c, _l, _k2 = ctx
     cnt = _U32.pack(len(nodes))
     out.append(cnt)
     d2s = [cnt]
@@ -161,7 +227,7 @@ def _many(nodes, ctx) -> tuple[bytes, bytes]:
 
 
 def _finish(n: Node, ctx, s: int, shallow: bytes, pre: bytes) -> Entry:
-    out, memo, memo2, _k, _c = ctx
+    out, memo, memo2, _k, _c, _l, _k2 = ctx
     k = id(n)
     h = memo2.get(k)
     if h is None:
@@ -175,7 +241,7 @@ def _finish(n: Node, ctx, s: int, shallow: bytes, pre: bytes) -> Entry:
 
 
 def _child(x, ctx) -> Entry:
-    out, memo, _m2, kind, _c = ctx
+    out, memo, _m2, kind, _c, _l, _k2 = ctx
     r = memo.get(id(x))
     if r is None:
         return kind[x.__class__](x, ctx)
@@ -250,15 +316,16 @@ def _no_child(c):
 # H2 alone (`Hasher.h2`): the same generation, with only the shallow form
 
 
-def h2_run(node: Node, memo2: dict) -> bytes:
+def h2_run(node: Node, memo2: dict, leaves: dict) -> bytes:
     """H2 of `node`, filling `memo2` (`{id: (node, H2)}`, read first: a known node is not
-    hashed again); raises on anything unusual, leaving only correct entries."""
-    return H2_KIND[node.__class__](node, memo2, H2_KIND)
+    hashed again) for every node with children and `leaves` (`{encoding: H2}`) for the leaf
+    kinds; raises on anything unusual, leaving only correct entries."""
+    return H2_KIND[node.__class__](node, memo2, H2_KIND, leaves)
 
 
 _H2_CHILD = """\
 {i}h = memo2.get(id(x))
-{i}{v} = h[1] if h is not None else kind[x.__class__](x, memo2, kind)"""
+{i}{v} = h[1] if h is not None else kind[x.__class__](x, memo2, kind, leaves)"""
 
 
 def _gen_h2(cls: type[Node]) -> Callable | None:
@@ -266,6 +333,8 @@ def _gen_h2(cls: type[Node]) -> Callable | None:
     name = cls.__name__
     if any(k in (_K_BYTES, _K_TARGET) for _, k, _ in PLANS[cls]):
         return None
+    if _is_leaf(cls):
+        return _gen_h2_leaf(cls)
     consts: dict[str, Any] = {"V": VERSION_BYTE + _OPBYTE[cls], "ABSENT": _ABSENT, "PRESENT": _PRESENT}
     body: list[str] = []
     sh: list[str] = ["V"]
@@ -282,15 +351,15 @@ def _gen_h2(cls: type[Node]) -> Callable | None:
         elif k == _K_NODE:
             body += [f"x = n.{f}", _H2_CHILD.format(i="", v=v)]
         elif k == _K_NODES:
-            body.append(f"{v} = _many2(n.{f}, memo2, kind)")
+            body.append(f"{v} = _many2(n.{f}, memo2, kind, leaves)")
         elif k == _K_OPTNODE:
             body += [f"x = n.{f}", "if x is None:", f"    {v} = ABSENT", "else:",
                      _H2_CHILD.format(i="    ", v=v), f"    {v} = PRESENT + {v}"]
         else:  # _K_OPTNODES
-            body += [f"x = n.{f}", f"{v} = ABSENT if x is None else PRESENT + _many2(x, memo2, kind)"]
+            body += [f"x = n.{f}", f"{v} = ABSENT if x is None else PRESENT + _many2(x, memo2, kind, leaves)"]
     body += [f"d = _sha256({' + '.join(sh)}).digest()", "memo2[id(n)] = (n, d)", "return d"]
     names = ", ".join(consts)
-    src = (f"def make({names}):\n    def h2_{name}(n, memo2, kind):\n"
+    src = (f"def make({names}):\n    def h2_{name}(n, memo2, kind, leaves):\n"
            + "\n".join("        " + line for line in "\n".join(body).split("\n")) + f"\n    return h2_{name}\n")
     ns: dict = {}
     exec(compile(src, f"<hash_encode h2 {name}>", "exec"), globals(), ns)  # noqa: S102 — generated from PLANS
@@ -299,22 +368,22 @@ def _gen_h2(cls: type[Node]) -> Callable | None:
     return fn
 
 
-def _many2(nodes, memo2: dict, kind: dict) -> bytes:
+def _many2(nodes, memo2: dict, kind: dict, leaves: dict) -> bytes:
     """A child list's part of a shallow form: u32 count and each child's H2."""
     ds = [_U32.pack(len(nodes))]
     for x in nodes:
         h = memo2.get(id(x))
-        ds.append(h[1] if h is not None else kind[x.__class__](x, memo2, kind))
+        ds.append(h[1] if h is not None else kind[x.__class__](x, memo2, kind, leaves))
     return b"".join(ds)
 
 
-def _h2_call(n, memo2: dict, kind: dict) -> bytes:
+def _h2_call(n, memo2: dict, kind: dict, leaves: dict) -> bytes:
     d = _sha256(VERSION_BYTE + _OPBYTE[n.__class__] + target_bytes(n.target)).digest()
     memo2[id(n)] = (n, d)
     return d
 
 
-def _h2_leaf_generic(n, memo2: dict, kind: dict) -> bytes:
+def _h2_leaf_generic(n, memo2: dict, kind: dict, leaves: dict) -> bytes:
     d = _sha256(VERSION_BYTE + b"".join(node_parts(n, _no_child))).digest()
     memo2[id(n)] = (n, d)
     return d

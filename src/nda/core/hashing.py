@@ -73,13 +73,17 @@ class Hasher:
     """Memoizing H2 computer for one batch of work (e.g. linking one module, storing one program).
 
     `h2(node)` hashes each distinct node object once; the memo holds the nodes it has seen
-    (so their ids stay unique) and lives as long as the Hasher.
+    (so their ids stay unique) and lives as long as the Hasher. Leaf kinds (Int, Float, Load,
+    …: no children, their encoding is their content) are kept by encoding instead, so equal
+    leaves are hashed once: `known(leaf)` may be None for a leaf it has hashed.
     """
 
-    __slots__ = ("_memo",)
+    __slots__ = ("_memo", "_leaves", "_leaves1")
 
     def __init__(self) -> None:
         self._memo: dict[int, tuple[Node, bytes]] = {}
+        self._leaves: dict[bytes, bytes] = {}  # a leaf kind's encoding → its H2 (`h2_run`)
+        self._leaves1: dict[bytes, tuple] = {}  # … → (H2, H1 bytes) (`hash_and_encode`)
 
     def h2(self, node: Node) -> bytes:
         memo = self._memo
@@ -87,7 +91,7 @@ class Hasher:
         if hit is not None:
             return hit[1]
         try:  # one function per kind (`hash_encode.h2_run`); anything unusual: the walk below
-            return hash_encode.h2_run(node, memo)
+            return hash_encode.h2_run(node, memo, self._leaves)
         except Exception:  # noqa: BLE001 — the walk gives the digest or the exact error
             pass
 
@@ -142,7 +146,7 @@ class Hasher:
         for n in _postorder(node, {}):
             if id(n) not in seen:
                 seen.add(id(n))
-                out.append((n, self._memo[id(n)][1]))
+                out.append((n, self.h2(n)))  # a leaf is known by content, not in the memo
         return out
 
 
@@ -269,7 +273,7 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
         return call_target_h1(t, aliases, callee_h1)
 
     try:
-        d2, d1, data = hash_encode.run(node, hasher._memo, target)
+        d2, d1, data = hash_encode.run(node, hasher._memo, target, hasher._leaves, hasher._leaves1)
         return d2, int.from_bytes(d1, "little"), data
     except Exception:  # noqa: BLE001 — the general path gives the value or the exact error
         pass
