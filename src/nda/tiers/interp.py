@@ -45,6 +45,7 @@ class Interpreter:
     def __init__(self, state: RunState):
         self.st = state
         self.frame: dict[int, object] = {}
+        self.sizes: dict[int, tuple] = {}  # id(callee node) → (node, its dag.measure): one per run
 
     # -- stack with exact memory accounting -------------------------------------------------
     def push(self, v) -> None:
@@ -121,7 +122,10 @@ class Interpreter:
         callee = st.resolver.resolve_call(n.target, st.group) if st.resolver is not None else None
         if callee is None:
             raise target_not_found(n.target)
-        size = measure((callee.node,))  # linear even for a DAG built through the API
+        hit = self.sizes.get(id(callee.node))
+        if hit is None or hit[0] is not callee.node:  # measured once per callee and run
+            hit = self.sizes[id(callee.node)] = (callee.node, measure((callee.node,)))  # linear even for a DAG
+        size = hit[1]
         depth = size.depth
         if depth > st.limits.max_node_depth:
             raise nesting_error(st.limits.max_node_depth)
