@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nda.core import ir
 from nda.core.errors import StoreError
@@ -451,3 +451,32 @@ def test_prepared_write_equals_the_former_sequence_on_random_programs(tmp_path, 
             out.append((root, store.root(), _rows(store)))
             assert store.verify() == []
     assert out[0] == out[1]
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(nodes(max_depth=6, hash32=False), st.lists(st.integers(0, 40), max_size=4))
+def test_call_index_recursive_scan_equals_the_iterative_one(node, picks):
+    """`CallIndex`'s recursive pass and its iterative fallback find the same Calls (pre-order)
+    and the same ancestors with the same (last) pre-order indices, shared subtrees included."""
+    from nda.core.link import CallIndex
+
+    subs = list(ir.walk(node))
+    for root in (node, ir.Scope(tuple(subs[i % len(subs)] for i in picks) + (node, ir.Call(ir.Legacy64(5))))):
+        rec = CallIndex(root)
+        it = object.__new__(CallIndex)
+        it._scan_iterative(root)
+        assert rec.calls == it.calls and [id(c) for c in rec.calls] == [id(c) for c in it.calls]
+        assert rec._above == it._above
+
+
+def test_call_index_deeper_than_the_stack_uses_the_iterative_scan():
+    import sys
+
+    from nda.core.link import CallIndex
+
+    leaf = ir.Call(ir.Legacy64(9))
+    node = leaf
+    for _ in range(sys.getrecursionlimit() + 200):
+        node = ir.Return(node)
+    idx = CallIndex(node)
+    assert idx.calls == [leaf] and len(idx._above) == sys.getrecursionlimit() + 200
