@@ -56,6 +56,11 @@ class Span:
 
     `file` names the source; `end_line`/`end_col` are optional. Binary decoders set
     `offset` (byte offset) and leave line/col at 0.
+
+    `make_span` (the front ends' constructor, one call per node) leaves the slots of fields
+    that keep their default unset; `__getattr__` answers those with the default, so every
+    reader — attributes, equality, hash, repr, pickling, `dataclasses.replace` — sees the same
+    six fields either way (decision P1 in docs/decisions.md).
     """
 
     line: int = 0
@@ -64,6 +69,13 @@ class Span:
     end_col: int = 0
     offset: int | None = None
     file: str | None = None
+
+    def __getattr__(self, name: str):
+        """Only reached for a slot left unset by `make_span`: that field's default."""
+        try:
+            return _SPAN_DEFAULTS[name]
+        except KeyError:
+            raise AttributeError(f"'Span' object has no attribute '{name}'") from None
 
     def __str__(self) -> str:
         where = self.file + ":" if self.file else ""
@@ -88,21 +100,24 @@ class Span:
         return d
 
 
+_SPAN_DEFAULTS = {"line": 0, "col": 0, "end_line": 0, "end_col": 0, "offset": None, "file": None}
 _new_span = object.__new__
-_SET_SPAN = tuple(getattr(Span, f).__set__ for f in ("line", "col", "end_line", "end_col", "offset", "file"))
+_span_line, _span_col, _span_end_line, _span_end_col, _span_file = (
+    getattr(Span, f).__set__ for f in ("line", "col", "end_line", "end_col", "file"))
 
 
 def make_span(line: int, col: int, file: str | None = None, end_line: int = 0, end_col: int = 0) -> Span:
-    """`Span(line, col, end_line, end_col, file=file)`, built without the frozen dataclass's
-    `__init__` (front ends make one per node; this is ~2x cheaper and gives an equal Span)."""
+    """A Span equal to `Span(line, col, end_line, end_col, file=file)`, built without the frozen
+    dataclass's `__init__` and setting only the slots whose value is not the default (front
+    ends make one per node: ~3x cheaper than `Span(...)`)."""
     sp = _new_span(Span)
-    s_line, s_col, s_end_line, s_end_col, s_offset, s_file = _SET_SPAN
-    s_line(sp, line)
-    s_col(sp, col)
-    s_end_line(sp, end_line)
-    s_end_col(sp, end_col)
-    s_offset(sp, None)
-    s_file(sp, file)
+    _span_line(sp, line)
+    _span_col(sp, col)
+    if file is not None:
+        _span_file(sp, file)
+    if end_line or end_col:
+        _span_end_line(sp, end_line)
+        _span_end_col(sp, end_col)
     return sp
 
 
