@@ -223,3 +223,54 @@ def test_random_layouts_match_reference_and_stay_fast(data):
     if not re.search(r"\(bitwise\s", text):  # a binary bitwise that spells a name is declined
         fast = sexpr._fast(text, None, sexpr.DEFAULT_MAX_DEPTH, sexpr.MAX_PLANE_BYTES, 800)
         assert fast.module == got[2] and spans(fast.module) == got[4]
+
+
+def fast_or_none(src, max_depth=sexpr.DEFAULT_MAX_DEPTH):
+    try:
+        return sexpr._fast(src, None, max_depth, sexpr.MAX_PLANE_BYTES, 3 * max_depth + 8)
+    except Exception:
+        return None
+
+
+@pytest.mark.parametrize("target", [
+    "@f", "@ns.f", "@a.b.c", "@", "@1f", "@f.", "#g:0", "#g:4294967295", "#g:4294967296", "#g:", "#g:-1",
+    "#x:00000000000000ff", "#x:ff", "#x:", "#" + "ab" * 32, "#" + "AB" * 32, "#" + "ab" * 31, "#" + "ab" * 33, "f",
+])
+def test_call_targets_are_built_natively(target):
+    """Every target spelling the reference accepts is built by the fast path, identically."""
+    src = f"(scope (call {target}) (print (call {target})))"
+    got = same(src)
+    if got[0] == "ok":
+        fast = fast_or_none(src)
+        assert fast is not None and fast.sequence == got[1] and spans(ir.Scope(fast.sequence)) == got[4]
+
+
+@pytest.mark.parametrize("max_depth", [2, 3, 4, 6])
+def test_forms_without_native_builder_get_their_depth(max_depth):
+    """Forms built by the reference builder inside the fast path (float, bitwise, matrix…) learn
+    their node depth when they open: under nodes, then/else, def and module lists, nested in
+    each other; the fast path accepts them exactly when they are within max_depth."""
+    leaves = ["(float 1.5)", "(bitwise not (bitwise and (int 1) (float 2)))", "(matrix 2 8 :sign aa :extra 55)",
+              "(vecop negate (mathfunc sin (float 1)))", "(break)"]
+    for leaf in leaves:
+        for k in range(max_depth + 2):
+            inner = "(print " * k + leaf + ")" * k
+            for src in (inner, f"(if (int 1) (then {inner}) (else (int 2) {inner}))",
+                        f"(module (def main (scope {inner})) (def g {inner}))",
+                        f"(bitwise or {inner} (int 3))"):
+                got = same(src, max_depth=max_depth)
+                fast = fast_or_none(src, max_depth)
+                if fast is not None:
+                    assert got[0] == "ok" and (fast.module, fast.sequence) == (got[2], got[1])
+                    root = fast.module if fast.module is not None else ir.Scope(fast.sequence)
+                    assert spans(root) == got[4]
+                elif got[0] == "ok":  # declined although valid: only when lists nest deeper than max_depth
+                    assert _list_depth(src) > max_depth
+
+
+def _list_depth(src: str) -> int:
+    d = best = 0
+    for c in src:
+        d += (c == "(") - (c == ")")
+        best = max(best, d)
+    return best

@@ -18,7 +18,7 @@ from nda.core import ir
 from nda.core.errors import ParseError, Span, make_span
 from nda.core.gcpause import gc_paused
 from nda.syntax.sexpr_read import (  # noqa: F401  (re-exported: the reference reader lives there)
-    _FORMS, _IDENT, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
+    _FORMS, _IDENT, _QUALIFIED, DEFAULT_MAX_DEPTH, MAX_PLANE_BYTES, Atom, SexprUnit,
     SList, _Builder, _build, _read, i32_of,
 )
 from nda.syntax.sexpr_print import (  # noqa: F401  (re-exported: the printer lives there)
@@ -183,29 +183,50 @@ def _u64(t) -> int:
     raise _Slow
 
 
-class _FastNames:
-    """name text → hash, memoized per parse (the same identifier is hashed once)."""
+class _Ctx:
+    """The state of one `_fast` parse that builders and list openings share.
 
-    __slots__ = ("hashes", "names")
+    `hashes`: name text → u64, memoized per parse (an identifier is hashed once); `names`: the
+    builder's hash → text dictionary, filled in the order the reference builder fills it;
+    `stack`: the open lists' entries `(parent items, line, col)`; `marks`: one
+    `(len(names), node depth)` per open list whose builder needs them (forms without a native
+    builder), pushed when it opens, popped by its builder."""
 
-    def __init__(self, names: dict):
+    __slots__ = ("b", "hashes", "names", "stack", "marks")
+
+    def __init__(self, b: _Builder):
+        self.b = b
         self.hashes: dict = {}
-        self.names = names  # hash → text, in the order the reference builder would fill it
+        self.names = b.names
+        self.stack: list = []
+        self.marks: list = []
 
-    def spelt(self, t: str) -> None:
-        """Called when a name atom is read (text order = the reference's insertion order)."""
-        if t not in self.hashes and _IDENT.match(t):
+    def name(self, t) -> int:
+        """The u64 a name atom stands for (an identifier is hashed and recorded), or _Slow."""
+        t = _text(t)
+        if _IDENT.match(t):
             h = self.hashes[t] = ir.name_hash(t)
             self.names.setdefault(h, t)
-
-    def __call__(self, t) -> int:
-        h = self.hashes.get(t)
-        if h is not None:
             return h
-        t = _text(t)
         if t.startswith("#x:"):
-            return _u64(t)
+            h = self.hashes[t] = _u64(t)
+            return h
         raise _Slow
+
+    def open(self, items: list) -> None:
+        """A list with a head in `_SPECIAL` was just cut (its head and leading atoms are
+        `items`): a name atom becomes its u64 now (text order is the reference's insertion
+        order); a form without a native builder records the names count and its node depth."""
+        head = items[0]
+        if head in _NAMED:
+            t = items[1]  # IndexError: `(let)`, `(load (…))`… declined
+            h = self.hashes.get(t)
+            items[1] = h if h is not None else self.name(t)
+        else:
+            depth = 1
+            for e in self.stack:  # the node depth of this list: its ancestors' contributions
+                depth += _CHILD_DEPTH[e[0][0]]
+            self.marks.append((len(self.names), depth))
 
 
 # The hottest builders set the slots themselves (one Python frame per node, not three).
@@ -221,11 +242,12 @@ def _setter(cls, field: str):
 _int_value, _int_span = _setter(ir.Int, "value"), _setter(ir.Int, "span")
 _load_name, _load_span = _setter(ir.Load, "name"), _setter(ir.Load, "span")
 
+# Builders: (items of the closed list — head first, a name already its u64 —, its Span, the
+# _Ctx) → the node (or a `_Branch`/`_DefForm`/`_ModuleForm`); any other shape raises.
 
-def _fb_int(b, it, sp, nm):
-    if len(it) != 2:
-        raise _Slow
-    t = it[1]
+
+def _fb_int(it, sp, cx):
+    _, t = it
     if type(t) is str and t.isdigit() and t.isascii():
         v = int(t)
         if v < 2147483648:
@@ -236,12 +258,10 @@ def _fb_int(b, it, sp, nm):
     return _Int(_int32(t), sp)
 
 
-def _fb_load(b, it, sp, nm):
-    if len(it) != 2:
+def _fb_load(it, sp, cx):
+    _, h = it
+    if type(h) is not int:
         raise _Slow
-    h = nm.hashes.get(it[1])
-    if h is None:
-        h = nm(it[1])
     o = _new(_LoadC)
     _load_name(o, h)
     _load_span(o, sp)
@@ -252,14 +272,9 @@ def _fb_named(cls, value_field: str):
     """Builder of `(let NAME node)` / `(store NAME node)`: a name and one child."""
     s_name, s_value, s_span = _setter(cls, "name"), _setter(cls, value_field), _setter(cls, "span")
 
-    def build(b, it, sp, nm):
-        if len(it) != 3:
-            raise _Slow
-        h = nm.hashes.get(it[1])
-        if h is None:
-            h = nm(it[1])
-        c = it[2]
-        if type(c) not in _NODE_TYPES:
+    def build(it, sp, cx):
+        _, h, c = it
+        if type(h) is not int or type(c) not in _NODE_TYPES:
             raise _Slow
         o = _new(cls)
         s_name(o, h)
@@ -275,10 +290,8 @@ _fb_let, _fb_store = _fb_named(ir.Let, "init"), _fb_named(ir.Store, "value")
 def _fb_binary(cls):
     s_lhs, s_rhs, s_span = (getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
 
-    def build(b, it, sp, nm):
-        if len(it) != 3:
-            raise _Slow
-        x, y = it[1], it[2]
+    def build(it, sp, cx):
+        _, x, y = it
         if type(x) not in _NODE_TYPES or type(y) not in _NODE_TYPES:
             raise _Slow
         o = _new(cls)
@@ -292,10 +305,8 @@ def _fb_binary(cls):
 def _fb_unary(cls):
     s_child, s_span = (getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
 
-    def build(b, it, sp, nm):
-        if len(it) != 2:
-            raise _Slow
-        x = it[1]
+    def build(it, sp, cx):
+        _, x = it
         if type(x) not in _NODE_TYPES:
             raise _Slow
         o = _new(cls)
@@ -305,23 +316,19 @@ def _fb_unary(cls):
     return build
 
 
-def _fb_scope(b, it, sp, nm):
+def _fb_scope(it, sp, cx):
     return _Scope(_nodes(it, 1), sp)
 
 
-def _fb_loop(b, it, sp, nm):
-    if len(it) < 2:
-        raise _Slow
+def _fb_loop(it, sp, cx):
     return _Loop(_unsigned(it[1], 32), _nodes(it, 2), sp)
 
 
-def _fb_while(b, it, sp, nm):
-    if len(it) < 2:
-        raise _Slow
+def _fb_while(it, sp, cx):
     return _While(_node(it[1]), _nodes(it, 2), sp)
 
 
-def _fb_if(b, it, sp, nm):
+def _fb_if(it, sp, cx):
     n = len(it)
     if n not in (3, 4):
         raise _Slow
@@ -338,7 +345,7 @@ def _fb_if(b, it, sp, nm):
 
 
 def _fb_branch(word):
-    def build(b, it, sp, nm):
+    def build(it, sp, cx):
         return _Branch(word, _nodes(it, 1))
     return build
 
@@ -347,10 +354,9 @@ def _fb_op_binary(cls, enum):
     s_op, s_lhs, s_rhs, s_span = (getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
     spell = _SPELL[enum]
 
-    def build(b, it, sp, nm):
-        if len(it) != 4:
-            raise _Slow
-        op, x, y = spell.get(it[1]) if type(it[1]) is str else None, it[2], it[3]
+    def build(it, sp, cx):
+        _, op, x, y = it
+        op = spell.get(op) if type(op) is str else None
         if op is None or type(x) not in _NODE_TYPES or type(y) not in _NODE_TYPES:
             raise _Slow
         o = _new(cls)
@@ -364,34 +370,46 @@ def _fb_op_binary(cls, enum):
 
 _fb_cmp = _fb_op_binary(ir.Compare, ir.CmpOp)
 _fb_math = _fb_op_binary(ir.Math, ir.MathOp)
+_HEX64 = re.compile(r"#[0-9a-fA-F]{64}\Z")
 
 
-def _fb_call(b, it, sp, nm):
-    if len(it) != 2:
-        raise _Slow
-    t = _text(it[1])
-    if t.startswith("@") and _IDENT.match(t, 1):
+def _fb_call(it, sp, cx):
+    """`(call TARGET)`: the four target spellings of the reference's `_Builder.target`."""
+    _, t = it
+    t = _text(t)
+    if t.startswith("@") and _QUALIFIED.match(t, 1):
         return _Call(ir.NamedRef(t[1:]), sp)
-    return _adapted(b, it, sp, nm)
+    if t.startswith("#g:") and _DIGITS.match(t, 3) and int(t[3:]) < (1 << 32):
+        return _Call(ir.GroupRef(int(t[3:])), sp)
+    if t.startswith("#x:"):
+        return _Call(ir.Legacy64(_u64(t)), sp)
+    if _HEX64.match(t):
+        return _Call(ir.Hash32(bytes.fromhex(t[1:])), sp)
+    raise _Slow
 
 
-def _adapted(b, it, sp, nm):
+def _adapted(it, sp, cx):
     """A form without a native builder: the reference builder on adapted items (atoms get no
-    position: on any error the whole text goes to the reference path anyway)."""
+    position: on any error the whole text goes to the reference path anyway). Its opening
+    pushed `(len(names), depth)` on `cx.marks`."""
+    n0, depth = cx.marks.pop()
+    if it[0] == "bitwise" and len(it) == 4 and len(cx.names) != n0:
+        raise _Slow  # the reference builds its rhs first: names would be in another order
     items = tuple(Atom(x, 0, None) if type(x) is str else x for x in it)
     for x in items:
         if type(x) in (_Branch, _DefForm, _ModuleForm):
             raise _Slow
-    return _FORMS[it[0]](b, items[1:], SList(items, sp), b.depth + 1)
+    return _FORMS[it[0]](cx.b, items[1:], SList(items, sp), depth + 1)
 
 
-def _fb_def(b, it, sp, nm):
-    if len(it) != 3 or type(it[1]) is not str or not _IDENT.match(it[1]):
+def _fb_def(it, sp, cx):
+    _, name, node = it
+    if type(name) is not str or not _IDENT.match(name):
         raise _Slow
-    return _DefForm(it[1], _node(it[2]), sp)
+    return _DefForm(name, _node(node), sp)
 
 
-def _fb_module(b, it, sp, nm):
+def _fb_module(it, sp, cx):
     defs, seen = [], set()
     for d in it[1:]:
         if type(d) is not _DefForm or d.name in seen:
@@ -411,6 +429,9 @@ _FAST.update({
     "call": _fb_call, "then": _fb_branch("then"), "else": _fb_branch("else"),
     "def": _fb_def, "module": _fb_module,
 })
+# heads whose list needs `_Ctx.open` when it opens: a name to hash, or a form without a
+# native builder (its builder wants the names count and the node depth)
+_SPECIAL = _NAMED | {head for head, f in _FAST.items() if f is _adapted}
 # how deep the lists inside a list with this head sit: +1 below a node form, the same below
 # (then …)/(else …), 1 below (def …), 0 below (module …)
 _TOP = "<top>"  # `_fast`'s pseudo-head of the top-level list
@@ -418,10 +439,9 @@ _CHILD_DEPTH = {head: 1 for head in _FORMS}
 # relative to the list's own depth: a def inside a module sits at 0, the lists in it at 1; a
 # def or module anywhere else is declined by the builder of the list around it
 _CHILD_DEPTH.update({"then": 0, "else": 0, "def": 1, "module": -1, _TOP: 0})
-_NOT_NODE = frozenset(("then", "else", "def", "module"))
 _COMMENT = re.compile(r";[^\n]*")
-_SPAN_SETTERS = tuple(getattr(Span, f).__set__ for f in ("line", "col", "end_line", "end_col", "offset", "file"))
 _ATOMS_CLOSES = re.compile(r"\)|[^\s();\"]+")
+_span_line, _span_col, _span_file = (getattr(Span, f).__set__ for f in ("line", "col", "file"))
 
 
 def _blank(m) -> str:
@@ -432,71 +452,63 @@ def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_
     """The text cut at every '(' into chunks: chunk k is what follows the k-th '(' up to the
     next one — the list's head and atoms, then (usually) only the ')'s that close lists, so the
     common chunk is read with three string methods instead of a token loop (a chunk with atoms
-    after a ')' goes through `_tokens`). Offsets, lines and columns are those of each '('.
-    Every malformed shape declines (an IndexError, KeyError or `_Slow`)."""
+    after a ')' goes through `_tokens`). Lines and columns are those of each '('; each list is
+    built when its ')' is read, its Span made then (`make_span`, inlined). Lists nest at most
+    min(max_depth, max_lists) deep (a node's depth is at most its list's: then/else/def/module
+    lists add none), so no node depth is tracked here.
+    Every malformed shape declines (an IndexError, KeyError, ValueError or `_Slow`)."""
     b = _Builder(max_depth, max_plane_bytes)
-    nm = _FastNames(b.names)
-    names, hashes = b.names, nm.hashes
+    cx = _Ctx(b)
+    hashes, stack = cx.hashes, cx.stack
     top: list = [_TOP]  # a pseudo-head: lists directly inside sit at depth 1
-    stack: list = []
-    cur, depth = top, 1  # the open list's items and the node depth of the lists inside it
+    cur = top  # the open list's items
     if ";" in src:
         src = _COMMENT.sub(_blank, src)  # same offsets, same lines
     if '"' in src:
         raise _Slow
     chunks = src.split("(")
     first = chunks[0]
-    if first.split():
+    if first and not first.isspace():
         raise _Slow  # atoms or ')' before the first list
     line, nl_at = 1, -1
     if "\n" in first:
         line += first.count("\n")
         nl_at = first.rfind("\n")
     p = len(first)  # offset of the '(' before the current chunk
-    fast, child_depth, named, not_node, ident = _FAST, _CHILD_DEPTH, _NAMED, _NOT_NODE, _IDENT.match
+    lim = min(max_depth, max_lists)
+    fast, special, named = _FAST, _SPECIAL, _NAMED
     pop, push = stack.pop, stack.append
-    new_span = object.__new__
-    s_line, s_col, s_end_line, s_end_col, s_offset, s_file = _SPAN_SETTERS
+    new_span, s_line, s_col, s_file = object.__new__, _span_line, _span_col, _span_file
     del chunks[0]
     for ch in chunks:
-        # '(' opens a list inside `cur` (IndexError: a list in head position; KeyError: an
-        # unknown head — both declined)
-        d = depth + child_depth[cur[0]]
-        if len(stack) >= max_lists:
-            raise _Slow
-        push((cur, depth, line, p - nl_at, len(names)))
-        depth = d
+        push((cur, line, p - nl_at))  # '(' opens a list inside `cur`
         body = ch.rstrip()
         inner = body.rstrip(")")
         if ")" in inner:
-            cur, depth = _tokens(ch, [], depth, b, nm, stack, file, max_depth)
+            cur = _tokens(ch, cx, file, lim)
         else:
             cur = inner.split()
-            if cur[0] in named and len(cur) > 1:  # IndexError on '()' or '((': declined
-                t = cur[1]  # a name, spelt now: text order is the reference's insertion order
-                if t not in hashes and ident(t):
-                    h = hashes[t] = ir.name_hash(t)
-                    names.setdefault(h, t)
+            if cur[0] in special:  # IndexError on '()' or '((': declined
+                if cur[0] in named:
+                    t = cur[1]  # a name: its u64 now (text order is the reference's)
+                    h = hashes.get(t)
+                    cur[1] = h if h is not None else cx.name(t)
+                else:
+                    cx.open(cur)
             k = len(body) - len(inner)
-            while k:  # ')': build the list just closed
-                k -= 1
-                items = cur
-                cur, parent_depth, l0, c0, n0 = pop()  # IndexError on a stray ')': declined
-                head = items[0]
-                if head == "bitwise" and len(items) == 4 and len(names) != n0:
-                    raise _Slow  # the reference builds its rhs first: names would be in another order
-                if depth > max_depth and head not in not_node:
-                    raise _Slow
-                b.depth = depth
-                sp = new_span(Span)  # = make_span(l0, c0, file), without its call
-                s_line(sp, l0)
-                s_col(sp, c0)
-                s_end_line(sp, 0)
-                s_end_col(sp, 0)
-                s_offset(sp, None)
-                s_file(sp, file)
-                cur.append(fast[head](b, items, sp, nm))
-                depth = parent_depth
+            if k:
+                if len(stack) > lim:
+                    raise _Slow  # too deep for the fast path: the reference decides
+                while k:  # ')': build the list just closed
+                    k -= 1
+                    items = cur
+                    cur, l0, c0 = pop()  # IndexError on a stray ')': declined
+                    sp = new_span(Span)  # = make_span(l0, c0, file), without its call
+                    s_line(sp, l0)
+                    s_col(sp, c0)
+                    if file is not None:
+                        s_file(sp, file)
+                    cur.append(fast[items[0]](items, sp, cx))  # KeyError: unknown head
         if "\n" in ch:
             line += ch.count("\n")
             nl_at = p + 1 + ch.rfind("\n")
@@ -511,23 +523,21 @@ def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_
     return SexprUnit(sequence=_nodes(top, 0), names=b.names)
 
 
-def _tokens(ch: str, cur: list, depth: int, b, nm, stack: list, file, max_depth: int):
-    """A chunk with atoms after a ')', token by token (no '(' inside) → (cur, depth)."""
-    names = b.names
-    for t in _ATOMS_CLOSES.findall(ch):
+def _tokens(ch: str, cx: _Ctx, file, lim: int) -> list:
+    """A chunk with atoms after a ')' (no '(' inside): the new list's head and atoms up to the
+    first ')', then ')'s and atoms token by token → the list open at the chunk's end."""
+    stack = cx.stack
+    head, _, rest = ch.partition(")")
+    cur = head.split()
+    if cur[0] in _SPECIAL:
+        cx.open(cur)
+    if len(stack) > lim:
+        raise _Slow
+    for t in _ATOMS_CLOSES.findall(")" + rest):
         if t == ")":
             items = cur
-            cur, parent_depth, l0, c0, n0 = stack.pop()
-            head = items[0]
-            if head == "bitwise" and len(items) == 4 and len(names) != n0:
-                raise _Slow
-            if head not in _NOT_NODE and depth > max_depth:
-                raise _Slow
-            b.depth = depth
-            cur.append(_FAST[head](b, items, make_span(l0, c0, file), nm))
-            depth = parent_depth
+            cur, l0, c0 = stack.pop()
+            cur.append(_FAST[items[0]](items, make_span(l0, c0, file), cx))
         else:
-            if len(cur) == 1 and cur[0] in _NAMED:
-                nm.spelt(t)
             cur.append(t)
-    return cur, depth
+    return cur
