@@ -246,8 +246,17 @@ _load_name, _load_span = _setter(ir.Load, "name"), _setter(ir.Load, "span")
 # _Ctx) → the node (or a `_Branch`/`_DefForm`/`_ModuleForm`); any other shape raises.
 
 
+_SMALL = {str(i): i for i in range(256)}  # the canonical spellings of small integers
+
+
 def _fb_int(it, sp, cx):
     _, t = it
+    v = _SMALL.get(t) if type(t) is str else None
+    if v is not None:
+        o = _new(_IntC)
+        _int_value(o, v)
+        _int_span(o, sp)
+        return o
     if type(t) is str and t.isdigit() and t.isascii():
         v = int(t)
         if v < 2147483648:
@@ -470,49 +479,63 @@ def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_
     first = chunks[0]
     if first and not first.isspace():
         raise _Slow  # atoms or ')' before the first list
-    line, nl_at = 1, -1
+    line, col = 1, len(first) + 1  # of the '(' before the current chunk
     if "\n" in first:
         line += first.count("\n")
-        nl_at = first.rfind("\n")
-    p = len(first)  # offset of the '(' before the current chunk
+        col = len(first) - first.rfind("\n")
     lim = min(max_depth, max_lists)
     fast, special, named = _FAST, _SPECIAL, _NAMED
     pop, push = stack.pop, stack.append
     new_span, s_line, s_col, s_file = object.__new__, _span_line, _span_col, _span_file
     del chunks[0]
-    for ch in chunks:
-        push((cur, line, p - nl_at))  # '(' opens a list inside `cur`
+    for ch in chunks:  # '(' opens a list inside `cur`
         body = ch.rstrip()
         inner = body.rstrip(")")
-        if ")" in inner:
+        if ")" in inner:  # atoms (or whitespace) after a ')': token by token
+            push((cur, line, col))
             cur = _tokens(ch, cx, file, lim)
         else:
-            cur = inner.split()
-            if cur[0] in special:  # IndexError on '()' or '((': declined
-                if cur[0] in named:
-                    t = cur[1]  # a name: its u64 now (text order is the reference's)
+            items = inner.split()
+            head = items[0]  # IndexError on '()' or '((': declined
+            if head in special:
+                if head in named:
+                    t = items[1]  # a name: its u64 now (text order is the reference's)
                     h = hashes.get(t)
-                    cur[1] = h if h is not None else cx.name(t)
+                    items[1] = h if h is not None else cx.name(t)
                 else:
-                    cx.open(cur)
-            k = len(body) - len(inner)
-            if k:
-                if len(stack) > lim:
+                    push((cur, line, col))
+                    cx.open(items)
+                    pop()
+            k = len(body) - len(inner)  # the ')'s
+            if k:  # the list closes in its own chunk: built at once, then k-1 lists around it
+                if len(stack) >= lim:
                     raise _Slow  # too deep for the fast path: the reference decides
-                while k:  # ')': build the list just closed
+                sp = new_span(Span)  # = make_span(line, col, file), without its call
+                s_line(sp, line)
+                s_col(sp, col)
+                if file is not None:
+                    s_file(sp, file)
+                node = fast[head](items, sp, cx)  # KeyError: unknown head
+                while k > 1:
                     k -= 1
+                    cur.append(node)
                     items = cur
                     cur, l0, c0 = pop()  # IndexError on a stray ')': declined
-                    sp = new_span(Span)  # = make_span(l0, c0, file), without its call
+                    sp = new_span(Span)
                     s_line(sp, l0)
                     s_col(sp, c0)
                     if file is not None:
                         s_file(sp, file)
-                    cur.append(fast[items[0]](items, sp, cx))  # KeyError: unknown head
+                    node = fast[items[0]](items, sp, cx)
+                cur.append(node)
+            else:
+                push((cur, line, col))
+                cur = items
         if "\n" in ch:
             line += ch.count("\n")
-            nl_at = p + 1 + ch.rfind("\n")
-        p += len(ch) + 1
+            col = len(ch) - ch.rfind("\n")
+        else:
+            col += len(ch) + 1
     if stack:
         raise _Slow
     del top[0]
