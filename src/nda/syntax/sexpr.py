@@ -458,13 +458,16 @@ def _blank(m) -> str:
 
 
 def _fast(src: str, file: str | None, max_depth: int, max_plane_bytes: int, max_lists: int) -> SexprUnit:
-    """The text cut at every '(' into chunks: chunk k is what follows the k-th '(' up to the
+    """Source text → SexprUnit, or an exception when the reference path must decide.
+
+    The text is cut at every '(' into chunks: chunk k is what follows the k-th '(' up to the
     next one — the list's head and atoms, then (usually) only the ')'s that close lists, so the
-    common chunk is read with three string methods instead of a token loop (a chunk with atoms
-    after a ')' goes through `_tokens`). Lines and columns are those of each '('; each list is
-    built when its ')' is read, its Span made then (`make_span`, inlined). Lists nest at most
-    min(max_depth, max_lists) deep (a node's depth is at most its list's: then/else/def/module
-    lists add none), so no node depth is tracked here.
+    common chunk is read with two `rstrip`s and a `split` instead of a token loop (a chunk with
+    atoms or whitespace after a ')' goes through `_tokens`). A list that closes in its own chunk
+    is built at once; any other is pushed as (parent items, line, col) and built when its ')'
+    is read. Line and column are those of each '(' (the Span made as `make_span` does, inlined).
+    Lists nest at most min(max_depth, max_lists) deep (a node's depth is at most its list's:
+    then/else/def/module lists add none), so no node depth is tracked here.
     Every malformed shape declines (an IndexError, KeyError, ValueError or `_Slow`)."""
     b = _Builder(max_depth, max_plane_bytes)
     cx = _Ctx(b)
