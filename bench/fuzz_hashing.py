@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_decoders import random_node  # noqa: E402
 
 from nda.core import hash_encode, ir  # noqa: E402
-from nda.core.binary_v2 import encode_node, encode_shallow  # noqa: E402
-from nda.core.hashing import VERSION_BYTE, Hasher, _postorder, call_target_h1, h1, hash_and_encode  # noqa: E402
+from nda.core.binary_v2 import encode_node  # noqa: E402
+from nda.core.hashing import Hasher, call_target_h1, h1, h2_reference, hash_and_encode  # noqa: E402
 
 ALIASES = (11, 12, 13, 14)
 COMPOSITES = [c for c in ir.NODE_CLASSES if any(k in ("node", "nodes", "optnode", "optnodes") for _, k in c.FIELDS)]
@@ -41,12 +41,7 @@ def callee_h1(digest: bytes) -> int:
     return int.from_bytes(hashlib.sha256(b"callee" + digest).digest()[:8], "little")
 
 
-def reference_h2(node) -> bytes:
-    memo: dict = {}
-    for n in _postorder(node, memo):
-        if id(n) not in memo:
-            memo[id(n)] = (n, hashlib.sha256(VERSION_BYTE + encode_shallow(n, lambda c: memo[id(c)][1])).digest())
-    return memo[id(node)][1]
+reference_h2 = h2_reference  # the definition (nda.core.hashing)
 
 
 def outcome(fn, node):

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nda.core import hash_encode, ir
-from nda.core.binary_v2 import encode_node, encode_shallow
-from nda.core.hashing import VERSION_BYTE, Hasher, _postorder, call_target_h1, h1, hash_and_encode
+from nda.core.binary_v2 import encode_node
+from nda.core.hashing import VERSION_BYTE, Hasher, call_target_h1, h1, h2_reference, hash_and_encode
 from nda.pipeline.conformance import builtin_vectors, prepare
 
 from strategies import call_targets, deep_chain, nodes
@@ -60,13 +60,7 @@ def test_every_kind_has_a_function():
     assert set(hash_encode.KIND) == set(ir.NODE_CLASSES) == set(hash_encode.H2_KIND)
 
 
-def reference_h2(node):
-    """The definition: SHA-256(0x02 ‖ encode_shallow) children first (`_postorder`)."""
-    memo: dict = {}
-    for n in _postorder(node, memo):
-        if id(n) not in memo:
-            memo[id(n)] = (n, hashlib.sha256(VERSION_BYTE + encode_shallow(n, lambda c: memo[id(c)][1])).digest())
-    return memo[id(node)][1]
+reference_h2 = h2_reference  # the definition (nda.core.hashing)
 
 
 @settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))

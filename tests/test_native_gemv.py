@@ -6,7 +6,6 @@ the numpy way when it is asked for or when the native kernel cannot be built."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from nda.runtime import kernels_tensor as KT

@@ -40,7 +40,9 @@ def walk_roots(walkers: dict, unit: Any, roots, limit: int, check_at: int = -1) 
     return sizes, ctx[0]
 
 
-_LEAF_END = """\
+def _leaf(c: list, d: int) -> None:
+    """A node without children at depth `d`: count the leaf (the node budget's check point),
+    record the depth, `Bail` past the limit. The generated walkers inline `_LEAF`."""
     c[4] += 1
     if c[4] == c[5]:
         c[3].size_check(c[4])
@@ -48,19 +50,25 @@ _LEAF_END = """\
         if d > c[2]:
             raise Bail
         c[0] = d
-    return 1"""
 
 
-_LIST_LEAF_END = """\
-    if s == 1:
-        c[4] += 1
-        if c[4] == c[5]:
-            c[3].size_check(c[4])
-        if e > c[0]:
-            if e > c[2]:
-                raise Bail
-            c[0] = e
-    return s"""
+# `_leaf` as straight-line code for the generated walkers ({d}: the depth variable)
+_LEAF = """\
+c[4] += 1
+if c[4] == c[5]:
+    c[3].size_check(c[4])
+if {d} > c[0]:
+    if {d} > c[2]:
+        raise Bail
+    c[0] = {d}"""
+
+
+def _indented(text: str, by: str) -> str:
+    return "\n".join(by + line for line in text.split("\n"))
+
+
+_LEAF_END = _indented(_LEAF.format(d="d"), "    ") + "\n    return 1"
+_LIST_LEAF_END = "    if s == 1:\n" + _indented(_LEAF.format(d="e"), "        ") + "\n    return s"
 
 
 def make_walkers(plans: dict, slow_kinds: frozenset, loop_kinds: frozenset,
@@ -75,13 +83,7 @@ def make_walkers(plans: dict, slow_kinds: frozenset, loop_kinds: frozenset,
         if type(n) in loop_kinds:
             c[1] = True
         if not kids:
-            c[4] += 1
-            if c[4] == c[5]:
-                c[3].size_check(c[4])
-            if d > c[0]:
-                if d > c[2]:
-                    raise Bail
-                c[0] = d
+            _leaf(c, d)
             return 1
         s = 1
         d += 1

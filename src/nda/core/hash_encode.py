@@ -25,7 +25,7 @@ import struct
 from typing import Any, Callable
 
 from nda.core.binary_v2 import (
-    _ABSENT, _K_BYTES, _K_ENUM, _K_INT, _K_NODE, _K_NODES, _K_OPTNODE, _K_OPTNODES, _K_TARGET,
+    _ABSENT, _K_BYTES, _K_ENUM, _K_INT, _K_NODE, _K_NODES, _K_OPTNODE, _K_TARGET,
     _OPBYTE, _PRESENT, PLANS, node_parts, target_bytes,
 )
 from nda.core.ir import NODE_CLASSES, Node

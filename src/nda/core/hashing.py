@@ -150,6 +150,18 @@ class Hasher:
         return out
 
 
+def h2_reference(node: Node) -> bytes:
+    """H2 by its definition alone — SHA-256(0x02 ‖ `encode_shallow`) over `_postorder`, no
+    specialized table, no generated code: slow, and the oracle the fast paths are tested
+    and fuzzed against (tests/test_hashing_fast.py, tests/test_hash_encode.py,
+    bench/fuzz_hashing.py). Same value or the same error as `h2`."""
+    memo: dict = {}
+    for n in _postorder(node, memo):
+        if id(n) not in memo:
+            memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, lambda c: memo[id(c)][1])).digest())
+    return memo[id(node)][1]
+
+
 def h2(node: Node) -> bytes:
     """SHA-256(0x02 ‖ shallow(node)) — the 32-byte v2 content address (§3.2)."""
     return Hasher().h2(node)

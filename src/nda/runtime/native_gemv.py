@@ -39,9 +39,39 @@ import threading
 
 import numpy as np
 
+from nda.runtime.llvm_host import host_target
+
 # Input columns up to this use a 4 KiB stack buffer for the input's planes; wider inputs get
 # the thread's scratch buffer (`_scratch`).
 STACK_COLS = 256 * 64
+
+def _accumulate(sfx: str, s: str, e: str, word: str) -> str:
+    """IR adding one 64-column word's popcounts to the row sums: the weight words `s`, `e`
+    against the input's plane words at index `word`; → %a{sfx} (+|s∧t|), %b{sfx} (+|s∧f| +
+    |e∧t|), %d{sfx} (+|e∧f|), %ss{sfx} (+|s|), %es{sfx} (+|e|) from %a, %b, %d, %ss, %es."""
+    x = sfx
+    return f"""\
+  %tp{x} = getelementptr i64, ptr %xs, i64 {word}
+  %t{x} = load i64, ptr %tp{x}, align 8
+  %fp{x} = getelementptr i64, ptr %xe, i64 {word}
+  %f{x} = load i64, ptr %fp{x}, align 8
+  %st{x} = and i64 {s}, %t{x}
+  %sf{x} = and i64 {s}, %f{x}
+  %et{x} = and i64 {e}, %t{x}
+  %ef{x} = and i64 {e}, %f{x}
+  %pst{x} = call i64 @llvm.ctpop.i64(i64 %st{x})
+  %psf{x} = call i64 @llvm.ctpop.i64(i64 %sf{x})
+  %pet{x} = call i64 @llvm.ctpop.i64(i64 %et{x})
+  %pef{x} = call i64 @llvm.ctpop.i64(i64 %ef{x})
+  %pss{x} = call i64 @llvm.ctpop.i64(i64 {s})
+  %pes{x} = call i64 @llvm.ctpop.i64(i64 {e})
+  %a{x} = add i64 %a, %pst{x}
+  %b{x}0 = add i64 %b, %psf{x}
+  %b{x} = add i64 %b{x}0, %pet{x}
+  %d{x} = add i64 %d, %pef{x}
+  %ss{x} = add i64 %ss, %pss{x}
+  %es{x} = add i64 %es, %pes{x}"""
+
 
 _IR = r"""
 declare i64 @llvm.ctpop.i64(i64)
@@ -152,11 +182,11 @@ rstart:
   br label %wloop
 wloop:
   %w = phi i64 [ 0, %rstart ], [ %w1, %wbody ]
-  %a = phi i64 [ 0, %rstart ], [ %a1, %wbody ]
-  %b = phi i64 [ 0, %rstart ], [ %b2, %wbody ]
-  %d = phi i64 [ 0, %rstart ], [ %d1, %wbody ]
-  %ss = phi i64 [ 0, %rstart ], [ %ss1, %wbody ]
-  %es = phi i64 [ 0, %rstart ], [ %es1, %wbody ]
+  %a = phi i64 [ 0, %rstart ], [ %aW, %wbody ]
+  %b = phi i64 [ 0, %rstart ], [ %bW, %wbody ]
+  %d = phi i64 [ 0, %rstart ], [ %dW, %wbody ]
+  %ss = phi i64 [ 0, %rstart ], [ %ssW, %wbody ]
+  %es = phi i64 [ 0, %rstart ], [ %esW, %wbody ]
   %wdone = icmp uge i64 %w, %nfull
   br i1 %wdone, label %wtail, label %wbody
 wbody:
@@ -165,26 +195,7 @@ wbody:
   %pew = getelementptr i8, ptr %pe, i64 %woff
   %s = load i64, ptr %psw, align 1
   %e = load i64, ptr %pew, align 1
-  %tpw = getelementptr i64, ptr %xs, i64 %w
-  %t = load i64, ptr %tpw, align 8
-  %fpw = getelementptr i64, ptr %xe, i64 %w
-  %f = load i64, ptr %fpw, align 8
-  %st = and i64 %s, %t
-  %sf = and i64 %s, %f
-  %et = and i64 %e, %t
-  %ef = and i64 %e, %f
-  %pst = call i64 @llvm.ctpop.i64(i64 %st)
-  %psf = call i64 @llvm.ctpop.i64(i64 %sf)
-  %pet = call i64 @llvm.ctpop.i64(i64 %et)
-  %pef = call i64 @llvm.ctpop.i64(i64 %ef)
-  %pss = call i64 @llvm.ctpop.i64(i64 %s)
-  %pes = call i64 @llvm.ctpop.i64(i64 %e)
-  %a1 = add i64 %a, %pst
-  %b1 = add i64 %b, %psf
-  %b2 = add i64 %b1, %pet
-  %d1 = add i64 %d, %pef
-  %ss1 = add i64 %ss, %pss
-  %es1 = add i64 %es, %pes
+@ACC_W@
   %w1 = add i64 %w, 1
   br label %wloop
 
@@ -212,26 +223,7 @@ btloop:
 btdone:
   %sT = and i64 %sacc1, %vmask
   %eT = and i64 %eacc1, %vmask
-  %tTp = getelementptr i64, ptr %xs, i64 %nfull
-  %tT = load i64, ptr %tTp, align 8
-  %fTp = getelementptr i64, ptr %xe, i64 %nfull
-  %fT = load i64, ptr %fTp, align 8
-  %stT = and i64 %sT, %tT
-  %sfT = and i64 %sT, %fT
-  %etT = and i64 %eT, %tT
-  %efT = and i64 %eT, %fT
-  %pstT = call i64 @llvm.ctpop.i64(i64 %stT)
-  %psfT = call i64 @llvm.ctpop.i64(i64 %sfT)
-  %petT = call i64 @llvm.ctpop.i64(i64 %etT)
-  %pefT = call i64 @llvm.ctpop.i64(i64 %efT)
-  %pssT = call i64 @llvm.ctpop.i64(i64 %sT)
-  %pesT = call i64 @llvm.ctpop.i64(i64 %eT)
-  %aT = add i64 %a, %pstT
-  %bT0 = add i64 %b, %psfT
-  %bT = add i64 %bT0, %petT
-  %dT = add i64 %d, %pefT
-  %ssT = add i64 %ss, %pssT
-  %esT = add i64 %es, %pesT
+@ACC_T@
   br label %racc
 
 ; ---- acc = 9a + 3b + d − 6·|s| − 2·|e| + const, then ENCODE
@@ -266,7 +258,7 @@ rstore:
 exit:
   ret void
 }
-"""
+""".replace("@ACC_W@", _accumulate("W", "%s", "%e", "%w")).replace("@ACC_T@", _accumulate("T", "%sT", "%eT", "%nfull"))
 
 _KERNEL = None  # the ctypes function; False when it cannot be built (memo)
 _KEEP = None    # what keeps the machine code alive (the JIT and its resource tracker)
@@ -295,13 +287,7 @@ def _build():
     off = _data_offset()
     if off is None:
         raise RuntimeError("numpy array layout not recognised")
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_default_triple()
-    try:
-        cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-    except RuntimeError:  # host CPU features unavailable: generic code
-        cpu, features = "", ""
+    target, cpu, features = host_target()
     tm = target.create_target_machine(cpu, features, opt=3, jit=True)
     mod = llvm.parse_assembly(_IR.replace("DATA_OFF", str(off)))
     mod.verify()

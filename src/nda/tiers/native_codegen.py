@@ -57,6 +57,7 @@ from collections import OrderedDict
 import llvmlite.binding as llvm
 
 from nda.core import ir
+from nda.runtime.llvm_host import host_target
 
 CONTINUE, BREAK, BAILOUT, CHECK, DEADLINE = 0, 1, 3, 4, 5
 VARS_OFFSET = 64
@@ -563,13 +564,7 @@ class Jit:
     """
 
     def __init__(self, capacity: int = 1024):
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
-        try:
-            cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-        except RuntimeError:  # host CPU features unavailable: generic code
-            cpu, features = "", ""
+        target, cpu, features = host_target()
         self.tms = {opt: target.create_target_machine(cpu, features, opt=2 if opt else 0, jit=True)
                     for opt in (False, True)}
         self.lljit = llvm.create_lljit_compiler(self.tms[False])
