@@ -480,3 +480,36 @@ def test_call_index_deeper_than_the_stack_uses_the_iterative_scan():
         node = ir.Return(node)
     idx = CallIndex(node)
     assert idx.calls == [leaf] and len(idx._above) == sys.getrecursionlimit() + 200
+
+
+def test_linking_for_a_commit_encodes_defs_once_with_the_same_rows(tmp_path):
+    """A commit links with `Hasher(store.callee_h1)`: each def's H1 and v2 bytes come out of
+    the linker's pass (`Hasher.h2_root`) and the store's write reuses them. The rows are
+    those of the plain path — for defs calling module functions, group members (theirs are
+    left to the write), and functions already in the store, a stored group member included."""
+    from nda.store.prepared import prepare
+
+    store = SiteMap.open(str(tmp_path / "s.db"))
+    try:
+        assert commit(store, parse_sexpr(GROUPS), None, "groups", namespace="").ok
+        calls_stored = ("(module (def main (scope (print (scope (int 4) (call @even))) "
+                        "(print (scope (int 2) (call @twice))))) "
+                        "(def twice (scope (let n (scope)) (return (scope (load n) (call @sq))))))")
+        for src in (GROUPS, calls_stored):
+            module = parse_sexpr(src).module
+            enc = Hasher(store.callee_h1)
+            linked = link_module(module, enc, lookup=store.resolve_name)
+            plain = link_module(module, lookup=store.resolve_name)
+            seq = tuple(linked.main_sequence())
+            got = prepare(store, seq, linked, enc)
+            want = prepare(store, tuple(plain.main_sequence()), plain, Hasher())
+            assert [(r.addr, r.v1, r.opcode, r.data, r.group, r.index) for r in got.rows] == \
+                [(r.addr, r.v1, r.opcode, r.data, r.group, r.index) for r in want.rows]
+            assert (got.root, got.root_v1) == (want.root, want.root_v1)
+            singles = [d for d in linked.defs if d.group is None]
+            encoded = [d for d in singles if id(d.node) in enc._encoded]
+            assert encoded  # the pass was used (sq, twice, and main when it calls no member of its own)
+            if src is calls_stored:
+                assert len(encoded) == len(singles)  # a stored group member's H1 is its alias
+    finally:
+        store.close()

@@ -78,12 +78,44 @@ class Hasher:
     leaves are hashed once: `known(leaf)` may be None for a leaf it has hashed.
     """
 
-    __slots__ = ("_memo", "_leaves", "_leaves1")
+    __slots__ = ("_memo", "_leaves", "_leaves1", "_callee_h1", "_encoded", "_h1_of")
 
-    def __init__(self) -> None:
+    def __init__(self, callee_h1: CalleeH1 | None = None) -> None:
         self._memo: dict[int, tuple[Node, bytes]] = {}
         self._leaves: dict[bytes, bytes] = {}  # a leaf kind's encoding → its H2 (`h2_run`)
         self._leaves1: dict[bytes, tuple] = {}  # … → (H2, H1 bytes) (`hash_and_encode`)
+        self._callee_h1 = callee_h1  # set: `h2_root` also H1-hashes and encodes (a commit's)
+        self._encoded: dict[int, tuple] = {}  # id(root) → (root, H2, H1, v2 bytes)
+        self._h1_of: dict[bytes, int] = {}  # H2 → H1 of the roots encoded so far
+
+    def h2_root(self, node: Node) -> bytes:
+        """`h2` of a def's root (what `link_module` asks). A Hasher made with `callee_h1`
+        (a commit's: the store's `callee_h1`) also computes the root's H1 and v2 encoding in
+        the same pass and keeps them for `hash_and_encode`, so the store's write walks the
+        def no second time; the H1 of a call comes from the roots encoded before (link goes
+        callee first), else from `callee_h1`. A root the one pass cannot finish (a group
+        member's GroupRef calls, an unknown target, anything unusual) is only H2-hashed, and
+        `hash_and_encode` does the rest later, as without `callee_h1`."""
+        store_h1 = self._callee_h1
+        if store_h1 is None or id(node) in self._memo:
+            return self.h2(node)
+        h1_of = self._h1_of
+
+        def callee(digest: bytes) -> int | None:
+            v = h1_of.get(digest)
+            return v if v is not None else store_h1(digest)
+
+        def target(t) -> int:
+            return call_target_h1(t, None, callee)
+
+        try:
+            d2, d1, data = hash_encode.run(node, self._memo, target, self._leaves, self._leaves1)
+        except Exception:  # noqa: BLE001 — H2 alone; `hash_and_encode` answers for the rest
+            return self.h2(node)
+        v1 = int.from_bytes(d1, "little")
+        self._encoded[id(node)] = (node, d2, v1, data)
+        h1_of.setdefault(d2, v1)
+        return d2
 
     def h2(self, node: Node) -> bytes:
         memo = self._memo
@@ -280,6 +312,10 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
 
     The work is done by `hash_encode.run` (a function per kind); when it gives up (anything
     unusual, or a tree deeper than Python's stack) the general walk below answers."""
+
+    hit = hasher._encoded.get(id(node)) if aliases is None else None
+    if hit is not None and hit[0] is node:  # encoded while it was linked (`Hasher.h2_root`)
+        return hit[1], hit[2], hit[3]
 
     def target(t) -> int:
         return call_target_h1(t, aliases, callee_h1)

@@ -343,7 +343,7 @@ def link_module(module: Module, hasher: Hasher | None = None, *,
         if len(comp) == 1 and comp[0] not in edges[comp[0]]:
             d = defs[comp[0]]
             node = index[comp[0]].rewrite(outside)
-            addr = hasher.h2(node)
+            addr = hasher.h2_root(node)
             address[d.name] = addr
             linked.append(LinkedDef(d.name, addr, node))
             continue

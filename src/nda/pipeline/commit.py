@@ -239,7 +239,9 @@ def commit(store, program, conditioning=None, message: str = "", limits: Limits 
         return reject("names", why, INPUT_INVALID)
     from nda.core.hashing import Hasher
 
-    hasher = Hasher()  # one H2 memo for linking, the run (if it compiles) and the store
+    # one H2 memo for linking, the run (if it compiles) and the store; linking also H1-hashes
+    # and encodes each def for the store (`Hasher.h2_root`)
+    hasher = Hasher(getattr(store, "callee_h1", None))
     try:
         scan: list = []
         seq, linked, names, _src_path, _source = _normalize(program, store, hasher, scan)
