@@ -27,6 +27,7 @@ from nda.store.codebase import put_function_meta
 from nda.store.sitemap import SiteMap
 from nda.syntax.sexpr import parse_sexpr
 
+from progen import programs as module_programs
 from strategies import nodes, programs
 
 sys.path.insert(0, str(Path(__file__).parent / "conformance"))
@@ -513,3 +514,16 @@ def test_linking_for_a_commit_encodes_defs_once_with_the_same_rows(tmp_path):
                 assert len(encoded) == len(singles)  # a stored group member's H1 is its alias
     finally:
         store.close()
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(module_programs())
+def test_linked_defs_carry_their_calls_as_a_scan_finds_them(case):
+    """`LinkedDef.calls` (from linking's `CallIndex`, retargeted) is what `dag.collect` finds
+    in the linked def: the same Call objects, in pre-order, once per occurrence."""
+    from nda.core.dag import collect
+
+    module, _inp, _limits = case
+    for d in link_module(module).defs:
+        want = collect((d.node,), frozenset((ir.Call,)))
+        assert d.calls is not None and [id(c) for c in d.calls] == [id(c) for c in want]

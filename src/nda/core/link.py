@@ -68,6 +68,9 @@ class LinkedDef:
     node: Node
     group: GroupInfo | None = None
     index: int | None = None
+    # the Calls of `node` in pre-order (what `dag.collect((node,), {Call})` finds), known
+    # from linking's scan; None when the def was not made by `link_module`
+    calls: tuple | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,19 +221,23 @@ class CallIndex:
     def rewrite(self, fn: Callable[[Call], object | None]) -> Node:
         """The tree with each Call `c` for which `fn(c)` is not None retargeted (span kept);
         the root itself when nothing changes."""
+        return self.rewrite_and_calls(fn)[0]
+
+    def rewrite_and_calls(self, fn: Callable[[Call], object | None]) -> tuple[Node, tuple]:
+        """`rewrite`, and the new tree's Calls in pre-order (the retargeted ones new)."""
         done: dict = {}
         for c in self.calls:
             t = fn(c)
             if t is not None:
                 done[id(c)] = Call(t, c.span)
         if not done:
-            return self.root
+            return self.root, tuple(self.calls)
         get = done.get
         for _, n in sorted(self._above.values(), key=_first, reverse=True):  # children first
             new = replace_children(n, lambda c: get(id(c), c))
             if new is not n:
                 done[id(n)] = new
-        return get(id(self.root), self.root)
+        return get(id(self.root), self.root), tuple(get(id(c), c) for c in self.calls)
 
 
 def _first(pair):
@@ -342,10 +349,10 @@ def link_module(module: Module, hasher: Hasher | None = None, *,
     for comp in tarjan_scc(len(defs), edges):
         if len(comp) == 1 and comp[0] not in edges[comp[0]]:
             d = defs[comp[0]]
-            node = index[comp[0]].rewrite(outside)
+            node, calls = index[comp[0]].rewrite_and_calls(outside)
             addr = hasher.h2_root(node)
             address[d.name] = addr
-            linked.append(LinkedDef(d.name, addr, node))
+            linked.append(LinkedDef(d.name, addr, node, calls=calls))
             continue
         members = {defs[i].name for i in comp}
 
@@ -369,12 +376,12 @@ def link_module(module: Module, hasher: Hasher | None = None, *,
                 return GroupRef(j) if j is not None else Hash32(address[t.name])
             return None
 
-        nodes = [index[i].rewrite(final) for _, _, i in keyed]
-        info = _group_info([hasher.h2(n) for n in nodes])
+        done = [index[i].rewrite_and_calls(final) for _, _, i in keyed]
+        info = _group_info([hasher.h2(n) for n, _ in done])
         groups.append(info)
-        for j, ((_, _, i), node) in enumerate(zip(keyed, nodes)):
+        for j, ((_, _, i), (node, calls)) in enumerate(zip(keyed, done)):
             address[defs[i].name] = info.members[j]
-            linked.append(LinkedDef(defs[i].name, info.members[j], node, info, j))
+            linked.append(LinkedDef(defs[i].name, info.members[j], node, info, j, calls))
     return LinkedModule(tuple(linked), tuple(groups), hasher)
 
 

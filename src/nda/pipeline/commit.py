@@ -445,7 +445,8 @@ def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = 
     term, e.g. `Prepared.call_v1`) answers before the store does; `encoded(address)` (the v2
     bytes of a def or of the program `root`, or None) lets a tree without the Triple opcode
     byte be scanned for Calls only; `scanned` (a plain program's Calls and Triple nodes in
-    pre-order, `dag.collect(seq, …)`) spares the scan."""
+    pre-order, `dag.collect(seq, …)`) spares the scan, as a def's `LinkedDef.calls` does
+    when its bytes show no Triple."""
     from nda.core.hashing import alias_of
     from nda.syntax.triples import CALLS, DEFINES, TripleRecord
 
@@ -482,7 +483,10 @@ def program_triples(store, seq, linked, program_v1: int, call_v1: dict | None = 
             nodes = scanned
         else:
             kinds = _CALL if data is not None and b"\x25" not in data else _CALL_TRIPLE
-            nodes = collect(roots, kinds)
+            if kinds is _CALL and d is not None and d.calls is not None:
+                nodes = d.calls  # linking's scan found them (`LinkedDef.calls`)
+            else:
+                nodes = collect(roots, kinds)
         if d is None:
             me = program_v1
         else:
