@@ -25,15 +25,12 @@ A list count larger than the remaining bytes is `unexpected end of data at offse
 from __future__ import annotations
 
 import struct
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 from nda.core.dag import MAX_NODES, check_point, walk_check
 from nda.core.errors import VALIDATION_ERROR, DecodeError, NdaError
 from nda.core.ir import (
-    CHILD_GETTERS, ENUMS, NODE_BY_OPCODE, NODE_CLASSES, STREAM_TOKENS, Add, Alloc, Compare, Dot, Float, Free,
-    Gemv, GroupRef, Hash32, If, Int, Legacy64, Let, Load, Loop, Math, NamedRef, Node, Peek, Poke,
-    Print, Return, Scope, Store, While,
+    CHILD_GETTERS, ENUMS, NODE_BY_OPCODE, NODE_CLASSES, STREAM_TOKENS, GroupRef, Hash32, Legacy64, NamedRef, Node,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -535,102 +532,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------
-# Shallow forms of the common kinds, specialized (for `hashing.Hasher.h2`)
-#
-# `SHALLOW[cls](node, memo)` → `encode_shallow(node, lambda c: memo[id(c)][1])` for a well-formed
-# node whose children are all in `memo`; on anything unusual it raises (struct.error, KeyError,
-# TypeError, …) and the caller falls back to `encode_shallow`, which gives the real bytes or the
-# real `EncodeError`. `CHILDREN[cls](node)` → the child nodes in `ir.children` order: the
-# non-leaf entries of `ir.CHILD_GETTERS`.
-
-def _op(cls) -> bytes:
-    return _OPBYTE[cls]
-
-
-def _enum_bytes(enum) -> dict:
-    return {v: bytes((int(v),)) for v in enum}
-
-
-def _sh_int(n, memo, _o=_op(Int), _p=struct.Struct("<i").pack):
-    return _o + _p(n.value)
-
-
-def _sh_float(n, memo, _o=_op(Float), _p=_U32.pack):
-    return _o + _p(n.bits)
-
-
-def _sh_load(n, memo, _o=_op(Load), _p=_U64.pack):
-    return _o + _p(n.name)
-
-
-def _sh_let(n, memo, _o=_op(Let), _p=_U64.pack):
-    return _o + _p(n.name) + memo[id(n.init)][1]
-
-
-def _sh_store(n, memo, _o=_op(Store), _p=_U64.pack):
-    return _o + _p(n.name) + memo[id(n.value)][1]
-
-
-def _sh_two(cls):
-    (a, _, _), (b, _, _) = PLANS[cls]
-    get, o = attrgetter(a, b), _OPBYTE[cls]
-
-    def sh(n, memo):
-        x, y = get(n)
-        return o + memo[id(x)][1] + memo[id(y)][1]
-    return sh
-
-
-def _sh_one(cls):
-    ((a, _, _),) = PLANS[cls]
-    get, o = attrgetter(a), _OPBYTE[cls]
-
-    def sh(n, memo):
-        return o + memo[id(get(n))][1]
-    return sh
-
-
-def _sh_op_two(cls):
-    enum = PLANS[cls][0][2]
-    ob, o = _enum_bytes(enum), _OPBYTE[cls]
-
-    def sh(n, memo):
-        op = n.op
-        if not isinstance(op, int):  # 1.0 == 1 would find its byte: the definition refuses it
-            raise TypeError(op)
-        return o + ob[op] + memo[id(n.lhs)][1] + memo[id(n.rhs)][1]
-    return sh
-
-
-def _digests(nodes, memo) -> bytes:
-    return _U32.pack(len(nodes)) + b"".join([memo[id(c)][1] for c in nodes])
-
-
-def _sh_scope(n, memo, _o=_op(Scope)):
-    return _o + _digests(n.children, memo)
-
-
-def _sh_loop(n, memo, _o=_op(Loop), _p=_U32.pack):
-    return _o + _p(n.count) + _digests(n.body, memo)
-
-
-def _sh_while(n, memo, _o=_op(While)):
-    return _o + memo[id(n.cond)][1] + _digests(n.body, memo)
-
-
-def _sh_if(n, memo, _o=_op(If)):
-    e = n.else_body
-    tail = _ABSENT if e is None else _PRESENT + _digests(e, memo)
-    return _o + memo[id(n.cond)][1] + _digests(n.then_body, memo) + tail
-
-
-SHALLOW: dict = {
-    Int: _sh_int, Float: _sh_float, Load: _sh_load, Let: _sh_let, Store: _sh_store,
-    Add: _sh_two(Add), Dot: _sh_two(Dot), Gemv: _sh_two(Gemv), Poke: _sh_two(Poke),
-    Print: _sh_one(Print), Return: _sh_one(Return), Peek: _sh_one(Peek), Alloc: _sh_one(Alloc),
-    Free: _sh_one(Free), Compare: _sh_op_two(Compare), Math: _sh_op_two(Math),
-    Scope: _sh_scope, Loop: _sh_loop, While: _sh_while, If: _sh_if,
-}
-
+# `CHILDREN[cls](node)` → the child nodes in `ir.children` order: the non-leaf entries of
+# `ir.CHILD_GETTERS` (for the walks that only need a node's children).
 
 CHILDREN: dict = {cls: get for cls, get in CHILD_GETTERS.items() if get is not None}

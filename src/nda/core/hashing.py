@@ -20,14 +20,13 @@ import struct
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from nda.core.binary_v2 import (
-    CHILDREN, SHALLOW, EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts,
+    EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts,
 )
-from nda.core.dag import MAX_NODES, check_point, walk_check
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
 from nda.core.hash_encode import H1_TAG
 from nda.core import hash_encode
 from nda.core.ir import (
-    NODE_CLASSES, GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
+    GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
 )
 
 VERSION_BYTE = b"\x02"
@@ -122,44 +121,12 @@ class Hasher:
         hit = memo.get(id(node))
         if hit is not None:
             return hit[1]
-        try:  # one function per kind (`hash_encode.h2_run`); anything unusual: the walk below
+        try:  # one function per kind (`hash_encode.h2_run`); anything unusual: the definition
             return hash_encode.h2_run(node, memo, self._leaves)
-        except Exception:  # noqa: BLE001 — the walk gives the digest or the exact error
+        except Exception:  # noqa: BLE001 — the definition gives the digest or the exact error
             pass
 
-        def digest_of(c: Node) -> bytes:
-            return memo[id(c)][1]
-
-        # `_postorder` inlined (same visiting order, so the same first error), with the common
-        # kinds' children and shallow forms from `binary_v2`'s specialized tables
-        kids_of, shallow_of, sha, version = CHILDREN, SHALLOW, _sha256, VERSION_BYTE
-        stack: list = [(node, False)]
-        pop, push = stack.pop, stack.append
-        while stack:
-            n, expanded = pop()
-            k = id(n)
-            if k in memo:
-                continue
-            t = type(n)
-            if not expanded:
-                kids = kids_of.get(t)
-                if kids is not None:
-                    push((n, True))
-                    for c in kids(n):
-                        if id(c) not in memo:
-                            push((c, False))
-                    continue
-            sh = shallow_of.get(t)
-            data = None
-            if sh is not None:
-                try:
-                    data = sh(n, memo)
-                except Exception:  # noqa: BLE001 — ill-formed: encode_shallow says what
-                    data = None
-            if data is None:
-                data = encode_shallow(n, digest_of)
-            memo[k] = (n, sha(version + data).digest())
-        return memo[id(node)][1]
+        return _h2_walk(node, memo)
 
     def __reduce__(self):
         """A copy or an unpickled Hasher starts empty: the memo is keyed by object identity,
@@ -182,16 +149,24 @@ class Hasher:
         return out
 
 
-def h2_reference(node: Node) -> bytes:
-    """H2 by its definition alone — SHA-256(0x02 ‖ `encode_shallow`) over `_postorder`, no
-    specialized table, no generated code: slow, and the oracle the fast paths are tested
-    and fuzzed against (tests/test_hashing_fast.py, tests/test_hash_encode.py,
-    bench/fuzz_hashing.py). Same value or the same error as `h2`."""
-    memo: dict = {}
+def _h2_walk(node: Node, memo: dict) -> bytes:
+    """H2 by its definition: SHA-256(0x02 ‖ `encode_shallow`) in `_postorder`, every distinct
+    node not in `memo` (`{id: (node, H2)}`, filled) hashed once."""
+
+    def digest_of(c: Node) -> bytes:
+        return memo[id(c)][1]
+
     for n in _postorder(node, memo):
-        if id(n) not in memo:
-            memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, lambda c: memo[id(c)][1])).digest())
+        if id(n) not in memo:  # shared subtree pushed twice before it was hashed
+            memo[id(n)] = (n, _sha256(VERSION_BYTE + encode_shallow(n, digest_of)).digest())
     return memo[id(node)][1]
+
+
+def h2_reference(node: Node) -> bytes:
+    """H2 by its definition alone (`_h2_walk` with a fresh memo): no generated code, slow,
+    and the oracle the fast paths are tested and fuzzed against (tests/test_hashing_fast.py,
+    tests/test_hash_encode.py, bench/fuzz_hashing.py). Same value or the same error as `h2`."""
+    return _h2_walk(node, {})
 
 
 def h2(node: Node) -> bytes:
@@ -303,16 +278,13 @@ def h1(node: Node, aliases: Sequence[int] | None = None, callee_h1: CalleeH1 | N
 
 def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None = None,
                     callee_h1: CalleeH1 | None = None) -> tuple[bytes, int, bytes]:
-    """(H2, H1, v2 encoding) of `node` in one pass: a pre-order walk builds each distinct
-    node's v2 pieces once and emits the full encoding from them; the same pieces, visited in
-    reverse pre-order (children before parents), give its shallow form (H2, memoized in
-    `hasher`: a node it knows is not hashed again) and its H1 preimage. Same values and
-    errors as `hasher.h2`, `h1` and `binary_v2.encode_node` called in that order (a DAG whose
-    expanded tree passes `dag.MAX_NODES`: `TooManyNodes`, as the encoder).
-
-    The work is done by `hash_encode.run` (a function per kind); when it gives up (anything
-    unusual, or a tree deeper than Python's stack) the general walk below answers."""
-
+    """(H2, H1, v2 encoding) of `node`: the values and errors of `hasher.h2`, `h1` and
+    `binary_v2.encode_node` called in that order (a DAG whose expanded tree passes
+    `dag.MAX_NODES`: `TooManyNodes`, as the encoder), from one pass of `hash_encode.run` (a
+    function per kind; H2s go to `hasher`'s memo, so a node it knows is not hashed again),
+    or the encoding kept when the node was linked (`Hasher.h2_root`). When the one pass
+    gives up (anything unusual, a tree deeper than Python's stack) the three definitions
+    answer."""
     hit = hasher._encoded.get(id(node)) if aliases is None else None
     if hit is not None and hit[0] is node:  # encoded while it was linked (`Hasher.h2_root`)
         return hit[1], hit[2], hit[3]
@@ -323,93 +295,11 @@ def hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None 
     try:
         d2, d1, data = hash_encode.run(node, hasher._memo, target, hasher._leaves, hasher._leaves1)
         return d2, int.from_bytes(d1, "little"), data
-    except Exception:  # noqa: BLE001 — the general path gives the value or the exact error
+    except Exception:  # noqa: BLE001 — the definitions give the values or the exact error
         pass
-    try:
-        return _hash_and_encode(node, hasher, aliases, callee_h1)
-    except Exception:
-        # The one pass meets an ill-formed node in pre-order, the definitions in their own
-        # orders and words: on failure, raise what they raise (the first that fails).
-        from nda.core.binary_v2 import encode_node
+    from nda.core.binary_v2 import encode_node
 
-        hasher.h2(node)
-        h1(node, aliases, callee_h1)
-        encode_node(node)
-        raise
-
-
-def _hash_and_encode(node: Node, hasher: "Hasher", aliases: Sequence[int] | None,
-                     callee_h1: CalleeH1 | None) -> tuple[bytes, int, bytes]:
-    from nda.core.binary_v2 import node_parts
-
-    memo2 = hasher._memo
-    parts_of: dict[int, Any] = {}  # id → v2 pieces (bytes and child nodes), or a leaf's bytes
-    order: list[Node] = []  # every occurrence, pre-order (a shared node's descendants follow each one)
-    out: list = []
-    stack: list = [node]
-    pop, extend, append, visit = stack.pop, stack.extend, out.append, order.append
-    B = bytes
-    leaves = _LEAF_KINDS
-    count, at = 0, check_point(MAX_NODES)
-    while stack:
-        item = pop()
-        if type(item) is B:
-            append(item)
-            continue
-        count += 1
-        if count == at:  # (a DAG built through the API): refused before it is written out
-            walk_check((node,), MAX_NODES, count)
-        parts = parts_of.get(id(item))
-        if parts is None:
-            parts = node_parts(item, _same)
-            if type(item) in leaves:
-                parts = b"".join(parts)
-            parts_of[id(item)] = parts
-        visit(item)
-        if type(parts) is B:
-            append(parts)
-        else:
-            append(parts[0])  # the opcode byte
-            extend(parts[:0:-1])
-    h1m: dict[int, bytes] = {}
-
-    def child1(c: Node) -> bytes:
-        return h1m[id(c)]
-
-    def target(t) -> int:
-        return call_target_h1(t, aliases, callee_h1)
-
-    tags = _H1_TAG_OF
-    for n in reversed(order):
-        k = id(n)
-        if k in h1m:
-            continue
-        parts = parts_of[k]
-        tag = tags.get(type(n))
-        if type(parts) is B:  # a leaf: its shallow form is its encoding
-            if k not in memo2:
-                memo2[k] = (n, _sha256(VERSION_BYTE + parts).digest())
-            pre = tag + parts[1:] if tag is not None else _h1_preimage(n, child1, target)
-        else:
-            if k not in memo2:
-                memo2[k] = (n, _sha256(VERSION_BYTE + b"".join(
-                    [p if type(p) is B else memo2[id(p)][1] for p in parts])).digest())
-            if tag is None:  # If, Bitwise
-                pre = _h1_preimage(n, child1, target)
-            else:
-                pre = tag + b"".join([p if type(p) is B else h1m[id(p)] for p in parts[1:]])
-        h1m[k] = _sha256(pre).digest()[:8]
-    return memo2[id(node)][1], int.from_bytes(h1m[id(node)], "little"), b"".join(out)
-
-
-_H1_SPECIAL = frozenset(("Call", "If", "Bitwise"))
-# class → H1 tag for the kinds whose preimage is the v2 pieces minus the opcode
-_H1_TAG_OF = {cls: _H1_TAG[cls.__name__] for cls in NODE_CLASSES if cls.__name__ not in _H1_SPECIAL}
-_LEAF_KINDS = frozenset(cls for cls in NODE_CLASSES if is_leaf_kind(cls))
-
-
-def _same(n: Node) -> Node:
-    return n
+    return hasher.h2(node), h1(node, aliases, callee_h1), encode_node(node)
 
 
 # ---------------------------------------------------------------------------------------------
