@@ -71,25 +71,29 @@ def run(node: Node, memo2: dict, call_h1: Callable[[Any], int],
 # The generated per-kind functions
 
 _CHILD = """\
-{i}r = memo.get(id(x))
-{i}if r is None:
-{i}    r = kind[x.__class__](x, ctx)
-{i}else:
-{i}    if len(out) > SHARED_CAP:
-{i}        raise OverflowError("shared subtrees expand too far: the general path bounds them")
-{i}    out.extend(out[r[2]:r[3]])"""
+r = memo.get(id(x))
+if r is None:
+    r = kind[x.__class__](x, ctx)
+else:
+    if len(out) > SHARED_CAP:
+        raise OverflowError("shared subtrees expand too far: the general path bounds them")
+    out.extend(out[r[2]:r[3]])"""
 
 _TAIL = """\
-    k = id(n)
-    h = memo2.get(k)
-    if h is None:
-        d2 = _sha256({sh}).digest()
-        memo2[k] = (n, d2)
-    else:
-        d2 = h[1]
-    r = (d2, _sha256({pre}).digest()[:8], s, len(out))
-    memo[k] = r
-    return r"""
+k = id(n)
+h = memo2.get(k)
+if h is None:
+    d2 = _sha256({sh}).digest()
+    memo2[k] = (n, d2)
+else:
+    d2 = h[1]
+r = (d2, _sha256({pre}).digest()[:8], s, len(out))
+memo[k] = r
+return r"""
+
+
+def _indent(text: str, by: str = "    ") -> str:
+    return "\n".join(by + line for line in text.split("\n"))
 
 
 def _is_leaf(cls) -> bool:
@@ -97,27 +101,29 @@ def _is_leaf(cls) -> bool:
     return all(k in (_K_INT, _K_ENUM) for _, k, _ in PLANS[cls])
 
 
+def _scalar_field(i: int, f: str, k: int, aux, consts: dict) -> list[str]:
+    """Statements setting `v{i}` to the bytes of integer or enum field `f` (as `node_parts`
+    packs it: an enum field must be an int in range, an enum member or equal to one)."""
+    v = f"v{i}"
+    if k == _K_INT:
+        consts[f"P{i}"] = aux.pack
+        return [f"{v} = P{i}(n.{f})"]
+    consts[f"E{i}"] = {m: bytes((int(m),)) for m in aux}
+    return [f"{v} = n.{f}", f"if not isinstance({v}, int):", f"    raise TypeError({v})", f"{v} = E{i}[{v}]"]
+
+
 def _leaf_fields(cls) -> tuple[dict, list[str], str]:
     """(constants, statements, expression) computing a leaf's encoding minus the opcode."""
     consts: dict[str, Any] = {}
     body: list[str] = []
-    parts: list[str] = []
     for i, (f, k, aux) in enumerate(PLANS[cls]):
-        v = f"v{i}"
-        if k == _K_INT:
-            consts[f"P{i}"] = aux.pack
-            body.append(f"{v} = P{i}(n.{f})")
-        else:
-            consts[f"E{i}"] = {m: bytes((int(m),)) for m in aux}
-            body += [f"{v} = n.{f}", f"if not isinstance({v}, int):", f"    raise TypeError({v})",
-                     f"{v} = E{i}[{v}]"]
-        parts.append(v)
-    return consts, body, " + ".join(parts) if parts else "b''"
+        body += _scalar_field(i, f, k, aux, consts)
+    return consts, body, " + ".join(f"v{i}" for i in range(len(PLANS[cls]))) or "b''"
 
 
 def _compile(name: str, fname: str, params: str, consts: dict, body: list[str]) -> Callable:
     src = (f"def make({', '.join(consts)}):\n    def {fname}({params}):\n"
-           + "\n".join("        " + line for line in "\n".join(body).split("\n")) + f"\n    return {fname}\n")
+           + _indent("\n".join(body), "        ") + f"\n    return {fname}\n")
     ns: dict = {}
     exec(compile(src, f"<hash_encode {name}>", "exec"), globals(), ns)  # noqa: S102 — generated from PLANS
     fn = ns["make"](*consts.values())
@@ -158,52 +164,35 @@ def _gen(cls: type[Node]) -> Callable | None:
     name = cls.__name__
     if name in ("If", "Bitwise", "Call") or any(k in (_K_BYTES, _K_TARGET) for _, k, _ in PLANS[cls]):
         return None
-    consts: dict[str, Any] = {"OP": _OPBYTE[cls], "V": VERSION_BYTE + _OPBYTE[cls], "TAG": H1_TAG[name],
-                              "ABSENT": _ABSENT, "PRESENT": _PRESENT}
     if _is_leaf(cls):
         return _gen_leaf(cls)
-    body = ["    out, memo, memo2, kind, call_h1, leaves, known = ctx", "    s = len(out)", "    out.append(OP)"]
+    consts: dict[str, Any] = {"OP": _OPBYTE[cls], "V": VERSION_BYTE + _OPBYTE[cls], "TAG": H1_TAG[name],
+                              "ABSENT": _ABSENT, "PRESENT": _PRESENT}
+    body = ["out, memo, memo2, kind, call_h1, leaves, known = ctx", "s = len(out)", "out.append(OP)"]
     sh: list[str] = ["V"]     # shallow form pieces: version + opcode, then the fields
     pre: list[str] = ["TAG"]  # H1 preimage pieces
     for i, (f, k, aux) in enumerate(PLANS[cls]):
         v = f"v{i}"
-        if k == _K_INT:
-            consts[f"P{i}"] = aux.pack
-            body += [f"    {v} = P{i}(n.{f})", f"    out.append({v})"]
+        if k in (_K_INT, _K_ENUM):
+            body += _scalar_field(i, f, k, aux, consts) + [f"out.append({v})"]
             sh.append(v)
             pre.append(v)
-        elif k == _K_ENUM:  # as node_parts: an int in range (an enum member or equal to one)
-            consts[f"E{i}"] = {m: bytes((int(m),)) for m in aux}
-            body += [f"    {v} = n.{f}", f"    if not isinstance({v}, int):", f"        raise TypeError({v})",
-                     f"    {v} = E{i}[{v}]", f"    out.append({v})"]
-            sh.append(v)
-            pre.append(v)
-        elif k == _K_NODE:
-            body += [f"    x = n.{f}", _CHILD.format(i="    "), f"    {v} = r"]
-            sh.append(f"{v}[0]")
-            pre.append(f"{v}[1]")
+            continue
+        if k == _K_NODE:
+            body += [f"x = n.{f}", _CHILD, f"{v} = r"]
         elif k == _K_NODES:
-            body.append(f"    {v} = _many(n.{f}, ctx)")
-            sh.append(f"{v}[0]")
-            pre.append(f"{v}[1]")
+            body.append(f"{v} = _many(n.{f}, ctx)")
         else:  # _K_OPTNODE / _K_OPTNODES: a presence byte, then the child or the list
-            body += [f"    x = n.{f}", "    if x is None:", "        out.append(ABSENT)",
-                     f"        {v} = ABSENT, ABSENT", "    else:", "        out.append(PRESENT)"]
+            body += [f"x = n.{f}", "if x is None:", "    out.append(ABSENT)", f"    {v} = ABSENT, ABSENT",
+                     "else:", "    out.append(PRESENT)"]
             if k == _K_OPTNODE:
-                body += [_CHILD.format(i="        "), f"        {v} = PRESENT + r[0], PRESENT + r[1]"]
+                body += [_indent(_CHILD), f"    {v} = PRESENT + r[0], PRESENT + r[1]"]
             else:
-                body += [f"        {v} = _many(x, ctx)", f"        {v} = PRESENT + {v}[0], PRESENT + {v}[1]"]
-            sh.append(f"{v}[0]")
-            pre.append(f"{v}[1]")
+                body += [f"    {v} = _many(x, ctx)", f"    {v} = PRESENT + {v}[0], PRESENT + {v}[1]"]
+        sh.append(f"{v}[0]")
+        pre.append(f"{v}[1]")
     body.append(_TAIL.format(sh=" + ".join(sh), pre=" + ".join(pre)))
-    names = ", ".join(consts)
-    src = (f"def make({names}):\n    def he_{name}(n, ctx):\n"
-           + "\n".join("    " + line for line in "\n".join(body).split("\n")) + f"\n    return he_{name}\n")
-    ns: dict = {}
-    exec(compile(src, f"<hash_encode {name}>", "exec"), globals(), ns)  # noqa: S102 — generated from PLANS
-    fn = ns["make"](*consts.values())
-    fn.source = src
-    return fn
+    return _compile(name, f"he_{name}", "n, ctx", consts, body)
 
 
 def _many(nodes, ctx) -> tuple[bytes, bytes]:
@@ -324,8 +313,8 @@ def h2_run(node: Node, memo2: dict, leaves: dict) -> bytes:
 
 
 _H2_CHILD = """\
-{i}h = memo2.get(id(x))
-{i}{v} = h[1] if h is not None else kind[x.__class__](x, memo2, kind, leaves)"""
+h = memo2.get(id(x))
+{v} = h[1] if h is not None else kind[x.__class__](x, memo2, kind, leaves)"""
 
 
 def _gen_h2(cls: type[Node]) -> Callable | None:
@@ -341,31 +330,19 @@ def _gen_h2(cls: type[Node]) -> Callable | None:
     for i, (f, k, aux) in enumerate(PLANS[cls]):
         v = f"v{i}"
         sh.append(v)
-        if k == _K_INT:
-            consts[f"P{i}"] = aux.pack
-            body.append(f"{v} = P{i}(n.{f})")
-        elif k == _K_ENUM:
-            consts[f"E{i}"] = {m: bytes((int(m),)) for m in aux}
-            body += [f"{v} = n.{f}", f"if not isinstance({v}, int):", f"    raise TypeError({v})",
-                     f"{v} = E{i}[{v}]"]
+        if k in (_K_INT, _K_ENUM):
+            body += _scalar_field(i, f, k, aux, consts)
         elif k == _K_NODE:
-            body += [f"x = n.{f}", _H2_CHILD.format(i="", v=v)]
+            body += [f"x = n.{f}", _H2_CHILD.format(v=v)]
         elif k == _K_NODES:
             body.append(f"{v} = _many2(n.{f}, memo2, kind, leaves)")
         elif k == _K_OPTNODE:
             body += [f"x = n.{f}", "if x is None:", f"    {v} = ABSENT", "else:",
-                     _H2_CHILD.format(i="    ", v=v), f"    {v} = PRESENT + {v}"]
+                     _indent(_H2_CHILD.format(v=v)), f"    {v} = PRESENT + {v}"]
         else:  # _K_OPTNODES
             body += [f"x = n.{f}", f"{v} = ABSENT if x is None else PRESENT + _many2(x, memo2, kind, leaves)"]
     body += [f"d = _sha256({' + '.join(sh)}).digest()", "memo2[id(n)] = (n, d)", "return d"]
-    names = ", ".join(consts)
-    src = (f"def make({names}):\n    def h2_{name}(n, memo2, kind, leaves):\n"
-           + "\n".join("        " + line for line in "\n".join(body).split("\n")) + f"\n    return h2_{name}\n")
-    ns: dict = {}
-    exec(compile(src, f"<hash_encode h2 {name}>", "exec"), globals(), ns)  # noqa: S102 — generated from PLANS
-    fn = ns["make"](*consts.values())
-    fn.source = src
-    return fn
+    return _compile(name, f"h2_{name}", "n, memo2, kind, leaves", consts, body)
 
 
 def _many2(nodes, memo2: dict, kind: dict, leaves: dict) -> bytes:
