@@ -39,7 +39,7 @@ H1_TAG = {
     "Cast": b"CST", "GpuDispatch": b"GPD", "Triple": b"TPL", "Matrix": b"M", "Norm": b"N",
     "Call": b"C", "Int": b"I",
 }
-VERSION_BYTE = b"\x02"
+VERSION_BYTE = b"\x02"  # the v2 hash domain (formats.md §3.2; `hashing` uses this one)
 _U32 = struct.Struct("<I")
 _sha256 = hashlib.sha256
 _U64 = struct.Struct("<Q")

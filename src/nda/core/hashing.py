@@ -23,13 +23,12 @@ from nda.core.binary_v2 import (
     EncodeError, UnresolvedNameError, encode_shallow, is_leaf_kind, node_parts,
 )
 from nda.core.errors import CALL_TARGET_NOT_FOUND, NdaError
-from nda.core.hash_encode import H1_TAG
 from nda.core import hash_encode
+from nda.core.hash_encode import H1_TAG, VERSION_BYTE
 from nda.core.ir import (
     GroupRef, Hash32, Legacy64, NamedRef, Node, Scope, children, name_hash,
 )
 
-VERSION_BYTE = b"\x02"
 _sha256 = hashlib.sha256
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -206,9 +205,6 @@ def _first_u64(data: bytes) -> int:
     return int.from_bytes(_sha256(data).digest()[:8], "little")
 
 
-_H1_TAG = H1_TAG  # the §3.1 tags (kept with the one-pass hasher that also uses them)
-
-
 def call_target_h1(target, aliases: Sequence[int] | None, callee_h1: CalleeH1 | None) -> int:
     """The u64 a Call contributes to H1 and writes to v1 (§1.1, §3.1)."""
     t = type(target)
@@ -231,7 +227,7 @@ def call_target_h1(target, aliases: Sequence[int] | None, callee_h1: CalleeH1 | 
 def _h1_preimage(n: Any, child: Callable[[Node], bytes], target: Callable) -> bytes:
     """§3.1 preimage; child(c) is H1(c) as 8 LE bytes. Fields are packed via the v2 parts."""
     name = type(n).__name__
-    tag = _H1_TAG.get(name) if isinstance(n, Node) else None
+    tag = H1_TAG.get(name) if isinstance(n, Node) else None  # §3.1 tags (`hash_encode`)
     if tag is None:
         raise EncodeError(f"not a node: {name}")
     if name == "Call":
