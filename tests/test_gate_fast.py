@@ -3,7 +3,7 @@
 `gate._analyze(..., fast=False)` runs every node through the general abstract interpreter
 (`Frame.node` with a state per node); the default runs pure expressions and simple statements
 through `gate_expr.ev` inline in `Frame.seq`, runs a loop entered with an unknown stack once in
-place (the general path iterates `_fixpoint`), and uses the structure walk's per-kind checkers. On
+place (the general path iterates `_fixpoint`), and walks the structure with `gate_walk`'s generated per-kind walkers. On
 random runnable programs (tests/progen.py), random well-formed trees with unbound names, deep
 and shared subtrees, and malformed fields, both must give the same findings — node, message,
 hint, code, kind and unit — in the same order.

@@ -196,9 +196,9 @@ class _Unit:
         walk_check(self.roots, self.limits.max_nodes, count)
 
     def walk_general(self) -> None:
-        """The iterative walk: one (node, depth) pair per node, `_FAST_CHECK` then `check`."""
+        """The iterative walk: one (node, depth) pair per node, each checked by `check` (for
+        a tree deeper than the stack, a non-node root, and as the tests' oracle of `walk`)."""
         limit = self.limits.max_node_depth
-        fast = _FAST_CHECK if self.fast else {}
         size, max_depth, loops = self.size, self.max_depth, self.loops
         check_at = check_point(self.limits.max_nodes)
         for i, root in enumerate(self.roots):
@@ -222,13 +222,9 @@ class _Unit:
                     reported = self.too_deep = True
                     self.add(n, f"node nesting exceeds {limit}", NESTING,
                              f"this node is at depth {d}")
-                t = type(n)
-                if t in _LOOPS:
+                if type(n) in _LOOPS:
                     loops = True
-                ck = fast.get(t)
-                kids = ck(n) if ck is not None else None
-                if kids is None:  # no per-kind checker, or something to report: the full check
-                    kids = self.check(n)
+                kids = self.check(n)
                 if kids:
                     d += 1
                     for c in kids[::-1]:  # not reversed(): mypyc 2.4 crashes on it here
@@ -400,103 +396,7 @@ class _Unit:
             self.add(ts[i], msg, TRIPLE)
 
 
-# Per-kind checkers for the common well-formed nodes: the child nodes when every field is
-# well formed (so `_Unit.check` would report nothing), else None (then `check` runs and reports).
-_NT = _NODE_TYPES
-_U64_MAX = (1 << 64) - 1
-
-
-def _ck_int(n):
-    v = n.value
-    return () if type(v) is int and -2147483648 <= v <= 2147483647 else None
-
-
-def _ck_float(n):
-    v = n.bits
-    return () if type(v) is int and 0 <= v <= 0xFFFFFFFF else None
-
-
-def _ck_load(n):
-    v = n.name
-    return () if type(v) is int and 0 <= v <= _U64_MAX else None
-
-
-def _ck_let(n):
-    v, c = n.name, n.init
-    return (c,) if type(v) is int and 0 <= v <= _U64_MAX and type(c) in _NT else None
-
-
-def _ck_store(n):
-    v, c = n.name, n.value
-    return (c,) if type(v) is int and 0 <= v <= _U64_MAX and type(c) in _NT else None
-
-
-def _ck_two(a: str, b: str):
-    def ck(n):
-        x, y = getattr(n, a), getattr(n, b)
-        return (x, y) if type(x) in _NT and type(y) in _NT else None
-    return ck
-
-
-def _ck_one(a: str):
-    def ck(n):
-        x = getattr(n, a)
-        return (x,) if type(x) in _NT else None
-    return ck
-
-
-def _ck_op_two(enum):
-    def ck(n):
-        op, x, y = n.op, n.lhs, n.rhs
-        if (type(op) is enum or type(op) is int and op in enum._value2member_map_) and \
-                type(x) in _NT and type(y) in _NT:
-            return (x, y)
-        return None
-    return ck
-
-
-def _all_nodes(v) -> bool:
-    if type(v) is not tuple:
-        return False
-    for c in v:
-        if type(c) not in _NT:
-            return False
-    return True
-
-
-def _ck_scope(n):
-    v = n.children
-    return v if _all_nodes(v) else None
-
-
-def _ck_loop(n):
-    k, v = n.count, n.body
-    return v if type(k) is int and 0 <= k <= 0xFFFFFFFF and _all_nodes(v) else None
-
-
-def _ck_while(n):
-    c, v = n.cond, n.body
-    return (c,) + v if type(c) in _NT and _all_nodes(v) else None
-
-
-def _ck_if(n):
-    c, v, w = n.cond, n.then_body, n.else_body
-    if type(c) not in _NT or not _all_nodes(v):
-        return None
-    if w is None:
-        return (c,) + v
-    return (c,) + v + w if _all_nodes(w) else None
-
-
-_FAST_CHECK = {
-    ir.Int: _ck_int, ir.Float: _ck_float, ir.Load: _ck_load, ir.Let: _ck_let, ir.Store: _ck_store,
-    ir.Add: _ck_two("lhs", "rhs"), ir.Dot: _ck_two("lhs", "rhs"), ir.Gemv: _ck_two("matrix", "vector"),
-    ir.Poke: _ck_two("addr", "value"), ir.Print: _ck_one("source"), ir.Return: _ck_one("value"),
-    ir.Peek: _ck_one("addr"), ir.Alloc: _ck_one("size"), ir.Free: _ck_one("addr"),
-    ir.Compare: _ck_op_two(ir.CmpOp), ir.Math: _ck_op_two(ir.MathOp), ir.Scope: _ck_scope,
-    ir.Loop: _ck_loop, ir.While: _ck_while, ir.If: _ck_if,
-}
-assert not set(_FAST_CHECK) & _POST_CHECKED
+# one recursive walker per kind (`gate_walk`), `_Unit.walk`'s fast path
 _WALKERS = make_walkers(_PLANS, _POST_CHECKED | {ir.Call}, _LOOPS, _NODE_TYPES)
 
 
